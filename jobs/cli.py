@@ -1,0 +1,92 @@
+"""The `aurorahash` console script: one subcommand per job, a JSON summary line on stdout.
+
+Exit codes: 0 done, 1 failed work, 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from jobs.common import JobFailed, emit_summary, setup_logging
+from pipeline.errors import BadInput
+
+# Job name -> module. Each module defines HELP, add_arguments(parser) and run(args) -> dict.
+JOBS = {
+    "demo": "jobs.demo",
+    "train": "jobs.train",
+    "evaluate": "jobs.evaluate",
+    "ingest": "jobs.ingest",
+    "search": "jobs.search",
+    "benchmark": "jobs.benchmark",
+    "export": "jobs.export",
+    "synth": "jobs.synth",
+}
+
+log = logging.getLogger("aurorahash")
+
+
+def _available_jobs() -> dict:
+    mods = {}
+    for name, modname in JOBS.items():
+        try:
+            mods[name] = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:  # a job not built yet, not a broken one
+            if exc.name != modname:
+                raise
+    return mods
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    mods = _available_jobs()
+    parser = argparse.ArgumentParser(
+        prog="aurorahash",
+        description="Deep-hashing index for all-sky auroral image archives. Each job prints one "
+        "JSON summary line on stdout; progress goes to stderr.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug-level progress")
+    sub = parser.add_subparsers(dest="job", metavar="JOB", required=True)
+    for name, mod in mods.items():
+        p = sub.add_parser(
+            name,
+            help=mod.HELP.splitlines()[0],
+            description=mod.HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        mod.add_arguments(p)
+    return parser, mods
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, mods = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        summary = mods[args.job].run(args)
+    except BadInput as exc:
+        log.error("%s", exc)
+        emit_summary({"job": args.job, "ok": False, "error": str(exc)})
+        return 2
+    except FileNotFoundError as exc:
+        log.error("not found: %s", exc)
+        emit_summary({"job": args.job, "ok": False, "error": f"not found: {exc}"})
+        return 2
+    except JobFailed as exc:
+        log.error("%s", exc)
+        emit_summary({"job": args.job, "ok": False, "error": str(exc), **exc.summary})
+        return 1
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as exc:  # the work failed: report it, exit 1
+        log.exception("job %s failed", args.job)
+        emit_summary({"job": args.job, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    emit_summary({"job": args.job, "ok": True, **summary})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Readers, preprocessing, model, training, Ray encoding, code-shard store and evaluation."""
