@@ -1,0 +1,128 @@
+"""fsspec access for local paths, file:// and s3:// URIs, with atomic commits.
+
+Why atomic: readers list shard directories while jobs write them; a shard must appear whole or not
+at all. Locally we write a hidden temp file and rename it; on S3 a PUT (single or multipart) only
+becomes visible when it completes, so we upload the finished bytes in one call.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+
+import fsspec
+
+
+def split_uri(uri: str, storage_options: dict | None = None):
+    """(filesystem, path-without-protocol, protocol) for a local path or URI."""
+    uri = str(uri)
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("file", "local"):
+        path = os.path.abspath(path)
+        protocol = "file"
+    return fs, path, protocol
+
+
+def join_uri(protocol: str, path: str) -> str:
+    return path if protocol == "file" else f"{protocol}://{path}"
+
+
+def is_hidden(name: str) -> bool:
+    """Names starting with _ or . are bookkeeping (temp files, quarantine), never data."""
+    base = posixpath.basename(name.rstrip("/"))
+    return base.startswith("_") or base.startswith(".")
+
+
+def list_files(uri: str, storage_options: dict | None = None, suffixes=None) -> list[str]:
+    """Sorted URIs of the files under `uri` (or `uri` itself if it is a file).
+
+    Hidden files and folders (leading _ or .) below `uri` are skipped.
+    """
+    fs, path, protocol = split_uri(uri, storage_options)
+    if not fs.exists(path):
+        raise FileNotFoundError(uri)
+    if fs.isfile(path):
+        return [join_uri(protocol, path)]
+    out = []
+    root = path.rstrip("/")
+    for p in fs.find(path):
+        rel = p[len(root) :].lstrip("/") if p.startswith(root) else p
+        if any(is_hidden(part) for part in rel.split("/")):
+            continue
+        if suffixes and not p.lower().endswith(tuple(suffixes)):
+            continue
+        out.append(join_uri(protocol, p))
+    return sorted(out)
+
+
+def relative_path(uri: str, root_uri: str) -> str:
+    """Path of `uri` relative to the archive root (used in stable frame ids)."""
+    a, b = str(uri), str(root_uri).rstrip("/")
+    for prefix in ("file://",):
+        a = a[len(prefix) :] if a.startswith(prefix) else a
+        b = b[len(prefix) :] if b.startswith(prefix) else b
+    if "://" not in a:
+        a, b = os.path.abspath(a), os.path.abspath(b)
+    if a == b:
+        return posixpath.basename(a)
+    if a.startswith(b + "/"):
+        return a[len(b) + 1 :]
+    return posixpath.basename(a)
+
+
+def read_bytes(
+    uri: str, storage_options: dict | None = None, max_bytes: int | None = None
+) -> bytes:
+    fs, path, _ = split_uri(uri, storage_options)
+    with fs.open(path, "rb") as f:
+        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ValueError(f"{uri}: larger than the {max_bytes}-byte limit")
+    return data
+
+
+def exists(uri: str, storage_options: dict | None = None) -> bool:
+    fs, path, _ = split_uri(uri, storage_options)
+    return fs.exists(path)
+
+
+def makedirs(uri: str, storage_options: dict | None = None) -> None:
+    fs, path, protocol = split_uri(uri, storage_options)
+    if protocol == "file":
+        os.makedirs(path, exist_ok=True)
+
+
+def atomic_write_bytes(uri: str, data: bytes, storage_options: dict | None = None) -> None:
+    """Write `data` so that readers see either the old state or the whole new object."""
+    fs, path, protocol = split_uri(uri, storage_options)
+    if protocol == "file":
+        d = os.path.dirname(path)
+        os.makedirs(d, exist_ok=True)
+        tmp = os.path.join(d, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return
+    fs.pipe_file(path, data)
+
+
+def append_line(uri: str, line: str, storage_options: dict | None = None) -> None:
+    """Append one line to a log (local), or add it as its own small object (object stores).
+
+    Object stores cannot append, so each record becomes `<uri>.<uuid>` there; readers glob them.
+    """
+    fs, path, protocol = split_uri(uri, storage_options)
+    if protocol == "file":
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line.rstrip("\n") + "\n")
+        return
+    fs.pipe_file(f"{path}.{uuid.uuid4().hex}", (line.rstrip("\n") + "\n").encode())
