@@ -16,3 +16,5 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+from fixtures_s3 import s3, s3_server  # noqa: E402, F401  (ingest/store: moto S3 on loopback)
