@@ -1,0 +1,243 @@
+"""THEMIS level-1 all-sky CDF files (thg_l1_asf_SITE_YYYYMMDDHH_v01.cdf), read with cdflib.
+
+Every record of the `thg_asf_SITE` image variable is a frame, timed by `thg_asf_SITE_epoch`
+(CDF_EPOCH, or any epoch type cdflib converts); the site comes from the global attribute
+Logical_source (`thg_l1_asf_gako`), else the variable or file name. Records that are all fill
+value (65535) are FrameErrors. Thumbnail products (thg_l1_ast_*) are a SkipFile.
+
+Why the bounded subclass: cdflib inflates gzip-compressed variable blocks and whole files with an
+unbounded gzip.decompress; a small hostile CDF could expand to any size. _BoundedCDF routes
+those through a decompressor capped at limits.MAX_DECOMPRESSED_BYTES. cdflib opens only local
+paths (its own s3:// support bypasses fsspec and our endpoint options), so remote files are read
+(capped at limits.MAX_FILE_BYTES) into a temporary local copy first. Records are read in small
+batches so an hour-long file is never decoded at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import re
+import tempfile
+import zlib
+from datetime import datetime, timedelta, timezone
+
+import cdflib
+import numpy as np
+
+from pipeline import storage
+from pipeline.readers import limits
+from pipeline.readers.base import CorruptFile, Frame, FrameError, LimitExceeded, SkipFile
+from pipeline.readers.streams import file_size
+
+SUFFIXES = (".cdf",)
+THUMBNAIL_RE = re.compile(r"^thg_l\d_ast_", re.IGNORECASE)
+NAME_RE = re.compile(r"^thg_l\d_asf_([a-z0-9]+)_", re.IGNORECASE)
+IMAGE_VAR_RE = re.compile(r"^thg_asf_([a-z0-9]+)$", re.IGNORECASE)
+CDF_MAGICS = ("cdf30001", "cdf26002", "0000ffff")
+EPOCH_1970_MS = 62167219200000.0  # CDF_EPOCH (ms since 0000-01-01) of 1970-01-01T00:00Z
+RECORDS_PER_READ = 32
+
+
+def bounded_inflate(data: bytes) -> bytes:
+    d = zlib.decompressobj(wbits=47)  # gzip or zlib header
+    out = d.decompress(data, limits.MAX_DECOMPRESSED_BYTES + 1)
+    if len(out) > limits.MAX_DECOMPRESSED_BYTES or d.unconsumed_tail:
+        raise LimitExceeded(
+            f"compressed CDF block expands beyond {limits.MAX_DECOMPRESSED_BYTES} bytes"
+        )
+    return out
+
+
+class _BoundedCDF(cdflib.CDF):
+    """cdflib.CDF whose gzip inflation is capped (see the module docstring)."""
+
+    def _read_vvr_block(self, offset: int) -> bytes:
+        self._f.seek(offset, 0)
+        block_size = int.from_bytes(self._f.read(8), "big")
+        if block_size > limits.MAX_FILE_BYTES:
+            raise LimitExceeded(f"CDF block of {block_size} bytes")
+        block = self._f.read(block_size - 8)
+        section_type = int.from_bytes(block[0:4], "big")
+        if section_type == 13:  # CVVR
+            compressed_size = int.from_bytes(block[8:16], "big")
+            return bounded_inflate(block[16 : 16 + compressed_size])
+        if section_type == 7:  # VVR
+            return block[4:]
+        raise RuntimeError("Unexpected section type")
+
+    def _read_vvr_block2(self, offset: int) -> bytes:
+        self._f.seek(offset, 0)
+        block_size = int.from_bytes(self._f.read(4), "big")
+        if block_size > limits.MAX_FILE_BYTES:
+            raise LimitExceeded(f"CDF block of {block_size} bytes")
+        block = self._f.read(block_size - 4)
+        section_type = int.from_bytes(block[0:4], "big")
+        if section_type == 13:
+            compressed_size = int.from_bytes(block[8:12], "big")
+            return bounded_inflate(block[12 : 12 + compressed_size])
+        if section_type == 7:
+            return block[4:]
+        raise RuntimeError("Unexpected section type")
+
+    def _uncompress_file(self) -> None:
+        raise LimitExceeded("whole-file compressed CDFs are not supported (unbounded inflation)")
+
+
+def read(uri: str, storage_options: dict | None = None):
+    """Frames and FrameErrors of one ASF CDF (a generator); SkipFile for thumbnails."""
+    uri = str(uri)
+    if THUMBNAIL_RE.match(posixpath.basename(uri)):
+        raise SkipFile(uri, "THEMIS thumbnail product (thg_l1_ast_*), not ingested")
+    return _frames(uri, storage_options)
+
+
+@contextlib.contextmanager
+def _local_path(uri: str, storage_options: dict | None):
+    fs, path, protocol = storage.split_uri(uri, storage_options)
+    if protocol == "file":
+        yield path
+        return
+    data = storage.read_bytes(uri, storage_options, max_bytes=limits.MAX_FILE_BYTES)
+    fd, tmp = tempfile.mkstemp(suffix=".cdf", prefix="aurorahash-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        del data
+        yield tmp
+    finally:
+        os.unlink(tmp)
+
+
+def _open(uri: str, local: str) -> _BoundedCDF:
+    with open(local, "rb") as f:
+        head = f.read(8).hex()
+    if head[:8] not in CDF_MAGICS:
+        raise CorruptFile(uri, f"not a CDF file (magic {head[:8] or 'none'})")
+    try:
+        return _BoundedCDF(local)
+    except LimitExceeded as exc:
+        raise CorruptFile(uri, str(exc)) from None
+    except Exception as exc:
+        raise CorruptFile(uri, f"unreadable CDF ({type(exc).__name__}: {exc})") from None
+
+
+def _site(cdf, var: str, uri: str) -> str | None:
+    try:
+        src = cdf.globalattsget().get("Logical_source") or []
+    except Exception:
+        src = []
+    for s in src if isinstance(src, list) else [src]:
+        m = re.match(r"^thg_l\d_asf_([a-z0-9]+)$", str(s).strip(), re.IGNORECASE)
+        if m:
+            return m.group(1).lower()
+    m = IMAGE_VAR_RE.match(var) or NAME_RE.match(posixpath.basename(uri))
+    return m.group(1).lower() if m else None
+
+
+def _times(cdf, var: str, n: int) -> list[datetime | None]:
+    """Epoch of each record as aware UTC datetimes (None where absent or fill)."""
+    try:
+        ep = np.asarray(cdf.varget(f"{var}_epoch"))
+        dtype = cdf.varinq(f"{var}_epoch").Data_Type
+    except Exception:
+        return [None] * n
+    out: list[datetime | None] = [None] * n
+    base = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    for i in range(min(n, ep.shape[0] if ep.ndim else 1)):
+        v = ep[i] if ep.ndim else ep
+        try:
+            if dtype == 31:  # CDF_EPOCH: float ms since year 0
+                if np.isfinite(v) and v > 0:
+                    out[i] = base + timedelta(milliseconds=float(v) - EPOCH_1970_MS)
+            else:  # EPOCH16 / TT2000: let cdflib convert
+                t = cdflib.cdfepoch.to_datetime(v)
+                t = np.asarray(t).reshape(-1)[0].astype("datetime64[us]").item()
+                out[i] = t.replace(tzinfo=timezone.utc)
+        except (ValueError, OverflowError, TypeError):
+            out[i] = None
+    return out
+
+
+def _frames(uri: str, storage_options: dict | None):
+    size = file_size(uri, storage_options)
+    if size == 0:
+        raise CorruptFile(uri, "empty file (0 bytes)")
+    if size is not None and size > limits.MAX_FILE_BYTES:
+        raise CorruptFile(uri, f"{size} bytes > limits.MAX_FILE_BYTES")
+    with _local_path(uri, storage_options) as local:
+        cdf = _open(uri, local)
+        try:
+            yield from _records(uri, cdf)
+        finally:
+            f = getattr(cdf, "_f", None)
+            if f is not None:
+                f.close()
+
+
+def _records(uri: str, cdf):
+    names = list(cdf.cdf_info().zVariables) + list(cdf.cdf_info().rVariables)
+    images = [v for v in names if IMAGE_VAR_RE.match(v)]
+    if not images:
+        if any(v.lower().startswith("thg_ast_") for v in names):
+            raise SkipFile(uri, "THEMIS thumbnail product (thg_ast_* variables), not ingested")
+        raise CorruptFile(uri, "no thg_asf_SITE image variable")
+    var = images[0]
+    info = cdf.varinq(var)
+    dims = list(info.Dim_Sizes)
+    n = int(info.Last_Rec) + 1
+    if len(dims) != 2:
+        raise CorruptFile(uri, f"{var} has dimensions {dims}, expected 2-D frames")
+    h, w = int(dims[0]), int(dims[1])
+    if h <= 0 or w <= 0 or h > limits.MAX_DIM or w > limits.MAX_DIM or h * w > limits.MAX_PIXELS:
+        raise CorruptFile(uri, f"declared frame size {h}x{w} exceeds the limit")
+    if n > limits.MAX_FRAMES_PER_FILE:
+        raise CorruptFile(uri, f"{n} records > limits.MAX_FRAMES_PER_FILE")
+    if n <= 0:
+        raise CorruptFile(uri, f"{var} holds no records")
+    try:
+        fill = cdf.varattsget(var).get("FILLVAL", 65535)
+        fill = int(np.asarray(fill).reshape(-1)[0])
+    except Exception:
+        fill = 65535
+    site = _site(cdf, var, uri)
+    times = _times(cdf, var, n)
+    for start in range(0, n, RECORDS_PER_READ):
+        stop = min(n, start + RECORDS_PER_READ)
+        try:
+            block = _read_block(cdf, var, start, stop, h, w)
+        except Exception:
+            # a damaged block: retry record by record so the readable ones survive
+            for i in range(start, stop):
+                try:
+                    one = _read_block(cdf, var, i, i + 1, h, w)
+                except Exception as exc:
+                    yield FrameError(uri, i, f"unreadable record ({type(exc).__name__}: {exc})")
+                    continue
+                yield _frame_or_error(uri, i, one[0], fill, site, times[i], var)
+            continue
+        for k in range(stop - start):
+            yield _frame_or_error(uri, start + k, block[k], fill, site, times[start + k], var)
+
+
+def _read_block(cdf, var: str, start: int, stop: int, h: int, w: int) -> np.ndarray:
+    block = np.asarray(cdf.varget(var, startrec=start, endrec=stop - 1))
+    return block.reshape(stop - start, h, w)
+
+
+def _frame_or_error(uri, i, frame, fill, site, time, var):
+    if (frame == fill).all():
+        return FrameError(uri, i, f"fill-valued frame (all pixels {fill})")
+    if frame.dtype != np.uint16:
+        if frame.min() < 0 or frame.max() > 65535:
+            return FrameError(uri, i, f"pixel values outside 0..65535 ({frame.dtype})")
+        frame = frame.astype(np.uint16)
+    return Frame(
+        index=i,
+        pixels=np.ascontiguousarray(frame),
+        site=site,
+        time=time,
+        label=None,
+        meta={"variable": var, "imager": "asf"},
+    )

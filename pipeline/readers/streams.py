@@ -1,0 +1,129 @@
+"""Sequential, size-capped byte streams over fsspec files, decompressing .gz/.bz2 on the fly.
+
+Why our own thin buffer: PGM headers need `readline(limit)` and the rasters `read(n)`, over
+local files, S3 objects (whose fsspec readline takes no limit) and gzip/bz2 decoders alike, and
+every byte that comes out must count against limits.MAX_DECOMPRESSED_BYTES so a small
+compressed file cannot expand without bound. Frames are read one at a time: a minute file is
+never held whole in memory.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import posixpath
+
+from pipeline import storage
+from pipeline.readers import limits
+from pipeline.readers.base import CorruptFile, LimitExceeded
+
+CHUNK = 1 << 16
+
+
+class ByteStream:
+    """read / read_exact / readline / unread over a file object, with a byte cap."""
+
+    def __init__(self, f, cap: int, what: str):
+        self._f = f
+        # read1: one decompression step per call, so bytes decoded before a truncation point
+        # reach us before the decoder raises (read(n) would drop them with the exception)
+        self._read = getattr(f, "read1", None) or f.read
+        self._buf = bytearray()
+        self._cap = cap
+        self._what = what
+        self.consumed = 0  # bytes handed out so far (after decompression)
+        self._pulled = 0  # bytes taken from the underlying stream
+        self._eof = False
+
+    def _fill(self, want: int) -> None:
+        """Buffer at least `want` bytes if the stream has them; bytes up to the cap are served
+        normally, and only a request that needs a byte beyond it raises LimitExceeded."""
+        while len(self._buf) < want and not self._eof:
+            room = self._cap - self._pulled
+            data = self._read(max(1, min(max(CHUNK, want - len(self._buf)), room)))
+            if not data:
+                self._eof = True
+                break
+            if room <= 0:
+                raise LimitExceeded(
+                    f"{self._what}: more than {self._cap} bytes after decompression "
+                    "(limits.MAX_DECOMPRESSED_BYTES)"
+                )
+            self._pulled += len(data)
+            self._buf += data
+
+    def read(self, n: int) -> bytes:
+        """Up to n bytes (fewer only at the end of the stream)."""
+        self._fill(n)
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        self.consumed += len(out)
+        return out
+
+    def readline(self, limit: int) -> bytes:
+        """Bytes up to and including the next newline, or `limit` bytes, or what is left."""
+        start = 0
+        while True:
+            i = self._buf.find(b"\n", start)
+            if i >= 0 and i < limit:
+                return self.read(i + 1)
+            if len(self._buf) >= limit or self._eof:
+                return self.read(min(limit, len(self._buf)))
+            start = len(self._buf)
+            self._fill(len(self._buf) + 1)
+
+    def peek(self, n: int) -> bytes:
+        self._fill(n)
+        return bytes(self._buf[:n])
+
+    def unread(self, data: bytes) -> None:
+        self._buf[:0] = data
+        self.consumed -= len(data)
+
+
+def compression_of(uri: str) -> str | None:
+    name = posixpath.basename(str(uri)).lower()
+    if name.endswith((".gz", ".tgz")):
+        return "gzip"
+    if name.endswith(".bz2"):
+        return "bz2"
+    return None
+
+
+def file_size(uri: str, storage_options: dict | None) -> int | None:
+    fs, path, _ = storage.split_uri(uri, storage_options)
+    try:
+        return int(fs.size(path))
+    except Exception:  # size unknown: checks against it are skipped, the caps still hold
+        return None
+
+
+@contextlib.contextmanager
+def open_stream(uri: str, storage_options: dict | None = None):
+    """(ByteStream of the decompressed content, compressed?) for one archive file.
+
+    Raises CorruptFile for a zero-byte or missing-compression-header file.
+    """
+    size = file_size(uri, storage_options)
+    if size == 0:
+        raise CorruptFile(uri, "empty file (0 bytes)")
+    fs, path, _ = storage.split_uri(uri, storage_options)
+    comp = compression_of(uri)
+    with fs.open(path, "rb") as raw:
+        if comp == "gzip":
+            head = raw.read(2)
+            if head != b"\x1f\x8b":
+                raise CorruptFile(uri, f"not gzip data (starts with {head!r}) despite the name")
+            raw.seek(0)
+            inner = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif comp == "bz2":
+            head = raw.read(3)
+            if head != b"BZh":
+                raise CorruptFile(uri, f"not bzip2 data (starts with {head!r}) despite the name")
+            raw.seek(0)
+            inner = bz2.BZ2File(raw, mode="rb")
+        else:
+            inner = raw
+        cap = limits.MAX_DECOMPRESSED_BYTES if comp else (size or limits.MAX_DECOMPRESSED_BYTES)
+        yield ByteStream(inner, cap, str(uri)), comp is not None, size

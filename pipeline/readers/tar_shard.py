@@ -1,0 +1,153 @@
+"""Tar shards in the WebDataset convention: `key.png` / `key.jpg` (+ optional `key.cls`).
+
+A sample is the run of consecutive members sharing a key (the member path up to the first dot of
+its file name); the frame index is the sample's position in the shard. The image is the sample's
+png/jpg/jpeg/tif/tiff member, the label the integer (or aurora class name) in its `.cls` member;
+other members (json, txt) are ignored.
+
+Why streaming and these refusals: shards are read front to back (`tarfile` stream mode over a
+capped, possibly gunzipped stream), so a shard is never held whole; members with absolute or
+`..` paths, links and devices are refused with a FrameError naming the member (nothing is ever
+extracted to disk, but such members mark a shard that was not made for us); a sample without a
+decodable image is a FrameError; a truncated shard yields its complete samples, then one.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+
+from pipeline.readers import limits
+from pipeline.readers.base import CorruptFile, Frame, FrameError, LimitExceeded
+from pipeline.readers.decode import ImageDecodeError, decode_image
+from pipeline.readers.labels import label_index
+from pipeline.readers.pgm import parse_time
+from pipeline.readers.streams import open_stream
+
+SUFFIXES = (".tar", ".tar.gz", ".tgz")
+IMAGE_EXTS = ("png", "jpg", "jpeg", "tif", "tiff")
+MAX_CLS_BYTES = 256
+
+
+def read(uri: str, storage_options: dict | None = None):
+    """Frames and FrameErrors of one tar shard (a generator)."""
+    return _frames(str(uri), storage_options)
+
+
+def split_key(name: str) -> tuple[str, str]:
+    """'a/b/000123.seg.png' -> ('a/b/000123', 'seg.png')."""
+    d, base = posixpath.split(name)
+    stem, dot, ext = base.partition(".")
+    return (posixpath.join(d, stem) if d else stem), (ext.lower() if dot else "")
+
+
+def unsafe_reason(member: tarfile.TarInfo) -> str | None:
+    name = member.name
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return f"refused member {name!r}: absolute path"
+    if ".." in name.replace("\\", "/").split("/"):
+        return f"refused member {name!r}: '..' in its path"
+    if member.issym() or member.islnk():
+        return f"refused member {name!r}: link to {member.linkname!r}"
+    if not (member.isfile() or member.isdir()):
+        return f"refused member {name!r}: not a regular file"
+    return None
+
+
+class _Sample:
+    def __init__(self, key: str, index: int):
+        self.key = key
+        self.index = index
+        self.members: list[str] = []
+        self.image: tuple[str, bytes] | None = None
+        self.cls: bytes | None = None
+        self.error: str | None = None
+
+    def result(self, uri: str):
+        if self.error is not None:
+            return FrameError(uri, self.index, self.error)
+        if self.image is None:
+            names = ", ".join(self.members)
+            return FrameError(uri, self.index, f"sample {self.key!r} has no image ({names})")
+        name, data = self.image
+        try:
+            pixels, text = decode_image(data)
+        except (ImageDecodeError, LimitExceeded) as exc:
+            return FrameError(uri, self.index, f"member {name!r}: {exc}")
+        label = label_index(self.cls.decode("utf-8", "replace")) if self.cls else None
+        if label is None:
+            label = label_index(text.get("Aurora class"))
+        return Frame(
+            index=self.index,
+            pixels=pixels,
+            site=text.get("Site unique ID"),
+            time=parse_time(text.get("Image request start")),
+            label=label,
+            meta={"key": self.key, "member": name},
+        )
+
+
+def _member_bytes(tf: tarfile.TarFile, member: tarfile.TarInfo) -> bytes | None:
+    """The member's data, or None when the shard ends (or breaks) inside it."""
+    try:
+        data = tf.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError, LimitExceeded):
+        return None
+    return data if len(data) == member.size else None
+
+
+def _frames(uri: str, storage_options: dict | None):
+    with open_stream(uri, storage_options) as (stream, _compressed, _size):
+        try:
+            # closed with the stream when the generator ends
+            tf = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115
+        except (tarfile.TarError, EOFError, OSError, LimitExceeded) as exc:
+            raise CorruptFile(uri, f"not a tar archive ({exc})") from None
+        sample: _Sample | None = None
+        count = 0
+        members = iter(tf)
+        while True:
+            try:
+                member = next(members)
+            except StopIteration:
+                break
+            except (tarfile.TarError, EOFError, OSError, LimitExceeded) as exc:
+                if sample is not None:
+                    yield sample.result(uri)
+                    count += 1
+                    sample = None
+                yield FrameError(uri, count, f"truncated or corrupt tar ({exc})")
+                return
+            if member.isdir():
+                continue
+            key, ext = split_key(member.name)
+            if sample is None or key != sample.key:
+                if sample is not None:
+                    yield sample.result(uri)
+                    count += 1
+                if count >= limits.MAX_FRAMES_PER_FILE:
+                    yield FrameError(uri, count, f"more than {limits.MAX_FRAMES_PER_FILE} samples")
+                    return
+                sample = _Sample(key, count)
+            sample.members.append(member.name)
+            bad = unsafe_reason(member)
+            if bad is not None:
+                sample.error = sample.error or bad
+                continue
+            last = ext.rsplit(".", 1)[-1]
+            if last in IMAGE_EXTS and sample.image is None:
+                if member.size > limits.MAX_IMAGE_BYTES:
+                    sample.error = f"member {member.name!r}: {member.size} bytes > MAX_IMAGE_BYTES"
+                    continue
+                data = _member_bytes(tf, member)
+                if data is None:
+                    yield FrameError(uri, count, f"truncated or corrupt tar in {member.name!r}")
+                    return
+                sample.image = (member.name, data)
+            elif last == "cls" and member.size <= MAX_CLS_BYTES:
+                sample.cls = _member_bytes(tf, member)
+                if sample.cls is None:
+                    yield FrameError(uri, count, f"truncated or corrupt tar in {member.name!r}")
+                    return
+        if sample is not None:
+            yield sample.result(uri)

@@ -1,0 +1,99 @@
+"""Small generators of archive files for reader tests (no binary data is committed).
+
+Each helper writes into a path the test owns (tmp_path), mimicking one real format closely
+enough to exercise the readers: THEMIS ASF CDFs via cdflib's writer, PNGs with patched headers,
+tar shards with arbitrary (also hostile) member names.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import tarfile
+import zlib
+from datetime import datetime, timezone
+
+import numpy as np
+from PIL import Image
+
+CDF_EPOCH_1970_MS = 62167219200000.0
+
+
+def cdf_epoch(t: datetime) -> float:
+    """Aware datetime -> CDF_EPOCH (ms since 0000-01-01)."""
+    delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return CDF_EPOCH_1970_MS + delta.total_seconds() * 1000.0
+
+
+def write_asf_cdf(path, frames: np.ndarray, times: list[datetime], site: str = "test") -> None:
+    """A THEMIS-like level-1 ASF CDF: thg_asf_SITE (uint16 records) + thg_asf_SITE_epoch."""
+    from cdflib.cdfwrite import CDF
+
+    frames = np.asarray(frames, dtype=np.uint16)
+    spec = {"Majority": "row_major", "Encoding": 6}
+    cdf = CDF(str(path), cdf_spec=spec, delete=True)
+    try:
+        cdf.write_globalattrs(
+            {"Logical_source": {0: f"thg_l1_asf_{site}"}, "Project": {0: "THEMIS"}}
+        )
+        var = f"thg_asf_{site}"
+        cdf.write_var(
+            {
+                "Variable": var,
+                "Data_Type": 12,  # CDF_UINT2
+                "Num_Elements": 1,
+                "Rec_Vary": True,
+                "Dim_Sizes": list(frames.shape[1:]),
+                "Compress": 6,
+                "Block_Factor": 2,
+            },
+            var_attrs={"FILLVAL": [65535, "CDF_UINT2"], "DEPEND_0": f"{var}_epoch"},
+            var_data=frames,
+        )
+        cdf.write_var(
+            {
+                "Variable": f"{var}_epoch",
+                "Data_Type": 31,  # CDF_EPOCH
+                "Num_Elements": 1,
+                "Rec_Vary": True,
+                "Dim_Sizes": [],
+            },
+            var_data=np.array([cdf_epoch(t) for t in times], dtype=np.float64),
+        )
+    finally:
+        cdf.close()
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width x height (CRC fixed up) over a 1x1 image's data."""
+    data = bytearray(png_bytes(np.zeros((1, 1), np.uint8)))
+    # signature (8) + length (4) + b"IHDR" (4) + 13 bytes of IHDR data + CRC (4)
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def make_tar(path, members) -> None:
+    """members: (name, bytes) for files, or (name, None, "symlink"/"dir") for other kinds."""
+    with tarfile.open(path, "w") as tf:
+        for m in members:
+            name, data = m[0], m[1]
+            kind = m[2] if len(m) > 2 else "file"
+            info = tarfile.TarInfo(name)
+            if kind == "symlink":
+                info.type = tarfile.SYMTYPE
+                info.linkname = "/etc/passwd"
+                tf.addfile(info)
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+                tf.addfile(info)
+            else:
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))

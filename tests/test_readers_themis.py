@@ -1,0 +1,105 @@
+"""The readers on the real THEMIS sample files in ../shared/data/themis (read in place)."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import cdflib
+import numpy as np
+import pytest
+
+from pipeline.readers import Frame, FrameError, SkipFile, list_archive, read_frames
+
+THEMIS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "themis"
+PGMS = sorted(p for p in THEMIS.glob("*.pgm*")) if THEMIS.is_dir() else []
+ASF = THEMIS / "thg_l1_asf_gako_2011010617_v01.cdf"
+AST = THEMIS / "thg_l1_ast_gako_20110505_v01.cdf"
+
+pytestmark = pytest.mark.skipif(not THEMIS.is_dir(), reason="../shared/data/themis not present")
+
+
+def _raw(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.suffix == ".gz" else data
+
+
+def _independent_rasters(data: bytes, w: int = 256, h: int = 256) -> list[np.ndarray]:
+    """Simplest possible parse: each raster follows the first '\\n65535\\n' after the last."""
+    out, pos = [], 0
+    while True:
+        i = data.find(b"\n65535\n", pos)
+        if i < 0:
+            return out
+        start = i + len(b"\n65535\n")
+        out.append(np.frombuffer(data[start : start + 2 * w * h], ">u2").reshape(h, w))
+        pos = start + 2 * w * h
+
+
+def test_sample_files_are_there():
+    assert len(PGMS) == 6
+    assert ASF.is_file() and AST.is_file()
+
+
+def test_list_archive_lists_every_sample_file():
+    files = list_archive(str(THEMIS))
+    assert [Path(f).name for f in files] == sorted(p.name for p in THEMIS.iterdir())
+
+
+@pytest.mark.parametrize("path", PGMS, ids=lambda p: p.name)
+def test_pgm_minute_file(path: Path):
+    items = list(read_frames(str(path)))
+    assert all(isinstance(i, Frame) for i in items)
+    assert len(items) == 20
+    assert [f.index for f in items] == list(range(20))
+    minute = datetime.strptime(path.name[:13], "%Y%m%d_%H%M").replace(tzinfo=timezone.utc)
+    raw = _raw(path)
+    stamps = re.findall(rb'#"Image request start" (\S+ \S+) UTC', raw)
+    assert len(stamps) == 20
+    for k, (f, stamp) in enumerate(zip(items, stamps, strict=True)):
+        assert f.site == "gill"
+        assert f.meta["imager"] == "themis19"
+        assert f.meta["latitude"] == pytest.approx(56.3539)
+        assert f.meta["longitude"] == pytest.approx(-94.6557)
+        assert f.pixels.shape == (256, 256) and f.pixels.dtype == np.uint16
+        assert f.label is None
+        # the exact header timestamp, as an aware UTC datetime
+        expected = datetime.strptime(stamp.decode(), "%Y-%m-%d %H:%M:%S.%f")
+        assert f.time == expected.replace(tzinfo=timezone.utc)
+        # 3 s cadence from the minute in the file name
+        assert abs((f.time - minute) - timedelta(seconds=3 * k)) < timedelta(seconds=0.2)
+    rasters = _independent_rasters(raw)
+    assert len(rasters) == 20
+    np.testing.assert_array_equal(items[0].pixels, rasters[0])
+    np.testing.assert_array_equal(items[19].pixels, rasters[19])
+
+
+def test_asf_cdf_every_record_with_epoch():
+    items = list(read_frames(str(ASF)))
+    assert len(items) == 23 and all(isinstance(i, Frame) for i in items)
+    cdf = cdflib.CDF(str(ASF))
+    ref_pixels = cdf.varget("thg_asf_gako")
+    ref_times = cdflib.cdfepoch.to_datetime(cdf.varget("thg_asf_gako_epoch"))
+    for k, f in enumerate(items):
+        assert f.index == k
+        assert f.site == "gako"
+        assert f.pixels.shape == (256, 256) and f.pixels.dtype == np.uint16
+        assert f.time.tzinfo is not None
+        assert datetime(2011, 1, 6, 17, tzinfo=timezone.utc) <= f.time
+        assert f.time < datetime(2011, 1, 6, 18, tzinfo=timezone.utc)
+        ref = np.datetime64(ref_times[k], "us").item().replace(tzinfo=timezone.utc)
+        assert abs(f.time - ref) < timedelta(microseconds=2)
+    np.testing.assert_array_equal(items[7].pixels, ref_pixels[7])
+    assert all(b.time > a.time for a, b in zip(items, items[1:], strict=False))
+
+
+def test_ast_thumbnails_are_skipped_with_a_reason():
+    with pytest.raises(SkipFile, match="thumbnail"):
+        list(read_frames(str(AST)))
+
+
+def test_read_through_file_uri():
+    items = list(read_frames("file://" + str(PGMS[0])))
+    assert len(items) == 20 and not any(isinstance(i, FrameError) for i in items)
