@@ -1,0 +1,47 @@
+"""Joining or starting Ray the same way in every job.
+
+Why one place: jobs must honour --ray-address / RAY_ADDRESS, keep Ray's own logging off stdout
+(stdout carries only the JSON summary), and only shut down an instance they started themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+
+def init_ray(address: str | None = None, storage_env: dict | None = None) -> bool:
+    """Use this process's Ray, else join `address` / $RAY_ADDRESS, else start a local one.
+
+    Returns True when this call started (or joined) Ray, so the caller knows to shut it down.
+    `storage_env` (e.g. AWS_ENDPOINT_URL) is passed to workers through the runtime env.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs = dict(
+        include_dashboard=False,
+        configure_logging=True,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
+    env = {k: v for k, v in (storage_env or {}).items() if v}
+    if env:
+        kwargs["runtime_env"] = {"env_vars": env}
+    ray.init(address=address, **kwargs)
+    return True
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, storage_env: dict | None = None):
+    started = init_ray(address, storage_env)
+    try:
+        yield
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
