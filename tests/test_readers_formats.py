@@ -184,3 +184,21 @@ def test_pgm_bz2(tmp_path):
     items = list(read_frames(str(tmp_path / "m.pgm.bz2")))
     assert not any(isinstance(i, FrameError) for i in items)
     np.testing.assert_array_equal(np.stack([f.pixels for f in items]), frames)
+
+
+def test_errors_and_frames_pickle():
+    """Ray moves read results between processes: every item type must survive pickling."""
+    import pickle
+
+    from pipeline.readers import CorruptFile, SkipFile
+
+    for e in (
+        FrameError("s3://b/f.pgm", 3, "truncated"),
+        CorruptFile("f", "empty"),
+        SkipFile("f", "x"),
+    ):
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is type(e) and str(back) == str(e) and back.reason == e.reason
+    f = Frame(1, np.zeros((2, 2), np.uint16), "gill", T, 2, {"imager": "themis19"})
+    back = pickle.loads(pickle.dumps(f))
+    assert back.time == T and back.meta == f.meta and (back.pixels == f.pixels).all()

@@ -38,6 +38,9 @@ class FrameError(Exception):
         where = "" if index is None else f" frame {index}"
         super().__init__(f"{self.uri}{where}: {reason}")
 
+    def __reduce__(self):  # picklable (Ray moves these between processes)
+        return (type(self), (self.uri, self.index, self.reason))
+
 
 class CorruptFile(BadInput):
     """Nothing in the file can be read (zero bytes, wrong magic, not the format it claims)."""
@@ -47,6 +50,9 @@ class CorruptFile(BadInput):
         self.reason = reason
         super().__init__(f"{self.uri}: {reason}")
 
+    def __reduce__(self):
+        return (type(self), (self.uri, self.reason))
+
 
 class SkipFile(Exception):
     """A file that is deliberately not ingested (e.g. THEMIS thumbnails thg_l1_ast_*)."""
@@ -55,6 +61,9 @@ class SkipFile(Exception):
         self.uri = str(uri)
         self.reason = reason
         super().__init__(f"{self.uri}: skipped: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.uri, self.reason))
 
 
 class LimitExceeded(Exception):
