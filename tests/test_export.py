@@ -1,0 +1,128 @@
+"""pipeline.export and the search/benchmark/export jobs on small shard datasets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from shard_fixtures import popcount_distances, reference_ap, write_dataset
+
+from jobs.cli import main
+from pipeline import export, search
+
+
+def _run(capsys, *argv):
+    rc = main(list(argv))
+    out = capsys.readouterr().out.strip().splitlines()
+    return rc, json.loads(out[-1])
+
+
+@pytest.mark.parametrize("nbits", [12, 64, 100])
+def test_faiss_file_loads_and_searches_the_same(tmp_path, nbits):
+    faiss = pytest.importorskip("faiss")
+    codes, labels, ids, uris = write_dataset(tmp_path / "codes", sizes=(9, 4, 11), nbits=nbits)
+    shards, _ = search.resolve_shards(str(tmp_path / "codes"))
+    manifest = export.export(shards, str(tmp_path / "exp"), "faiss")
+    assert manifest["count"] == 24 and manifest["nbits"] == nbits
+    index = faiss.read_index_binary(str(tmp_path / "exp" / "codes.faissbin"))
+    assert index.ntotal == 24 and index.d == 64 * codes.shape[1]
+    xb = codes.astype("<u8").view(np.uint8)
+    D, _ = index.search(xb[:5], 24)
+    ref = np.sort(popcount_distances(codes[:5], codes), axis=1)
+    np.testing.assert_array_equal(D, ref)
+    table = pq.read_table(tmp_path / "exp" / "ids.parquet")
+    assert table.column("id").to_pylist() == list(ids)
+    assert table.column("row").to_pylist() == list(range(24))
+
+
+def test_npy_and_parquet_exports(tmp_path):
+    codes, labels, ids, uris = write_dataset(tmp_path / "codes", sizes=(3, 5), nbits=48)
+    shards, _ = search.resolve_shards(str(tmp_path / "codes"))
+    export.export(shards, str(tmp_path / "n"), "npy")
+    arr = np.load(tmp_path / "n" / "codes.npy", allow_pickle=False)
+    assert arr.dtype == np.uint8 and arr.shape == (8, 8)
+    np.testing.assert_array_equal(arr.view("<u8"), codes)
+    m = export.export(shards, str(tmp_path / "p"), "parquet")
+    t = pq.read_table(tmp_path / "p" / "codes.parquet")
+    assert t.num_rows == 8 and t.schema.metadata[b"aurorahash.nbits"] == b"48"
+    assert set(m["files"]) == {"codes.parquet", "ids.parquet"}
+    on_disk = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert on_disk["files"]["ids.parquet"]["sha256"] == m["files"]["ids.parquet"]["sha256"]
+
+
+def test_export_job_and_bad_usage(tmp_path, capsys):
+    write_dataset(tmp_path / "codes", sizes=(3, 5))
+    rc, s = _run(capsys, "export", "--codes", str(tmp_path / "codes"), "--out", str(tmp_path / "x"))
+    assert rc == 0 and s["ok"] and s["count"] == 8 and s["format"] == "faiss"
+    rc, s = _run(capsys, "export", "--codes", str(tmp_path / "none"), "--out", str(tmp_path / "y"))
+    assert rc == 2 and not s["ok"] and "no code shards" in s["error"]
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--codes", str(tmp_path), "--out", "x", "--format", "bogus"])
+    assert e.value.code == 2
+
+
+def test_search_job_by_query_id(tmp_path, capsys):
+    codes, labels, ids, uris = write_dataset(tmp_path / "codes", sizes=(6, 7), nbits=24)
+    rc, s = _run(
+        capsys,
+        "search",
+        "--codes",
+        str(tmp_path / "codes"),
+        "--query-id",
+        ids[8],
+        "--k",
+        "4",
+        "--no-ray",
+    )
+    assert rc == 0 and s["n_database"] == 13 and s["k"] == 4
+    got = s["neighbors"][ids[8]]
+    d = popcount_distances(codes[8:9], codes)[0]
+    order = np.argsort(d, kind="stable")[:4]
+    assert [g[0] for g in got] == list(ids[order])
+    assert [g[1] for g in got] == list(d[order])
+    rc, s = _run(
+        capsys, "search", "--codes", str(tmp_path / "codes"), "--query-id", "nope#1", "--no-ray"
+    )
+    assert rc == 2 and "nope#1" in s["error"]
+    out = tmp_path / "nn.parquet"
+    rc, s = _run(
+        capsys,
+        "search",
+        "--codes",
+        str(tmp_path / "codes"),
+        "--queries",
+        str(tmp_path / "codes"),
+        "--k",
+        "3",
+        "--no-ray",
+        "--out",
+        str(out),
+    )
+    assert rc == 0 and pq.read_table(out).num_rows == 13 * 3
+
+
+def test_benchmark_job(tmp_path, capsys):
+    codes, labels, ids, uris = write_dataset(tmp_path / "db", sizes=(10, 12), seed=5)
+    qc, ql, qids, _ = write_dataset(tmp_path / "q", sizes=(4,), seed=6)
+    rc, s = _run(
+        capsys,
+        "benchmark",
+        "--database",
+        str(tmp_path / "db"),
+        "--queries",
+        str(tmp_path / "q"),
+        "--topk",
+        "5",
+        "--no-ray",
+        "--out",
+        str(tmp_path / "report.json"),
+    )
+    assert rc == 0 and s["n_queries"] == 4 and s["n_database"] == 22
+    d = popcount_distances(qc, codes)
+    ref = np.mean([reference_ap(d[i], labels == ql[i]) for i in range(4)])
+    assert s["map"] == pytest.approx(ref, abs=1e-6)
+    report = json.loads((tmp_path / "report.json").read_text())
+    (entry,) = report.values()
+    assert len(entry["pr_precision"]) == len(entry["pr_recall"]) > 0

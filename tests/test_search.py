@@ -1,0 +1,116 @@
+"""pipeline.search: k-NN and MAP across shards equal a single search over the concatenation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from shard_fixtures import SHA_A, SHA_B, popcount_distances, reference_ap, write_dataset
+
+from pipeline import search, store
+from pipeline.errors import BadInput
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    codes, labels, ids, uris = write_dataset(tmp_path, sizes=(7, 0, 13, 5, 9), nbits=12, seed=3)
+    rng = np.random.default_rng(9)
+    qidx = rng.choice(len(codes), size=6, replace=False)
+    return tmp_path, codes, labels, ids, uris, codes[qidx], labels[qidx]
+
+
+def _reference_knn(q, db, k):
+    d = popcount_distances(q, db)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, order, axis=1), order
+
+
+@pytest.mark.parametrize("k", [1, 5, 34, 50])
+def test_search_equals_reference(dataset, k):
+    root, codes, labels, ids, uris, q, ql = dataset
+    shards, meta = search.resolve_shards(str(root))
+    assert shards == sorted(uris) and meta.nbits == 12
+    res = search.search(q, shards, k)
+    D, I = _reference_knn(q, codes, k)
+    assert res.n_database == len(codes) == 34
+    np.testing.assert_array_equal(res.distances, D)
+    np.testing.assert_array_equal(res.indices, I)
+    np.testing.assert_array_equal(res.ids, ids[I])
+    np.testing.assert_array_equal(res.labels, labels[I])
+
+
+def test_map_equals_reference(dataset):
+    root, codes, labels, ids, uris, q, ql = dataset
+    shards, _ = search.resolve_shards(str(root))
+    res = search.evaluate_map(q, ql, shards, topk=10)
+    d = popcount_distances(q, codes)
+    ref = [reference_ap(d[i], labels == ql[i]) for i in range(len(q))]
+    np.testing.assert_allclose(res.aps, ref, rtol=0, atol=1e-12)
+    assert res.map == pytest.approx(np.mean(ref), abs=1e-12)
+    # AP@10: only the first 10 ranked, normalised by relevant items retrieved.
+    ref10 = []
+    for i in range(len(q)):
+        order = np.argsort(d[i], kind="stable")[:10]
+        rel = (labels[order] == ql[i]).astype(float)
+        ref10.append(
+            0.0
+            if rel.sum() == 0
+            else float((np.cumsum(rel) / np.arange(1, 11) * rel).sum() / rel.sum())
+        )
+    assert res.map_at_k == pytest.approx(np.mean(ref10), abs=1e-12)
+    # Tie-aware MAP equals the kernel on the concatenated database.
+    import kernels
+
+    aware = kernels.mean_average_precision(q, codes, ql, labels, ties="aware")
+    assert res.map_tie_aware == pytest.approx(aware, abs=1e-12)
+    assert res.n_database == 34 and res.n_queries == 6
+
+
+def test_unlabelled_database_items_never_relevant(tmp_path):
+    codes, labels, ids, uris = write_dataset(tmp_path, sizes=(6, 6), seed=1)
+    # Rewrite one shard without labels: those frames can never be relevant.
+    t = store.read_shard(uris[1])
+    cols = {c: t.column(c) for c in store.COLUMNS}
+    cols["label"] = [None] * t.num_rows
+    store.write_shard(uris[1], cols, store.shard_meta(t))
+    q, ql = codes[:3], labels[:3]
+    res = search.evaluate_map(q, ql, search.resolve_shards(str(tmp_path))[0])
+    d = popcount_distances(q, codes)
+    lab = labels.copy()
+    lab[6:] = -1
+    ref = [reference_ap(d[i], lab == ql[i]) for i in range(3)]
+    np.testing.assert_allclose(res.aps, ref, atol=1e-12)
+
+
+def test_several_models_need_a_choice(tmp_path):
+    write_dataset(tmp_path, sizes=(4,), model=SHA_A)
+    write_dataset(tmp_path, sizes=(5,), model=SHA_B, seed=1)
+    with pytest.raises(BadInput, match="several models"):
+        search.resolve_shards(str(tmp_path))
+    shards, meta = search.resolve_shards(str(tmp_path), model="bbbb")
+    assert meta.model == SHA_B and len(shards) == 1
+    assert set(search.models_under(str(tmp_path))) == {SHA_A, SHA_B}
+    with pytest.raises(BadInput, match="no code shards"):
+        search.resolve_shards(str(tmp_path / "nothing"))
+
+
+def test_mismatched_query_width(dataset):
+    root, *_ = dataset
+    shards, _ = search.resolve_shards(str(root))
+    with pytest.raises(BadInput, match="words"):
+        search.search(np.zeros((2, 2), np.uint64), shards, 3)
+
+
+@pytest.mark.integration
+def test_ray_executor_matches_local(dataset, ray_local):
+    root, codes, labels, ids, uris, q, ql = dataset
+    shards, _ = search.resolve_shards(str(root))
+    ex = search.RayExecutor()
+    local = search.search(q, shards, 8)
+    remote = search.search(q, shards, 8, executor=ex)
+    np.testing.assert_array_equal(local.indices, remote.indices)
+    np.testing.assert_array_equal(local.distances, remote.distances)
+    m_local = search.evaluate_map(q, ql, shards, topk=5)
+    m_ray = search.evaluate_map(q, ql, shards, executor=ex, topk=5)
+    np.testing.assert_allclose(m_local.aps, m_ray.aps, atol=1e-12)
+    assert m_local.map_tie_aware == pytest.approx(m_ray.map_tie_aware, abs=1e-12)
+    assert m_local.map_at_k == pytest.approx(m_ray.map_at_k, abs=1e-12)
