@@ -12,6 +12,7 @@ Layout of a dataset written by `aurorahash ingest --out OUT`:
 
     OUT/<model12>/<archive relative path>.parquet       one shard per archive file
     OUT/_quarantine/<model12>/<archive relative path>.jsonl   problems met in that file
+    OUT/_ignored/<model12>/<archive relative path>.json       files readers skip on purpose
 
 `<model12>` is the first 12 hex digits of the checkpoint's sha256, so a different model writes its
 own set of shards next to the first. The shard path mirrors the archive file's path relative to
@@ -47,6 +48,7 @@ LAYOUT = "1"  # DESIGN.md "Packed codes": little-endian uint64 words, bit j -> w
 META_PREFIX = "aurorahash."
 SHARD_SUFFIX = ".parquet"
 QUARANTINE_DIR = "_quarantine"
+IGNORED_DIR = "_ignored"
 MODEL_PREFIX_LEN = 12
 
 COLUMNS = ("id", "source", "frame", "site", "time", "code", "label", "pred", "score")
@@ -158,6 +160,14 @@ def quarantine_uri(out_uri: str, relpath: str, model_sha: str) -> str:
     return (
         f"{str(out_uri).rstrip('/')}/{QUARANTINE_DIR}/{model_sha[:MODEL_PREFIX_LEN]}/"
         f"{_check_relpath(relpath)}.jsonl"
+    )
+
+
+def ignored_uri(out_uri: str, relpath: str, model_sha: str) -> str:
+    """Marker for an archive file the readers deliberately skip (e.g. THEMIS thumbnails)."""
+    return (
+        f"{str(out_uri).rstrip('/')}/{IGNORED_DIR}/{model_sha[:MODEL_PREFIX_LEN]}/"
+        f"{_check_relpath(relpath)}.json"
     )
 
 
