@@ -38,6 +38,7 @@ IMAGE_VAR_RE = re.compile(r"^thg_asf_([a-z0-9]+)$", re.IGNORECASE)
 CDF_MAGICS = ("cdf30001", "cdf26002", "0000ffff")
 EPOCH_1970_MS = 62167219200000.0  # CDF_EPOCH (ms since 0000-01-01) of 1970-01-01T00:00Z
 RECORDS_PER_READ = 32
+MAX_CONSECUTIVE_FAILURES = 64
 
 
 def bounded_inflate(data: bytes) -> bytes:
@@ -176,7 +177,8 @@ def _frames(uri: str, storage_options: dict | None):
                 f.close()
 
 
-def _records(uri: str, cdf):
+def _layout(uri: str, cdf):
+    """(image variable, records, height, width, fill value, site, times) or CorruptFile."""
     names = list(cdf.cdf_info().zVariables) + list(cdf.cdf_info().rVariables)
     images = [v for v in names if IMAGE_VAR_RE.match(v)]
     if not images:
@@ -203,6 +205,17 @@ def _records(uri: str, cdf):
         fill = 65535
     site = _site(cdf, var, uri)
     times = _times(cdf, var, n)
+    return var, n, h, w, fill, site, times
+
+
+def _records(uri: str, cdf):
+    try:
+        var, n, h, w, fill, site, times = _layout(uri, cdf)
+    except (CorruptFile, SkipFile):
+        raise
+    except Exception as exc:  # cdflib on damaged metadata: any error type
+        raise CorruptFile(uri, f"unreadable CDF metadata ({type(exc).__name__}: {exc})") from None
+    failures = 0  # consecutive unreadable records
     for start in range(0, n, RECORDS_PER_READ):
         stop = min(n, start + RECORDS_PER_READ)
         try:
@@ -214,9 +227,20 @@ def _records(uri: str, cdf):
                     one = _read_block(cdf, var, i, i + 1, h, w)
                 except Exception as exc:
                     yield FrameError(uri, i, f"unreadable record ({type(exc).__name__}: {exc})")
+                    failures += 1
+                    if failures >= MAX_CONSECUTIVE_FAILURES and i + 1 < n:
+                        yield FrameError(
+                            uri,
+                            None,
+                            f"records {i + 1}..{n - 1} not tried after "
+                            f"{failures} consecutive unreadable records",
+                        )
+                        return
                     continue
+                failures = 0
                 yield _frame_or_error(uri, i, one[0], fill, site, times[i], var)
             continue
+        failures = 0
         for k in range(stop - start):
             yield _frame_or_error(uri, start + k, block[k], fill, site, times[start + k], var)
 

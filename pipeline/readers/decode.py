@@ -92,7 +92,16 @@ def decode_image(data: bytes) -> tuple[np.ndarray, dict]:
 
 def iter_pages(im: Image.Image, max_pages: int):
     """Each page of a (possibly multi-page) image as an array, or the exception it raised."""
-    for k, page in enumerate(ImageSequence.Iterator(im)):
+    pages = ImageSequence.Iterator(im)
+    k = 0
+    while True:
+        try:
+            page = next(pages)
+        except StopIteration:
+            return
+        except Exception as exc:  # a broken page directory: stop here
+            yield k, ImageDecodeError(f"cannot seek to page {k} ({type(exc).__name__}: {exc})")
+            return
         if k >= max_pages:
             yield k, LimitExceeded(f"more than {max_pages} pages")
             return
@@ -100,8 +109,14 @@ def iter_pages(im: Image.Image, max_pages: int):
             yield k, to_array(page)
         except (ImageDecodeError, LimitExceeded) as exc:
             yield k, exc
+        k += 1
 
 
 def text_info(im: Image.Image) -> dict:
-    info = getattr(im, "text", None) or {}
+    """PNG text chunks we use (Pillow decodes the image to reach chunks after the pixels, so a
+    broken image simply has none)."""
+    try:
+        info = getattr(im, "text", None) or {}
+    except Exception:
+        return {}
     return {k: str(v) for k, v in info.items() if k in TEXT_KEYS}

@@ -34,14 +34,16 @@ def _frames(uri: str, storage_options: dict | None):
         im = open_image(data)
     except (ImageDecodeError, LimitExceeded, ValueError) as exc:
         raise CorruptFile(uri, str(exc)) from None
-    text = text_info(im)
     fmt = im.format
+    text = None
     for k, item in iter_pages(im, limits.MAX_FRAMES_PER_FILE):
         if isinstance(item, Exception):
             if k == 0 and isinstance(item, ImageDecodeError):
                 raise CorruptFile(uri, str(item))
             yield FrameError(uri, k, str(item))
             continue
+        if text is None:
+            text = text_info(im)
         meta = {"format": fmt}
         if "Aurora class" in text:
             meta["label_name"] = text["Aurora class"]
