@@ -1,0 +1,91 @@
+"""Evaluate a trained model's codes: MAP, tie-aware MAP, accuracy, precision@k and PR curves.
+
+Loads MODEL/model.safetensors + config.json (never unpickles), encodes the protocol's queries and
+database with the checkpoint's own preprocessing, and prints one JSON line with `map`
+(ties broken by database index), `map_tie_aware` (expected AP over orderings inside Hamming-tie
+groups), `accuracy` (classifier on the queries), `precision_at_k` and `pr_curve` (precision and
+recall within Hamming radius r = 0..bits). --plot FILE.png draws the PR curves.
+
+Example:
+  aurorahash evaluate --model runs/c10-48 --dataset cifar10 --data ../shared/data/cifar10 \\
+      --protocol cifar10-2 --topk 1000 --plot runs/c10-48/pr.png
+"""
+
+from __future__ import annotations
+
+import time
+
+from jobs.common import UsageError, add_s3_options, storage_options
+from jobs.train import add_data_arguments, data_options
+
+HELP = __doc__
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="checkpoint directory (local, file://, s3://)")
+    add_data_arguments(p)
+    p.add_argument("--topk", type=int, default=None, help="also report map@K (and precision@K)")
+    p.add_argument(
+        "--tta",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="test-time augmentation: 0 none, 1 mirror (default), 2 mirror + translations",
+    )
+    p.add_argument(
+        "--db-tta", type=int, choices=(0, 1, 2), default=None, help="TTA for the database"
+    )
+    p.add_argument("--plot", default=None, help="write the PR curves to this PNG")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    p.add_argument("--batch-size", type=int, default=1000, help="encoding batch size")
+    add_s3_options(p)
+
+
+def run(args) -> dict:
+    from pipeline.checkpoint import load_checkpoint
+    from pipeline.datasets import load_splits
+    from pipeline.evaluate import evaluate_model
+
+    if args.topk is not None and args.topk < 1:
+        raise UsageError("--topk must be positive")
+    so = storage_options(args)
+    model, cfg = load_checkpoint(args.model, args.device, so)
+    opts = data_options(args)
+    if args.dataset != "cifar10" or cfg.get("preprocess"):
+        opts["preprocess"] = cfg.get("preprocess") or opts.get("preprocess")
+    t0 = time.perf_counter()
+    splits = load_splits(args.dataset, args.data, args.protocol, args.data_seed, None, so, **opts)
+    x = splits["query"][0]
+    if x.shape[1] != cfg["in_channels"]:
+        raise UsageError(
+            f"the data has {x.shape[1]} channels, the model takes {cfg['in_channels']}"
+        )
+    if len(splits["classes"]) != len(cfg["classes"]):
+        raise UsageError(
+            f"the data has {len(splits['classes'])} classes, the model {len(cfg['classes'])}"
+        )
+    t1 = time.perf_counter()
+    metrics = evaluate_model(
+        model,
+        splits,
+        tta=args.tta,
+        batch=args.batch_size,
+        device=args.device,
+        topk=args.topk,
+        db_tta=args.db_tta,
+    )
+    if args.plot:
+        from pipeline.report import plot_pr_curves
+
+        plot_pr_curves({f"{cfg['arch']} {cfg['bits']} bits": metrics}, args.plot)
+    info = splits["info"]
+    return {
+        "model": args.model,
+        "model_sha256": cfg["model_sha256"],
+        "arch": cfg["arch"],
+        "dataset": info["dataset"],
+        "protocol": info["protocol"],
+        "data_seconds": round(t1 - t0, 1),
+        "eval_seconds": round(time.perf_counter() - t1, 1),
+        **metrics,
+    }

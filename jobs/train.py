@@ -1,0 +1,269 @@
+"""Train a deep hashing model (Im-AlexNet-SP family or the compact net) and evaluate it.
+
+Writes OUT/model.safetensors, OUT/config.json and OUT/optimizer.safetensors after every epoch;
+running the same command again resumes after the last completed epoch (a finished run only
+re-evaluates). The summary has map (ties by index), map_tie_aware, accuracy (on the queries),
+params_mb (float32 parameter bytes / 2**20), train_seconds, and precision@k.
+
+Examples:
+  aurorahash train --dataset cifar10 --data ../shared/data/cifar10 --protocol cifar10-2 \\
+      --arch compact --bits 48 --epochs 12 --seed 0 --out runs/c10-48
+  aurorahash train --dataset synthetic-aurora --size 96 --arch im-alexnet-sp --bits 32 \\
+      --epochs 20 --out runs/aurora-im32
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from jobs.common import UsageError, add_s3_options, storage_options
+
+HELP = __doc__
+log = logging.getLogger("aurorahash.train")
+
+
+def _bool(v: str) -> bool:
+    t = str(v).lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(v)
+
+
+def add_data_arguments(p, required_dataset=True) -> None:
+    from pipeline.datasets import DATASETS
+
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        required=required_dataset,
+        help="cifar10 (Parquet shards of JPEGs), synthetic-aurora (seeded generator), parquet "
+        "(a labelled table or folder of tables), folder (one sub-folder per class)",
+    )
+    g.add_argument(
+        "--data",
+        default=None,
+        help="dataset location: local path, file:// or s3:// URI (not used by synthetic-aurora)",
+    )
+    g.add_argument(
+        "--protocol",
+        default=None,
+        help="split protocol: cifar10-2 (default) or cifar10-1 for cifar10; synthetic for "
+        "synthetic-aurora; holdout for parquet and folder",
+    )
+    g.add_argument(
+        "--data-seed",
+        type=int,
+        default=0,
+        help="seed of the split (and of the synthetic frames); default 0",
+    )
+    g.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="input size in px (synthetic-aurora/parquet/folder; default 64 for aurora frames, "
+        "32 for photos; CIFAR-10 is 32)",
+    )
+    g.add_argument("--n-train", type=int, default=None, help="training images (synthetic: 2000)")
+    g.add_argument("--n-query", type=int, default=None, help="queries (synthetic: 400)")
+    g.add_argument("--n-database", type=int, default=None, help="database size (synthetic: 4000)")
+    g.add_argument(
+        "--preprocess",
+        choices=("auto", "aurora", "photo"),
+        default=None,
+        help="preprocessing for parquet/folder data (default auto: aurora for 16-bit grey)",
+    )
+
+
+def data_options(args) -> dict:
+    return dict(
+        size=args.size,
+        n_train=args.n_train,
+        n_query=args.n_query,
+        n_database=args.n_database,
+        preprocess=args.preprocess,
+    )
+
+
+def add_arguments(p) -> None:
+    from pipeline.losses import HASH_LOSSES
+    from pipeline.model import ARCHS
+    from pipeline.train import RECIPES
+
+    add_data_arguments(p)
+    p.add_argument("--limit", type=int, default=None, help="cap on training images (quick runs)")
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", choices=ARCHS, default="compact", help="architecture (compact)")
+    g.add_argument("--bits", type=int, default=48, help="code length (48)")
+    g.add_argument(
+        "--no-spp-pmt",
+        action="store_true",
+        help="ablation (Table 2): no SPP and no PMT (plain last max-pool)",
+    )
+    g.add_argument("--spp", type=_bool, default=None, help="force SPP on/off (true/false)")
+    g.add_argument("--pmt", type=_bool, default=None, help="force PMT on/off (true/false)")
+    g.add_argument(
+        "--widths", default=None, help="compact conv widths, comma-separated (64,128,128)"
+    )
+    g.add_argument("--dropout", type=float, default=None, help="dropout in the hidden FCs")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=float, default=10, help="epochs (fractions allowed; 10)")
+    g.add_argument("--seed", type=int, default=0, help="training seed (init, shuffles; 0)")
+    g.add_argument("--out", required=True, help="checkpoint directory (local, file:// or s3://)")
+    g.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default=None,
+        help="optimiser recipe (default: airbench for compact, sgd for the AlexNet rows)",
+    )
+    g.add_argument("--batch-size", type=int, default=None, help="batch size (recipe default)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (recipe's units)")
+    g.add_argument("--momentum", type=float, default=None, help="Nesterov momentum")
+    g.add_argument("--weight-decay", type=float, default=None, help="weight decay")
+    g.add_argument("--head-lr-scale", type=float, default=None, help="lr factor of the head")
+    g.add_argument("--label-smoothing", type=float, default=None, help="CE label smoothing")
+    g.add_argument(
+        "--hash-loss",
+        choices=HASH_LOSSES,
+        default="dpsh",
+        help="pairwise loss on the hash layer: dpsh (default), dsh, or none (ablation: "
+        "classification loss only, Table 1)",
+    )
+    g.add_argument("--ce-weight", type=float, default=1.0, help="weight of cross-entropy (1)")
+    g.add_argument("--pair-weight", type=float, default=1.0, help="weight of the pair loss (1)")
+    g.add_argument(
+        "--quant-weight", type=float, default=0.1, help="weight of the quantisation loss (0.1)"
+    )
+    g.add_argument("--no-flip", action="store_true", help="no horizontal flips")
+    g.add_argument(
+        "--translate", type=int, default=None, help="random translation in px (2 at 32 px)"
+    )
+    g.add_argument("--no-amp", action="store_true", help="float32 instead of bf16/fp16 autocast")
+    g.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g = p.add_argument_group("evaluation")
+    g.add_argument(
+        "--tta",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="test-time augmentation of codes and logits: 0 none, 1 mirror (default), "
+        "2 mirror + 1 px translations",
+    )
+    g.add_argument(
+        "--db-tta", type=int, choices=(0, 1, 2), default=None, help="TTA for the database"
+    )
+    g.add_argument("--topk", type=int, default=None, help="also report map@K")
+    g.add_argument("--no-eval", action="store_true", help="train only")
+    g.add_argument("--plot", default=None, help="write PR curves to this PNG")
+    add_s3_options(p)
+
+
+def run(args) -> dict:
+    from pipeline.datasets import load_splits
+    from pipeline.evaluate import evaluate_model
+    from pipeline.train import TrainConfig, train_model
+
+    t_start = time.perf_counter()
+    if args.bits < 1 or args.bits > 4096:
+        raise UsageError("--bits must be in 1..4096")
+    if args.epochs <= 0:
+        raise UsageError("--epochs must be positive")
+    widths = None
+    if args.widths:
+        try:
+            widths = tuple(int(w) for w in args.widths.split(","))
+        except ValueError:
+            raise UsageError(f"--widths must be comma-separated integers: {args.widths}") from None
+    spp, pmt = args.spp, args.pmt
+    if args.no_spp_pmt:
+        spp, pmt = False, False
+    so = storage_options(args)
+    t0 = time.perf_counter()
+    splits = load_splits(
+        args.dataset,
+        args.data,
+        args.protocol,
+        data_seed=args.data_seed,
+        limit=args.limit,
+        storage_options=so,
+        **data_options(args),
+    )
+    data_seconds = time.perf_counter() - t0
+    info = splits["info"]
+    log.info(
+        "data: %s/%s train %d, queries %d, database %d (%.1f s)",
+        info["dataset"],
+        info["protocol"],
+        info["train"],
+        info["query"],
+        info["database"],
+        data_seconds,
+    )
+    cfg = TrainConfig(
+        arch=args.arch,
+        bits=args.bits,
+        epochs=args.epochs,
+        seed=args.seed,
+        recipe=args.recipe,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        head_lr_scale=args.head_lr_scale,
+        label_smoothing=args.label_smoothing,
+        hash_loss=args.hash_loss,
+        ce_weight=args.ce_weight,
+        pair_weight=args.pair_weight,
+        quant_weight=args.quant_weight,
+        flip=not args.no_flip,
+        translate=args.translate,
+        tta=args.tta,
+        amp=not args.no_amp,
+        device=args.device,
+        threads=args.threads,
+        spp=spp,
+        pmt=pmt,
+        widths=widths,
+        dropout=args.dropout,
+    )
+    model, config = train_model(splits, cfg, args.out, info, so)
+    summary = {
+        "out": args.out,
+        "arch": config["arch"],
+        "bits": config["bits"],
+        "dataset": info["dataset"],
+        "protocol": info["protocol"],
+        "epochs_done": config.get("epochs_done"),
+        "params_mb": round(float(config["params_mb"]), 3),
+        "train_seconds": round(float(config.get("train_seconds", 0.0)), 1),
+        "model_sha256": config["model_sha256"],
+        "data_seconds": round(data_seconds, 1),
+    }
+    if not args.no_eval:
+        t1 = time.perf_counter()
+        metrics = evaluate_model(
+            model, splits, tta=args.tta, device=args.device, topk=args.topk, db_tta=args.db_tta
+        )
+        summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
+        if args.plot:
+            from pipeline.report import plot_pr_curves
+
+            plot_pr_curves({f"{config['arch']} {config['bits']} bits": metrics}, args.plot)
+        pr = metrics.pop("pr_curve", None)
+        summary.update(metrics)
+        if pr is not None:
+            summary["pr_curve"] = pr
+        from pipeline import storage
+
+        storage.atomic_write_bytes(
+            args.out.rstrip("/") + "/metrics.json",
+            json.dumps({**summary, "pr_curve": pr}, indent=1, default=str).encode(),
+            so,
+        )
+    summary["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    return summary

@@ -1,0 +1,486 @@
+"""Training of the deep hashing models: recipe, loop, per-epoch checkpoints and resume.
+
+Two recipes:
+- `airbench` (default for `compact`): the CIFAR-10 speed-run recipe of Keller Jordan's airbench,
+  re-implemented: batch 1024, SGD with Nesterov momentum 0.85, learning rate and weight decay in
+  "per 1024 examples" decoupled form (lr 11.5, wd 0.0153), batch-norm biases at 64x the learning
+  rate, a triangular schedule (0.2 -> 1 at 23% of the steps -> 0.07), label smoothing 0.2,
+  whitening-conv bias trained for the first 3 epochs only, a lookahead/EMA of the weights from
+  epoch 3, alternating flips (every image flipped in every other epoch) and random 2-px
+  translation. The classifier FC and the PMT exponent run at lr / 81: airbench's
+  final linear layer is scaled by 1/9, which is the same as a 81x smaller learning rate on an
+  unscaled layer.
+- `sgd` (default for the AlexNet rows): SGD with Nesterov momentum 0.9, lr 0.01 per 256
+  examples, weight decay 5e-4, 5% linear warm-up then linear decay to 0, flips and translation.
+
+Everything runs under bfloat16 autocast on CPU when `amp` is on (default), channels_last memory.
+Each epoch ends with a checkpoint (weights, optimiser state, epochs done, training seconds) in
+the output directory; running the same command again resumes after the last completed epoch
+(the schedule is a function of the global step, and each epoch's shuffling and augmentation come
+from a generator seeded by (seed, epoch), so a resumed run repeats what an uninterrupted one does).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.checkpoint import (
+    checkpoint_exists,
+    load_checkpoint,
+    load_optimizer_state,
+    read_config,
+    save_checkpoint,
+)
+from pipeline.errors import BadInput
+from pipeline.losses import LossConfig
+
+log = logging.getLogger("aurorahash.train")
+
+RECIPES = ("airbench", "sgd")
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "compact"
+    bits: int = 48
+    epochs: float = 10.0
+    seed: int = 0
+    recipe: str | None = None  # None: airbench for compact, sgd otherwise
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    head_lr_scale: float | None = None
+    label_smoothing: float | None = None
+    hash_loss: str = "dpsh"
+    ce_weight: float = 1.0
+    pair_weight: float = 1.0
+    quant_weight: float = 0.1
+    flip: bool = True
+    translate: int | None = None  # px; None: 2 for 32 px inputs, size // 16 otherwise
+    tta: int = 1  # 0 none, 1 mirror, 2 mirror + 1 px translations
+    amp: bool = True  # bfloat16 autocast (CPU) / float16 (CUDA)
+    device: str = "cpu"
+    threads: int | None = None
+    spp: bool | None = None  # ablation switches (None: the arch's own choice)
+    pmt: bool | None = None
+    widths: tuple | None = None  # compact widths
+    dropout: float | None = None
+    eval_batch: int = 1000
+    log_every: int = 20
+    model_options: dict = field(default_factory=dict)
+
+    def resolved(self) -> TrainConfig:
+        c = copy.deepcopy(self)
+        rec = c.recipe or ("airbench" if c.arch == "compact" else "sgd")
+        if rec not in RECIPES:
+            raise BadInput(f"unknown recipe {rec!r}; choose one of {RECIPES}")
+        c.recipe = rec
+        if rec == "airbench":
+            d = dict(
+                batch_size=1024,
+                lr=11.5,
+                momentum=0.85,
+                weight_decay=0.0153,
+                head_lr_scale=1 / 81,
+                label_smoothing=0.2,
+            )
+        else:
+            d = dict(
+                batch_size=128,
+                lr=0.01,
+                momentum=0.9,
+                weight_decay=5e-4,
+                head_lr_scale=1.0,
+                label_smoothing=0.0,
+            )
+        for k, v in d.items():
+            if getattr(c, k) is None:
+                setattr(c, k, v)
+        if c.epochs <= 0:
+            raise BadInput("--epochs must be positive")
+        if c.batch_size < 2:
+            raise BadInput("--batch-size must be at least 2 (pairs are formed inside a batch)")
+        opts = dict(c.model_options)
+        for k in ("spp", "pmt", "dropout"):
+            if getattr(c, k) is not None:
+                opts[k] = getattr(c, k)
+        if c.widths is not None and c.arch == "compact":
+            opts["widths"] = [int(w) for w in c.widths]
+        c.model_options = opts
+        return c
+
+    def loss_config(self) -> LossConfig:
+        return LossConfig(
+            hash_loss=self.hash_loss,
+            ce_weight=self.ce_weight,
+            pair_weight=self.pair_weight,
+            quant_weight=self.quant_weight,
+            label_smoothing=self.label_smoothing or 0.0,
+        )
+
+
+# --------------------------------------------------------------------------- data on the device
+
+
+def to_input(x: torch.Tensor, preprocess: dict | None = None) -> torch.Tensor:
+    """Dataset images -> model inputs (uint8: the photo preprocessing; float: as they are)."""
+    from pipeline.datasets import inputs_of
+
+    return inputs_of(x, preprocess)
+
+
+def channel_stats(x: np.ndarray, preprocess=None, max_n: int = 10000) -> tuple[list, list]:
+    """Per-channel mean/std of model inputs over up to max_n images."""
+    t = to_input(torch.from_numpy(np.ascontiguousarray(x[:max_n])), preprocess)
+    mean = t.mean(dim=(0, 2, 3))
+    std = t.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    return mean.tolist(), std.tolist()
+
+
+def augment_batch(xpad, idx, size, pad, flip_mask, gen):
+    """Crop `size` windows at random offsets in [0, 2*pad] from padded images, flip some."""
+    b = len(idx)
+    imgs = xpad[idx]
+    if pad > 0:
+        off = torch.randint(0, 2 * pad + 1, (b, 2), generator=gen)
+        ar = torch.arange(size)
+        rows = (off[:, 0:1] + ar)[:, :, None]  # b, size, 1
+        cols = (off[:, 1:2] + ar)[:, None, :]  # b, 1, size
+        bi = torch.arange(b)[:, None, None]
+        imgs = imgs.permute(0, 2, 3, 1)[bi, rows, cols].permute(0, 3, 1, 2)
+    if flip_mask is not None:
+        imgs = torch.where(flip_mask.view(-1, 1, 1, 1), imgs.flip(-1), imgs)
+    return imgs
+
+
+def _pad_images(x: torch.Tensor, pad: int) -> torch.Tensor:
+    if pad <= 0:
+        return x
+    if x.dtype == torch.uint8:
+        return F.pad(x.float(), (pad,) * 4, mode="reflect").to(torch.uint8)
+    return F.pad(x, (pad,) * 4, mode="reflect")
+
+
+# --------------------------------------------------------------------------- optimiser
+
+
+def _param_groups(model, cfg: TrainConfig):
+    head, bn_bias, other = [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad and "whiten" not in name:
+            continue
+        if ".head.classifier." in name or name.endswith("pmt.p"):
+            head.append(p)
+        elif cfg.recipe == "airbench" and ("norm" in name and name.endswith("bias")):
+            bn_bias.append(p)
+        else:
+            other.append(p)
+    bs = cfg.batch_size
+    if cfg.recipe == "airbench":
+        # Decoupled form: lr/wd are per 1024 examples; the loss is a batch mean, hence * bs.
+        kilostep = 1024 * (1 + 1 / (1 - cfg.momentum))
+        lr = cfg.lr / kilostep * bs
+        wd = cfg.weight_decay * bs / kilostep  # per-step decay fraction (before momentum)
+        groups = [
+            dict(params=other, lr=lr, weight_decay=wd / lr, name="other"),
+            dict(params=bn_bias, lr=lr * 64, weight_decay=wd / (lr * 64), name="bn_bias"),
+            dict(
+                params=head,
+                lr=lr * cfg.head_lr_scale,
+                weight_decay=wd / (lr * cfg.head_lr_scale),
+                name="head",
+            ),
+        ]
+    else:
+        lr = cfg.lr * bs / 256
+        groups = [
+            dict(params=other, lr=lr, weight_decay=cfg.weight_decay, name="other"),
+            dict(
+                params=head,
+                lr=lr * cfg.head_lr_scale,
+                weight_decay=cfg.weight_decay,
+                name="head",
+            ),
+        ]
+    groups = [g for g in groups if g["params"]]
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    return groups
+
+
+def lr_factor(step: int, total: int, recipe: str) -> float:
+    x = step / max(total, 1)
+    if recipe == "airbench":
+        start, peak, end, at = 0.2, 1.0, 0.07, 0.23
+    else:
+        start, peak, end, at = 0.0, 1.0, 0.0, 0.05
+    if x < at:
+        return start + (peak - start) * x / at
+    return peak + (end - peak) * min(1.0, (x - at) / (1 - at))
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict:
+    out = {}
+    sd = opt.state_dict()
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                out[f"state.{idx}.{k}"] = v
+            else:
+                out[f"state.{idx}.{k}"] = torch.tensor(float(v))
+    return out
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict) -> None:
+    sd = opt.state_dict()
+    state = {}
+    for key, v in tensors.items():
+        if not key.startswith("state."):
+            continue
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = v
+    n_params = sum(len(g["params"]) for g in sd["param_groups"])
+    if any(i >= n_params for i in state):
+        raise BadInput("optimizer.safetensors does not match the model's parameters")
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _autocast(cfg: TrainConfig):
+    dev = torch.device(cfg.device).type
+    dtype = torch.bfloat16 if dev == "cpu" else torch.float16
+    return torch.autocast(dev, dtype=dtype, enabled=cfg.amp)
+
+
+def _same_run(saved: dict, cfg_dict: dict, data_info: dict, out_dir: str) -> None:
+    keys = ("arch", "bits")
+    for k in keys:
+        if saved.get(k) != cfg_dict.get(k):
+            raise BadInput(
+                f"{out_dir} holds a checkpoint with {k}={saved.get(k)!r}, not {cfg_dict.get(k)!r}; "
+                "choose another --out to start a new run"
+            )
+    sd = saved.get("data") or {}
+    for k in ("dataset", "protocol", "seed", "limit"):
+        if k in data_info and sd.get(k) != data_info.get(k):
+            raise BadInput(
+                f"{out_dir} was trained on {k}={sd.get(k)!r}, not {data_info.get(k)!r}; "
+                "choose another --out to start a new run"
+            )
+
+
+def train_model(
+    splits: dict,
+    cfg: TrainConfig,
+    out_dir: str,
+    data_info: dict | None = None,
+    storage_options: dict | None = None,
+    stop_after: int | None = None,
+):
+    """Train (or resume) on splits["train"] = (x, y); checkpoint into out_dir each epoch.
+
+    x: (n, c, s, s) uint8 or float32 numpy array (the preprocessed inputs), y: (n,) int labels or
+    (n, L) multi-hot. splits["classes"] names the classes; splits["preprocess"] is saved in the
+    config. `stop_after` ends this call after that many epochs (as if interrupted; tests).
+    Returns (model, config) of the last checkpoint.
+    """
+    cfg = cfg.resolved()
+    data_info = dict(data_info or {})
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    dev = torch.device(cfg.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BadInput("--device cuda asked for, but no CUDA device is available")
+    x_np, y_np = splits["train"]
+    if len(x_np) < 2:
+        raise BadInput(f"need at least 2 training images, got {len(x_np)}")
+    classes = list(splits["classes"])
+    pre = splits.get("preprocess")
+    n, c, s, _ = x_np.shape
+    cfg_dict = asdict(cfg)
+    cfg_dict["widths"] = list(cfg.widths) if cfg.widths else None
+
+    torch.manual_seed(cfg.seed)
+    epochs_done, train_seconds = 0, 0.0
+    optim_tensors = None
+    resumed = False
+    if checkpoint_exists(out_dir, storage_options):
+        saved = read_config(out_dir, storage_options)
+        _same_run(saved, {"arch": cfg.arch, "bits": cfg.bits}, data_info, out_dir)
+        model, saved = load_checkpoint(out_dir, "cpu", storage_options)
+        epochs_done = int(saved.get("epochs_done", 0))
+        train_seconds = float(saved.get("train_seconds", 0.0))
+        optim_tensors, _ = load_optimizer_state(out_dir, saved, storage_options)
+        resumed = True
+        log.info("resuming %s after epoch %d (%.0f s trained)", out_dir, epochs_done, train_seconds)
+    else:
+        from pipeline.model import build_model
+
+        try:
+            model = build_model(cfg.arch, cfg.bits, len(classes), c, s, **cfg.model_options)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        mean, std = channel_stats(x_np, pre)
+        model.set_normalization(mean, std)
+        model.init_from_data(to_input(torch.from_numpy(np.ascontiguousarray(x_np[:5000])), pre))
+
+    from pipeline.model import params_mb
+
+    config = {
+        "arch": cfg.arch,
+        "bits": int(cfg.bits),
+        "classes": classes,
+        "in_channels": int(c),
+        "input_size": int(s),
+        "model_options": cfg.model_options,
+        "preprocess": splits.get("preprocess"),
+        "normalization": {
+            "mean": model.norm.mean.flatten().tolist(),
+            "std": model.norm.std.flatten().tolist(),
+            "note": "applied inside the model (buffers norm.mean/std) to the preprocess output",
+        },
+        "data": data_info,
+        "train": cfg_dict,
+        "epochs": cfg.epochs,
+        "params_mb": params_mb(model),
+    }
+
+    model.to(dev)
+    if dev.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    from pipeline.losses import HashingLoss
+
+    loss_fn = HashingLoss(cfg.loss_config())
+    whiten_bias = getattr(getattr(model.body, "whiten", None), "bias", None)
+    groups = _param_groups(model, cfg)
+    opt = torch.optim.SGD(groups, momentum=cfg.momentum, nesterov=True)
+    if optim_tensors is not None:
+        _restore_optimizer(opt, optim_tensors)
+
+    pad = cfg.translate if cfg.translate is not None else (2 if s <= 32 else max(1, s // 16))
+    x_all = torch.from_numpy(np.ascontiguousarray(x_np))
+    xpad = _pad_images(x_all, pad)
+    y_all = torch.from_numpy(np.asarray(y_np)).long()
+    steps_per_epoch = max(1, n // cfg.batch_size)  # drop_last: pairs need full-ish batches
+    if n < cfg.batch_size:
+        steps_per_epoch = 1
+    total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    n_epochs = math.ceil(cfg.epochs)
+    base_flip = torch.rand(n, generator=torch.Generator().manual_seed(cfg.seed)) < 0.5
+    ema = None
+    ema_start = 3 if cfg.recipe == "airbench" else None
+    step = epochs_done * steps_per_epoch
+
+    start_epoch = epochs_done
+    for epoch in range(epochs_done, n_epochs):
+        if step >= total_steps:
+            break
+        if stop_after is not None and epoch - start_epoch >= stop_after:
+            break
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout: the same after a resume
+        model.train()
+        if whiten_bias is not None:
+            whiten_bias.requires_grad_(epoch < 3)
+        perm = torch.randperm(n, generator=gen)
+        if cfg.flip:
+            # alternating flip: a fixed random half flipped on even epochs, the other half on odd
+            flip_mask_all = base_flip ^ bool(epoch % 2)
+        bsz = min(cfg.batch_size, n)
+        sums, count = {}, 0
+        correct = 0
+        for i in range(steps_per_epoch):
+            if step >= total_steps:
+                break
+            idx = perm[i * bsz : (i + 1) * bsz]
+            fm = flip_mask_all[idx] if cfg.flip else None
+            xb = augment_batch(xpad, idx, s, pad, fm, gen)
+            xb = to_input(xb, pre).to(dev, non_blocking=True)
+            if dev.type == "cpu":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yb = y_all[idx].to(dev)
+            f = lr_factor(step, total_steps, cfg.recipe)
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * f
+            with _autocast(cfg):
+                h, logits = model(xb)
+            loss, parts = loss_fn(h.float(), logits.float(), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            count += 1
+            if yb.dim() == 1:
+                correct += int((logits.argmax(1) == yb).sum())
+            if ema_start is not None and epoch >= ema_start and step % 5 == 0:
+                rho = (0.95**5) * (step / total_steps) ** 3
+                ema = _lookahead(model, ema, rho)
+            if cfg.log_every and (i + 1) % cfg.log_every == 0:
+                log.info(
+                    "epoch %d step %d/%d loss %.4f (%.0f img/s)",
+                    epoch + 1,
+                    i + 1,
+                    steps_per_epoch,
+                    sums["loss"] / count,
+                    count * bsz / (time.perf_counter() - t0),
+                )
+        if ema is not None:
+            _lookahead(model, ema, 1.0)  # end of epoch: the net takes the averaged weights
+        dt = time.perf_counter() - t0
+        train_seconds += dt
+        epochs_done = epoch + 1
+        msg = " ".join(f"{k} {v / max(count, 1):.4f}" for k, v in sorted(sums.items()))
+        log.info(
+            "epoch %d/%d done in %.1f s (%.0f img/s): %s train_acc %.4f",
+            epochs_done,
+            n_epochs,
+            dt,
+            count * bsz / max(dt, 1e-9),
+            msg,
+            correct / max(count * bsz, 1),
+        )
+        config["epochs_done"] = epochs_done
+        config["train_seconds"] = train_seconds
+        config["train_images"] = int(n)
+        save_checkpoint(
+            out_dir,
+            model,
+            config,
+            _optimizer_tensors(opt),
+            {"step": step, "epochs_done": epochs_done},
+            storage_options,
+        )
+    if not resumed or epochs_done == 0:
+        config.setdefault("epochs_done", epochs_done)
+        config.setdefault("train_seconds", train_seconds)
+    model.eval()
+    final, final_cfg = load_checkpoint(out_dir, cfg.device, storage_options)
+    return final, final_cfg
+
+
+@torch.no_grad()
+def _lookahead(model, ema, rho):
+    """EMA of float weights and buffers copied back into the net (airbench's lookahead)."""
+    sd = model.state_dict()
+    if ema is None:
+        return {k: v.detach().clone() for k, v in sd.items() if v.dtype.is_floating_point}
+    for k, e in ema.items():
+        e.lerp_(sd[k], 1 - rho)
+        sd[k].copy_(e)
+    return ema
