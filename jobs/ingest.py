@@ -1,0 +1,138 @@
+"""aurorahash ingest: encode archive files into Parquet code shards (nightly job).
+
+Lists the archive under --source (local path, file:// or s3://), skips files already encoded
+for this model, reads each remaining file in its own Ray task (one row per frame, preprocessed
+as in training), encodes the frames with HashEncoder actors (one GPU each where the cluster has
+GPUs, CPU otherwise) and commits one Parquet shard per archive file, atomically:
+
+  OUT/<model12>/<path relative to SOURCE>.parquet           codes, ids, sites, times, classes
+  OUT/_quarantine/<model12>/<relative path>.jsonl           one JSON line per unreadable frame
+                                                            or file: file, frame, reason, time
+
+<model12> is the first 12 hex digits of the checkpoint's sha256; another model writes its own
+set. Re-running is safe at any time, also after a crash or kill: finished files are skipped and
+every frame ends up exactly once. Always point --source at the same archive root (frame ids are
+paths relative to it) and narrow the run with --since instead.
+
+Progress goes to stderr; one JSON summary line to stdout: files_seen, files_skipped (already
+encoded), files_done (committed now), files_failed, files_ignored (deliberately not ingested,
+e.g. THEMIS thumbnails), files_corrupt (nothing readable: empty shard + quarantine record),
+frames (written now), quarantined (records written now), frames_per_s (frames / pipeline time,
+Ray start-up excluded; `seconds` is the whole run).
+
+Exit codes: 0 every readable frame was written (quarantined input does not fail the job);
+1 some files could not be processed (re-run to retry them); 2 bad usage or input (missing
+--source or --model, bad --since).
+"""
+
+from __future__ import annotations
+
+from jobs.common import (
+    JobFailed,
+    UsageError,
+    add_ray_options,
+    add_s3_options,
+    ray_address,
+)
+
+HELP = __doc__
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--source", required=True, help="archive root: local path, file:// or s3://bucket/prefix"
+    )
+    parser.add_argument(
+        "--out", required=True, help="output location for code shards (local path or s3://)"
+    )
+    parser.add_argument(
+        "--model", required=True, help="checkpoint directory (local or s3://) from `train`"
+    )
+    parser.add_argument(
+        "--since",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="only archive files from this date on: the date in the file name (YYYYMMDD...) "
+        "or path (YYYY/MM/DD/), else the file's modification time",
+    )
+    add_ray_options(parser)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="frames per encoder call (default 64; use 256+ on GPUs)",
+    )
+    add_s3_options(parser)
+    parser.add_argument(
+        "--actors",
+        type=int,
+        default=None,
+        help="encoder actors (default: one per GPU; on CPU-only clusters half the CPUs, "
+        "always leaving one CPU for read tasks)",
+    )
+    parser.add_argument(
+        "--encoder-threads",
+        type=int,
+        default=None,
+        help="torch threads per CPU encoder actor (default 1, the actor's CPU share)",
+    )
+    parser.add_argument(
+        "--rows-per-block",
+        type=int,
+        default=32,
+        help="frames per block that a read task emits (default 32)",
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        help="seconds between progress lines on stderr (default 5)",
+    )
+    parser.add_argument(
+        "--max-files",
+        type=int,
+        default=None,
+        help="encode at most this many of the files still to do (staging, smoke tests)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list and plan only: report how many files would be encoded",
+    )
+    parser.add_argument(
+        "--ray-progress", action="store_true", help="also show Ray Data's own progress bars"
+    )
+
+
+def run(args) -> dict:
+    from pipeline.ingest import IngestConfig, IngestFailed, parse_since, run_ingest
+
+    for name in ("batch_size", "rows_per_block"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("actors", "encoder_threads", "max_files"):
+        v = getattr(args, name)
+        if v is not None and v < (0 if name == "max_files" else 1):
+            raise UsageError(f"--{name.replace('_', '-')}: bad value {v}")
+    if args.progress_interval <= 0:
+        raise UsageError("--progress-interval must be positive")
+    cfg = IngestConfig(
+        source=args.source,
+        out=args.out,
+        model=args.model,
+        since=parse_since(args.since),
+        ray_address=ray_address(args),
+        batch_size=args.batch_size,
+        s3_endpoint=args.s3_endpoint,
+        actors=args.actors,
+        encoder_threads=args.encoder_threads,
+        rows_per_block=args.rows_per_block,
+        progress_interval=args.progress_interval,
+        dry_run=args.dry_run,
+        ray_progress_bars=args.ray_progress,
+        max_files=args.max_files,
+    )
+    try:
+        return run_ingest(cfg)
+    except IngestFailed as exc:
+        raise JobFailed(str(exc), exc.summary) from None

@@ -1,0 +1,201 @@
+"""Ray Data source for archive files: one read task per file, one row per frame, preprocessed.
+
+Each read task opens one archive file with `pipeline.readers.read_frames`, runs the shared
+`pipeline.preprocess.preprocess` on every frame (so only the small model input travels through
+the object store, not the raw 16-bit frame) and yields Arrow blocks of `ROW_SCHEMA`:
+
+    kind="frame"  a readable frame; `x` holds its preprocessed float32 (C, S, S) array as bytes
+    kind="error"  a frame the reader or preprocessing rejected (`reason`): quarantined downstream
+    kind="corrupt" nothing in the file could be read (CorruptFile)
+    kind="skip"   the file is deliberately not ingested (SkipFile, e.g. THEMIS thumbnails)
+    kind="fail"   reading failed for a reason that is not the input's fault (I/O, bug): the file
+                  is not committed, the job reports it and a re-run retries it
+    kind="end"    the last row of a file: `expected` = how many rows of this file (all kinds
+                  except "end") precede it, so the consumer knows when a file is complete
+
+`seq` numbers the rows of one file 0, 1, 2, ...; a consumer that keys rows by (source, seq)
+tolerates a read task that Ray retried after a worker died and that emits some rows twice.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
+
+log = logging.getLogger("aurorahash.ingest")
+
+ROW_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("rel", pa.string()),
+        ("kind", pa.string()),
+        ("seq", pa.int32()),
+        ("frame", pa.int32()),
+        ("site", pa.string()),
+        ("time_us", pa.int64()),
+        ("label", pa.int16()),
+        ("reason", pa.string()),
+        ("expected", pa.int32()),
+        ("x", pa.binary()),
+    ]
+)
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class FileTask:
+    uri: str  # the archive file
+    rel: str  # its path relative to the archive root (frame ids, shard names)
+
+
+def time_to_us(t) -> int | None:
+    if t is None:
+        return None
+    if isinstance(t, np.datetime64):
+        return int(t.astype("datetime64[us]").astype(np.int64))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.timezone.utc)
+    d = t - _EPOCH
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+class _Rows:
+    """Accumulates rows of one file and cuts them into blocks."""
+
+    def __init__(self, task: FileTask, rows_per_block: int):
+        self.task = task
+        self.rows_per_block = rows_per_block
+        self.cols = {f.name: [] for f in ROW_SCHEMA}
+        self.seq = 0
+
+    def add(self, kind, frame=None, site=None, time_us=None, label=None, reason=None, x=None):
+        c = self.cols
+        c["source"].append(self.task.uri)
+        c["rel"].append(self.task.rel)
+        c["kind"].append(kind)
+        c["seq"].append(self.seq if kind != "end" else -1)
+        c["frame"].append(-1 if frame is None else int(frame))
+        c["site"].append(site)
+        c["time_us"].append(time_us)
+        c["label"].append(label)
+        c["reason"].append(reason)
+        c["expected"].append(self.seq if kind == "end" else -1)
+        c["x"].append(b"" if x is None else x)
+        if kind != "end":
+            self.seq += 1
+
+    def full(self) -> bool:
+        return len(self.cols["kind"]) >= self.rows_per_block
+
+    def take(self) -> pa.Table | None:
+        if not self.cols["kind"]:
+            return None
+        t = pa.Table.from_pydict(self.cols, schema=ROW_SCHEMA)
+        self.cols = {f.name: [] for f in ROW_SCHEMA}
+        return t
+
+
+def _label(v) -> int | None:
+    if v is None:
+        return None
+    v = int(v)
+    return v if -(2**15) <= v < 2**15 else None
+
+
+def read_file_rows(
+    task: FileTask,
+    preprocess_cfg: dict,
+    storage_options: dict | None = None,
+    rows_per_block: int = 32,
+) -> Iterator[pa.Table]:
+    """The body of one read task (also usable without Ray): blocks of ROW_SCHEMA rows."""
+    from pipeline.errors import BadInput
+    from pipeline.preprocess import PreprocessConfig, preprocess
+    from pipeline.readers import CorruptFile, FrameError, SkipFile, read_frames
+
+    cfg = PreprocessConfig.from_dict(dict(preprocess_cfg))
+    rows = _Rows(task, rows_per_block)
+    try:
+        for item in read_frames(task.uri, storage_options=storage_options or {}):
+            if isinstance(item, FrameError):
+                rows.add("error", frame=item.index, reason=str(item.reason))
+            else:
+                try:
+                    x = np.ascontiguousarray(preprocess(item.pixels, cfg), dtype=np.float32)
+                    if not np.all(np.isfinite(x)):
+                        raise ValueError("non-finite values after preprocessing")
+                except Exception as exc:  # the frame's content, not the job, is at fault
+                    rows.add("error", frame=item.index, reason=f"preprocess: {exc}")
+                else:
+                    rows.add(
+                        "frame",
+                        frame=item.index,
+                        site=None if item.site is None else str(item.site),
+                        time_us=time_to_us(item.time),
+                        label=_label(item.label),
+                        x=x.tobytes(),
+                    )
+            if rows.full():
+                yield rows.take()
+    except SkipFile as exc:
+        rows.add("skip", reason=str(getattr(exc, "reason", exc)))
+    except (CorruptFile, BadInput) as exc:
+        rows.add("corrupt", reason=str(getattr(exc, "reason", exc)))
+    except MemoryError as exc:
+        rows.add("corrupt", reason=f"out of memory while reading: {exc}")
+    except Exception as exc:  # I/O trouble or a reader bug: not committed, retried next run
+        log.warning("reading %s failed: %s: %s", task.uri, type(exc).__name__, exc)
+        rows.add("fail", reason=f"{type(exc).__name__}: {exc}")
+    rows.add("end")
+    yield rows.take()
+
+
+class ArchiveDatasource(Datasource):
+    """One ReadTask per archive file; rows as described in the module docstring."""
+
+    def __init__(
+        self,
+        files: list[FileTask],
+        preprocess_cfg: dict,
+        storage_options: dict | None = None,
+        rows_per_block: int = 32,
+    ):
+        super().__init__()
+        self.files = list(files)
+        self.preprocess_cfg = dict(preprocess_cfg)
+        self.storage_options = storage_options or {}
+        self.rows_per_block = int(rows_per_block)
+
+    def get_name(self) -> str:
+        return "ArchiveRead"
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return None
+
+    def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
+        tasks = []
+        for f in self.files:
+            args = (f, self.preprocess_cfg, self.storage_options, self.rows_per_block)
+            meta = BlockMetadata(
+                num_rows=None, size_bytes=None, exec_stats=None, input_files=[f.uri]
+            )
+            tasks.append(ReadTask(_ReadFn(*args), meta, schema=ROW_SCHEMA))
+        return tasks
+
+
+class _ReadFn:
+    """A picklable read function (a closure over loop variables would bind the last file)."""
+
+    def __init__(self, *args):
+        self.args = args
+
+    def __call__(self):
+        return read_file_rows(*self.args)

@@ -1,0 +1,200 @@
+"""HashEncoder: the callable class that Ray Data runs in an actor pool (`map_batches`).
+
+Each actor loads the checkpoint once, on its assigned GPU when Ray gave it one (`num_gpus=1`:
+Ray sets CUDA_VISIBLE_DEVICES, so the device is `cuda:0` inside the actor), on the CPU otherwise.
+The checkpoint travels as bytes through the object store (`model_files`), so workers on other
+nodes need no access to the driver's model directory or bucket.
+
+`encode(x)` is the model step on its own (also used by the benchmark's bare loop); `__call__`
+takes an Arrow batch of `pipeline.datasource.ROW_SCHEMA` rows, encodes the `kind == "frame"` rows
+and returns the batch without the pixel column plus `code` (packed little-endian uint64 bytes,
+DESIGN.md "Packed codes"), `pred` (int16) and `score` (float32, probability of `pred`). Rows of
+other kinds pass through with a zero code, pred -1 and score NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline import storage
+from pipeline.errors import BadInput
+
+log = logging.getLogger("aurorahash.encoder")
+
+MODEL_FILE_LIMIT = 4 << 30  # bytes per checkpoint file we are willing to load
+
+
+CHECKPOINT_FILES = ("config.json", "model.safetensors")  # DESIGN.md: safetensors beside JSON
+
+
+def read_model_files(model_uri: str, storage_options: dict | None = None) -> dict[str, bytes]:
+    """The checkpoint files that inference needs (local or s3:// directory), as bytes."""
+    fs, path, protocol = storage.split_uri(model_uri, storage_options)
+    if not fs.exists(path) or not fs.isdir(path):
+        raise BadInput(f"model {model_uri}: not a checkpoint directory")
+    out = {}
+    for name in CHECKPOINT_FILES:
+        uri = storage.join_uri(protocol, path.rstrip("/") + "/" + name)
+        if not storage.exists(uri, storage_options):
+            raise BadInput(f"model {model_uri}: {name} missing")
+        out[name] = storage.read_bytes(uri, storage_options, max_bytes=MODEL_FILE_LIMIT)
+    return out
+
+
+def materialize(model_files: dict[str, bytes], where: str | None = None) -> str:
+    """Write checkpoint files into a fresh local directory (for `load_checkpoint`)."""
+    d = tempfile.mkdtemp(prefix="aurorahash-model-", dir=where)
+    for name, data in model_files.items():
+        if "/" in name or name in (".", ".."):
+            raise BadInput(f"unusable checkpoint file name {name!r}")
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+    return d
+
+
+def load_model(model_files: dict[str, bytes], device: str = "cpu"):
+    """(model, config) from checkpoint bytes, via `pipeline.checkpoint.load_checkpoint`."""
+    from pipeline.checkpoint import load_checkpoint
+
+    d = materialize(model_files)
+    try:
+        return load_checkpoint(d, device=device)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def ray_assigned_device() -> str:
+    """`cuda:0` inside a Ray worker that was given a GPU, else `cpu`."""
+    try:
+        import ray
+
+        if ray.is_initialized() and ray.get_gpu_ids():
+            import torch
+
+            if torch.cuda.is_available():
+                return "cuda:0"  # Ray narrowed CUDA_VISIBLE_DEVICES to the assigned GPU
+    except Exception:  # not in a worker, or no CUDA: the CPU it is
+        pass
+    return "cpu"
+
+
+def input_shape(config: dict) -> tuple[int, int, int]:
+    """(channels, size, size) of the model input, as preprocessing produces it."""
+    if "in_channels" in config and "input_size" in config:
+        size = int(config["input_size"])
+        return int(config["in_channels"]), size, size
+    from pipeline.preprocess import PreprocessConfig
+
+    pc = PreprocessConfig.from_dict(dict(config["preprocess"]))
+    return int(pc.channels), int(pc.size), int(pc.size)
+
+
+class HashEncoder:
+    """Callable class for `Dataset.map_batches(HashEncoder, compute=ActorPoolStrategy(...))`."""
+
+    def __init__(
+        self,
+        model_files=None,
+        model_dir: str | None = None,
+        device: str | None = None,
+        threads: int | None = None,
+    ):
+        import torch
+
+        if isinstance(model_files, tuple | list):  # (ObjectRef,) from ray.put
+            import ray
+
+            model_files = ray.get(model_files[0])
+        if model_files is None:
+            if model_dir is None:
+                raise BadInput("HashEncoder needs model_files or model_dir")
+            model_files = read_model_files(model_dir)
+        self.device = device or ray_assigned_device()
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.model, self.config = load_model(model_files, self.device)
+        self.model.eval()
+        self.nbits = int(self.config["bits"])
+        self.words = max(1, -(-self.nbits // 64))
+        self.shape = input_shape(self.config)
+        self.frame_bytes = 4 * int(np.prod(self.shape))
+        log.info(
+            "HashEncoder on %s (pid %d, %d torch threads): %s, %d bits",
+            self.device,
+            os.getpid(),
+            torch.get_num_threads(),
+            self.config.get("arch"),
+            self.nbits,
+        )
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """float32 (n, C, S, S) -> (codes (n, words) uint64, pred (n,) int16, score (n,) f32)."""
+        import torch
+
+        from kernels import pack_codes
+
+        n = len(x)
+        if n == 0:
+            return (
+                np.zeros((0, self.words), np.uint64),
+                np.zeros(0, np.int16),
+                np.zeros(0, np.float32),
+            )
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+            h, logits = self.model(t)
+            prob = torch.softmax(logits.float(), dim=1)
+            score, pred = prob.max(dim=1)
+            h = h.float().cpu().numpy()
+            pred = pred.cpu().numpy().astype(np.int16)
+            score = score.cpu().numpy().astype(np.float32)
+        codes = np.ascontiguousarray(pack_codes(h), dtype=np.uint64).reshape(n, self.words)
+        return codes, pred, score
+
+    def _frames(self, xcol: pa.Array, rows: np.ndarray) -> np.ndarray:
+        if isinstance(xcol, pa.ChunkedArray):
+            xcol = xcol.combine_chunks()
+        off = np.frombuffer(xcol.buffers()[1], dtype=np.int32)
+        off = off[xcol.offset : xcol.offset + len(xcol) + 1]
+        data = xcol.buffers()[2]
+        raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+        x = np.empty((len(rows),) + self.shape, dtype=np.float32)
+        flat = x.reshape(len(rows), -1).view(np.uint8)
+        for j, i in enumerate(rows):
+            a, b = int(off[i]), int(off[i + 1])
+            if b - a != self.frame_bytes:
+                raise BadInput(
+                    f"frame of {b - a} bytes, model input needs {self.frame_bytes} "
+                    f"{self.shape}: preprocessing and checkpoint disagree"
+                )
+            flat[j] = raw[a:b]
+        return x
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        n = batch.num_rows
+        kind = np.asarray(batch.column("kind").to_pylist(), dtype=object)
+        rows = np.flatnonzero(kind == "frame")
+        width = 8 * self.words
+        code = np.zeros((n, width), dtype=np.uint8)
+        pred = np.full(n, -1, dtype=np.int16)
+        score = np.full(n, np.nan, dtype=np.float32)
+        if len(rows):
+            c, p, s = self.encode(self._frames(batch.column("x"), rows))
+            code[rows] = c.astype("<u8").view(np.uint8).reshape(len(rows), width)
+            pred[rows] = p
+            score[rows] = s
+        out = batch.drop_columns(["x"])
+        code_arr = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(width), n, [None, pa.py_buffer(code.tobytes())]
+        )
+        return (
+            out.append_column("code", code_arr)
+            .append_column("pred", pa.array(pred))
+            .append_column("score", pa.array(score))
+        )

@@ -1,0 +1,659 @@
+"""Nightly ingestion: archive files -> Ray Data -> HashEncoder actors -> one code shard per file.
+
+    plan:    list the archive (fsspec), apply --since, list this model's shards once and skip
+             every archive file that already has one
+    read:    one Ray read task per archive file (pipeline.datasource): frames -> preprocess
+    encode:  map_batches(HashEncoder, compute=ActorPoolStrategy): num_gpus=1 per actor when the
+             cluster has GPUs, CPU actors otherwise
+    commit:  the driver streams the encoded rows back (iter_batches), groups them by archive
+             file and, once all rows of a file have arrived (its read task sends the row count
+             last), writes its quarantine record (if any) and then its shard, each atomically
+
+Exactly-once: a shard is the unit of commit. It is written whole or not at all, under a name
+derived from the archive file's relative path and the model hash (`pipeline.store.shard_uri`).
+Rows are keyed by (file, seq), so rows that a retried Ray task delivers twice are counted once.
+Kill the driver (or lose nodes) at any point and re-run: committed files are skipped, the rest
+are read again from scratch.
+
+A file that cannot be read at all (CorruptFile) gets an empty shard plus a quarantine record, so
+that re-runs skip it like any finished file; delete both to retry it. A file whose reading failed
+for other reasons (I/O errors, a reader bug) is not committed: the job exits 1 and a re-run
+retries it. Files the readers deliberately skip (THEMIS thumbnails) get nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from pipeline import storage, store
+from pipeline.datasource import ArchiveDatasource, FileTask
+from pipeline.errors import BadInput
+
+log = logging.getLogger("aurorahash.ingest")
+
+
+class IngestFailed(Exception):
+    """Some files could not be processed; `summary` says what was done."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclass
+class IngestConfig:
+    source: str
+    out: str
+    model: str
+    since: _dt.date | None = None
+    ray_address: str | None = None
+    batch_size: int = 64
+    s3_endpoint: str | None = None
+    actors: int | None = None  # encoder actors (default: GPUs, else a share of the CPUs)
+    encoder_threads: int | None = None  # torch threads per CPU actor (default: its num_cpus)
+    rows_per_block: int = 32  # rows per read block
+    commit_threads: int = 8  # shard/quarantine writes in flight
+    progress_interval: float = 5.0  # seconds between progress lines
+    dry_run: bool = False
+    ray_progress_bars: bool = False
+    max_files: int | None = None  # take only the first N files still to do (testing, staging)
+
+
+# ---------------------------------------------------------------------------------- options
+
+
+_CRED_ENV = {
+    "key": "AWS_ACCESS_KEY_ID",
+    "secret": "AWS_SECRET_ACCESS_KEY",
+    "token": "AWS_SESSION_TOKEN",
+}
+
+
+class StorageOptions(dict):
+    """fsspec options that never print their credentials."""
+
+    def __repr__(self):
+        return repr({k: ("***" if k in _CRED_ENV else v) for k, v in self.items()})
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return (StorageOptions, (dict(self),))
+
+
+def storage_options_for(uri: str, endpoint: str | None = None) -> dict:
+    """Options for `uri`: empty for local paths; for s3:// the endpoint, no listing cache, and the
+    driver's AWS credentials (so workers on other nodes can use them; never logged)."""
+    if not str(uri).startswith(("s3://", "s3a://")):
+        return {}
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
+    opts = StorageOptions(use_listings_cache=False)
+    if endpoint:
+        opts["client_kwargs"] = {"endpoint_url": endpoint}
+    for k, env in _CRED_ENV.items():
+        if os.environ.get(env):
+            opts[k] = os.environ[env]
+    return opts
+
+
+def parse_since(value: str | None) -> _dt.date | None:
+    if value in (None, ""):
+        return None
+    try:
+        return _dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise BadInput(f"--since {value!r}: expected a date YYYY-MM-DD") from None
+
+
+_NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?:\d{2}){0,3}(?!\d)")
+_PATH_DATE = re.compile(r"(?:^|/)((?:19|20)\d{2})/(\d{2})/(\d{2})(?:/|$)")
+
+
+def date_from_name(uri: str) -> _dt.date | None:
+    """The date an archive file's name (YYYYMMDD[HH[MM]]) or path (YYYY/MM/DD/) states."""
+    base = posixpath.basename(str(uri))
+    for m in _NAME_DATE.finditer(base):
+        try:
+            return _dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        except ValueError:
+            continue
+    for m in _PATH_DATE.finditer(str(uri)):
+        try:
+            return _dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        except ValueError:
+            continue
+    return None
+
+
+def _mtime_date(uri: str, storage_options: dict) -> _dt.date | None:
+    fs, path, _ = storage.split_uri(uri, storage_options)
+    try:
+        info = fs.info(path)
+    except OSError:
+        return None
+    t = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+    if t is None:
+        return None
+    if isinstance(t, int | float):
+        return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).date()
+    if isinstance(t, _dt.datetime):
+        t = t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+        return t.astimezone(_dt.timezone.utc).date()
+    return None
+
+
+# ------------------------------------------------------------------------------------ model
+
+
+@dataclass
+class ModelInfo:
+    files: dict
+    config: dict
+    sha: str
+    nbits: int
+    classes: list
+    preprocess: dict
+
+    @property
+    def meta(self) -> store.ShardMeta:
+        return store.ShardMeta(nbits=self.nbits, model=self.sha, classes=self.classes)
+
+
+def load_model_info(model_uri: str, storage_options: dict | None = None) -> ModelInfo:
+    """Read and validate the checkpoint on the driver (bad or missing -> BadInput, exit 2)."""
+    from pipeline.encoder import load_model, read_model_files
+
+    try:
+        files = read_model_files(model_uri, storage_options)
+    except FileNotFoundError:
+        raise BadInput(f"--model {model_uri}: no such checkpoint directory") from None
+    try:
+        _, config = load_model(files, "cpu")
+    except BadInput:
+        raise
+    except FileNotFoundError as exc:
+        raise BadInput(f"--model {model_uri}: incomplete checkpoint ({exc})") from None
+    except Exception as exc:
+        what = f"{type(exc).__name__}: {exc}"
+        raise BadInput(f"--model {model_uri}: unusable checkpoint ({what})") from None
+    sha = config.get("model_sha256")
+    if not sha:
+        weights = files.get("model.safetensors")
+        if weights is None:
+            raise BadInput(f"--model {model_uri}: no model_sha256 and no model.safetensors")
+        sha = hashlib.sha256(weights).hexdigest()
+    for key in ("bits", "classes", "preprocess"):
+        if key not in config:
+            raise BadInput(f"--model {model_uri}: config lacks {key!r}")
+    return ModelInfo(
+        files=files,
+        config=config,
+        sha=str(sha),
+        nbits=int(config["bits"]),
+        classes=list(config["classes"]),
+        preprocess=dict(config["preprocess"]),
+    )
+
+
+# ------------------------------------------------------------------------------------- plan
+
+
+@dataclass
+class Plan:
+    todo: list[FileTask]
+    seen: int
+    skipped: int
+    prefix: str  # OUT/<model12>
+    not_since: int = 0
+    ignored: int = 0  # known from an earlier run to be skipped on purpose
+
+
+def plan_files(cfg: IngestConfig, model_sha: str, src_opts: dict, out_opts: dict) -> Plan:
+    from pipeline.readers import list_archive
+
+    for what, uri in (("--source", cfg.source), ("--out", cfg.out)):
+        if "://" in uri and not uri.split("://", 1)[1].strip("/"):
+            raise BadInput(f"{what} {uri}: names no bucket or folder")
+    fs, src_path, _ = storage.split_uri(cfg.source, src_opts)
+    if not fs.exists(src_path):
+        raise BadInput(f"--source {cfg.source}: not found")
+    files = list_archive(cfg.source, storage_options=src_opts)
+    root = cfg.source if fs.isdir(src_path) else posixpath.dirname(cfg.source.rstrip("/"))
+
+    # Never ingest our own output when --out lies inside --source.
+    _, out_path, out_proto = storage.split_uri(cfg.out, out_opts)
+    out_full = storage.join_uri(out_proto, out_path).rstrip("/") + "/"
+    files = [f for f in files if not f.startswith(out_full)]
+
+    not_since = 0
+    if cfg.since is not None:
+        kept = []
+        for f in files:
+            d = date_from_name(f) or _mtime_date(f, src_opts)
+            if d is not None and d < cfg.since:
+                not_since += 1
+                continue
+            kept.append(f)
+        files = kept
+
+    prefix = store.model_prefix(cfg.out, model_sha)
+    done = set()
+    for s in store.list_shards(prefix, out_opts):
+        try:
+            done.add(store.relpath_of_shard(s, prefix))
+        except ValueError:
+            continue
+    ignored_prefix = store.ignored_uri(cfg.out, "x", model_sha)[: -len("/x.json")]
+    ignored = set()
+    for m in _list_quiet(ignored_prefix, out_opts):
+        if m.endswith(".json") and m.startswith(ignored_prefix + "/"):
+            ignored.add(m[len(ignored_prefix) + 1 : -len(".json")])
+    todo, skipped, n_ignored = [], 0, 0
+    for f in files:
+        rel = storage.relative_path(f, root)
+        if rel in done:
+            skipped += 1
+        elif rel in ignored:
+            n_ignored += 1
+        else:
+            todo.append(FileTask(uri=f, rel=rel))
+    return Plan(
+        todo=todo,
+        seen=len(files),
+        skipped=skipped,
+        prefix=prefix,
+        not_since=not_since,
+        ignored=n_ignored,
+    )
+
+
+def _list_quiet(uri: str, opts: dict) -> list[str]:
+    """Files under a bookkeeping prefix (whose own name starts with _), [] if none."""
+    fs, path, protocol = storage.split_uri(uri, opts)
+    try:
+        return sorted(storage.join_uri(protocol, p) for p in fs.find(path))
+    except FileNotFoundError:
+        return []
+
+
+# ----------------------------------------------------------------------------------- commit
+
+
+@dataclass
+class _FileState:
+    task: FileTask
+    rows: dict = field(default_factory=dict)  # seq -> row dict
+    expected: int | None = None
+
+
+def _utcnow() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Committer:
+    """Collects encoded rows per archive file; commits a file once all its rows are in."""
+
+    def __init__(self, cfg: IngestConfig, plan: Plan, model: ModelInfo, out_opts: dict):
+        self.cfg = cfg
+        self.model = model
+        self.meta = model.meta
+        self.out_opts = out_opts
+        self.pending: dict[str, _FileState] = {t.uri: _FileState(t) for t in plan.todo}
+        self.total = len(plan.todo)
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, cfg.commit_threads))
+        self.futures: list[Future] = []
+        self.counts = dict(done=0, failed=0, ignored=0, corrupt=0, frames=0, quarantined=0)
+        self.failed: dict[str, str] = {}
+        self.frames_seen = 0  # frames that reached the driver (progress only)
+        self.t0 = time.monotonic()
+        self.t_last = None
+        self._next_progress = self.t0 + cfg.progress_interval
+
+    # rows -> per-file state
+    def consume(self, batch) -> None:
+        cols = batch.select(
+            ["source", "kind", "seq", "frame", "site", "time_us", "label", "reason", "expected"]
+            + ["code", "pred", "score"]
+        ).to_pydict()
+        n = len(cols["source"])
+        touched = set()
+        for i in range(n):
+            uri = cols["source"][i]
+            st = self.pending.get(uri)
+            if st is None:  # a duplicate of a file already committed, or not ours
+                continue
+            kind = cols["kind"][i]
+            if kind == "end":
+                st.expected = cols["expected"][i]
+            else:
+                seq = cols["seq"][i]
+                if seq not in st.rows:
+                    st.rows[seq] = {k: cols[k][i] for k in cols}
+                    if kind == "frame":
+                        self.frames_seen += 1
+            touched.add(uri)
+        for uri in touched:
+            st = self.pending[uri]
+            if st.expected is not None and len(st.rows) >= st.expected:
+                del self.pending[uri]
+                self._dispatch(st)
+        self.progress()
+
+    def _dispatch(self, st: _FileState) -> None:
+        kinds = {r["kind"] for r in st.rows.values()}
+        if "skip" in kinds:
+            reason = next(r["reason"] for r in st.rows.values() if r["kind"] == "skip")
+            log.info("not ingested: %s (%s)", st.task.uri, reason)
+            self.futures.append(self.pool.submit(self._mark_ignored, st, reason))
+            return
+        if "fail" in kinds:
+            reason = next(r["reason"] for r in st.rows.values() if r["kind"] == "fail")
+            self._fail(st.task.uri, reason)
+            return
+        self.futures.append(self.pool.submit(self._commit, st))
+
+    def _mark_ignored(self, st: _FileState, reason: str) -> None:
+        rec = {"file": st.task.uri, "rel": st.task.rel, "reason": reason, "time": _utcnow()}
+        try:
+            storage.atomic_write_bytes(
+                store.ignored_uri(self.cfg.out, st.task.rel, self.meta.model),
+                (json.dumps(rec, sort_keys=True) + "\n").encode(),
+                self.out_opts,
+            )
+        except Exception as exc:  # only costs a re-read next time
+            log.warning("could not record %s as not ingested: %s", st.task.uri, exc)
+        with self.lock:
+            self.counts["ignored"] += 1
+
+    def _fail(self, uri: str, reason: str) -> None:
+        log.warning("failed: %s: %s", uri, reason)
+        with self.lock:
+            self.counts["failed"] += 1
+            self.failed[uri] = reason
+
+    def _commit(self, st: _FileState) -> None:
+        try:
+            n_frames, n_q, corrupt = self._write(st)
+        except Exception as exc:
+            self._fail(st.task.uri, f"commit failed: {type(exc).__name__}: {exc}")
+            return
+        with self.lock:
+            self.counts["done"] += 1
+            self.counts["frames"] += n_frames
+            self.counts["quarantined"] += n_q
+            self.counts["corrupt"] += int(corrupt)
+            self.t_last = time.monotonic()
+        log.debug("committed %s: %d frames, %d quarantined", st.task.rel, n_frames, n_q)
+
+    def _write(self, st: _FileState) -> tuple[int, int, bool]:
+        rel, uri = st.task.rel, st.task.uri
+        rows = [st.rows[s] for s in sorted(st.rows)]
+        problems, frames, seen_idx = [], [], set()
+        corrupt = False
+        for r in rows:
+            if r["kind"] == "frame":
+                if r["frame"] in seen_idx:
+                    problems.append((r["frame"], "duplicate frame index in file"))
+                    continue
+                seen_idx.add(r["frame"])
+                frames.append(r)
+            else:  # "error" or "corrupt"
+                corrupt = corrupt or r["kind"] == "corrupt"
+                frame = None if r["kind"] == "corrupt" or r["frame"] < 0 else r["frame"]
+                problems.append((frame, r["reason"] or r["kind"]))
+        if problems:
+            now = _utcnow()
+            lines = [
+                json.dumps(
+                    {
+                        "file": uri,
+                        "rel": rel,
+                        "frame": f,
+                        "reason": reason,
+                        "time": now,
+                        "model": self.meta.model12,
+                    },
+                    sort_keys=True,
+                )
+                for f, reason in problems
+            ]
+            storage.atomic_write_bytes(
+                store.quarantine_uri(self.cfg.out, rel, self.meta.model),
+                ("\n".join(lines) + "\n").encode(),
+                self.out_opts,
+            )
+        import numpy as np
+
+        words = self.meta.words
+        codes = np.frombuffer(b"".join(r["code"] for r in frames), dtype="<u8")
+        t_us = [r["time_us"] for r in frames]
+        columns = {
+            "id": [store.frame_id(rel, r["frame"]) for r in frames],
+            "source": [uri] * len(frames),
+            "frame": [r["frame"] for r in frames],
+            "site": [r["site"] for r in frames],
+            "time": [
+                None
+                if t is None
+                else _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+                + _dt.timedelta(microseconds=t)
+                for t in t_us
+            ],
+            "code": codes.astype(np.uint64).reshape(len(frames), words),
+            "label": [r["label"] for r in frames],
+            "pred": [r["pred"] for r in frames],
+            "score": np.asarray([r["score"] for r in frames], dtype=np.float32),
+        }
+        store.write_shard(
+            store.shard_uri(self.cfg.out, rel, self.meta.model), columns, self.meta, self.out_opts
+        )
+        return len(frames), len(problems), corrupt
+
+    def progress(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now < self._next_progress:
+            return
+        self._next_progress = now + self.cfg.progress_interval
+        with self.lock:
+            c = dict(self.counts)
+        el = max(now - self.t0, 1e-9)
+        log.info(
+            "ingest: files %d/%d done (%d failed, %d not ingested), %d frames encoded, "
+            "%.1f frames/s",
+            c["done"],
+            self.total,
+            c["failed"],
+            c["ignored"],
+            self.frames_seen,
+            self.frames_seen / el,
+        )
+
+    def finish(self) -> None:
+        """Wait for outstanding commits; files never completed count as failed."""
+        for f in self.futures:
+            f.result()
+        self.pool.shutdown(wait=True)
+        for uri, st in list(self.pending.items()):
+            got = len(st.rows)
+            exp = "?" if st.expected is None else st.expected
+            self._fail(uri, f"incomplete: {got} of {exp} rows arrived")
+        self.pending.clear()
+
+
+# -------------------------------------------------------------------------------------- ray
+
+
+def _init_ray(address: str | None) -> bool:
+    """Use this process's Ray, else join `address` / $RAY_ADDRESS, else start a local one."""
+    from pipeline.ray_runtime import init_ray
+
+    return init_ray(address)
+
+
+def _actor_plan(cfg: IngestConfig) -> tuple[int, int, float, int | None]:
+    """(actors, GPUs per actor, CPUs per actor, torch threads per CPU actor) for this cluster."""
+    import ray
+
+    res = ray.cluster_resources()
+    gpus = int(res.get("GPU", 0))
+    cpus = int(res.get("CPU", 1))
+    if gpus > 0:
+        n = cfg.actors or gpus
+        return max(1, min(n, gpus)), 1, 1.0, None
+    # CPU only: each actor reserves one CPU slot and at least one slot stays free for the read
+    # tasks, or the pipeline starves. Reading and preprocessing cost ~1 ms a frame against
+    # tens of ms for the model, so by default an actor's torch uses its node's CPUs shared
+    # among the actors that land there (oversubscribing the read slot slightly).
+    n = cfg.actors or max(1, cpus // 2)
+    n = max(1, min(n, max(1, cpus - 1)))
+    nodes = [x for x in ray.nodes() if x.get("Alive") and x.get("Resources", {}).get("CPU")]
+    node_cpus = min((int(x["Resources"]["CPU"]) for x in nodes), default=cpus)
+    per_node = -(-n // max(1, len(nodes)))
+    threads = cfg.encoder_threads or max(1, node_cpus // per_node)
+    return n, 0, 1.0, threads
+
+
+def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, committer):
+    import ray
+    from ray.data import ActorPoolStrategy, DataContext
+
+    from pipeline.encoder import HashEncoder
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = cfg.ray_progress_bars
+    ctx.print_on_execution_start = cfg.ray_progress_bars
+
+    actors, num_gpus, num_cpus, threads = _actor_plan(cfg)
+    log.info(
+        "ingest: %d files to encode with %d %s actor(s)%s, batch %d",
+        len(plan.todo),
+        actors,
+        "GPU" if num_gpus else "CPU",
+        "" if num_gpus else f" of {threads} torch threads",
+        cfg.batch_size,
+    )
+    files_ref = ray.put(model.files)
+    source = ArchiveDatasource(plan.todo, model.preprocess, src_opts, cfg.rows_per_block)
+    # Read tasks keep Ray's default retries for system failures (a lost node); reading errors
+    # never raise out of a task (they become "fail" rows), so application retries are moot.
+    # override_num_blocks = one per file: otherwise Ray Data splits each task's output into
+    # many tiny blocks to reach its default parallelism, which costs per-block overhead.
+    ds = ray.data.read_datasource(source, num_cpus=1, override_num_blocks=len(plan.todo))
+    ds = ds.map_batches(
+        HashEncoder,
+        fn_constructor_kwargs={
+            # nested in a tuple: the actor fetches it itself, so a restarted actor (lost node)
+            # re-fetches from the driver-owned object instead of failing on a lost argument
+            "model_files": (files_ref,),
+            "threads": threads,
+        },
+        compute=ActorPoolStrategy(min_size=1, max_size=actors),
+        batch_size=cfg.batch_size,
+        batch_format="pyarrow",
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+    )
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
+        committer.consume(batch)
+
+
+# -------------------------------------------------------------------------------------- job
+
+
+def run_ingest(cfg: IngestConfig) -> dict:
+    """Run the job; returns the summary, raises IngestFailed (with it) when files failed."""
+    t_start = time.monotonic()
+    if cfg.batch_size < 1:
+        raise BadInput("--batch-size must be at least 1")
+    if cfg.actors is not None and cfg.actors < 1:
+        raise BadInput("--actors must be at least 1")
+    src_opts = storage_options_for(cfg.source, cfg.s3_endpoint)
+    out_opts = storage_options_for(cfg.out, cfg.s3_endpoint)
+    model_opts = storage_options_for(cfg.model, cfg.s3_endpoint)
+
+    model = load_model_info(cfg.model, model_opts)
+    plan = plan_files(cfg, model.sha, src_opts, out_opts)
+    if cfg.max_files is not None:
+        plan.todo = plan.todo[: cfg.max_files]
+    log.info(
+        "ingest: %d archive files under %s (%d before --since), %d already done for model %s, "
+        "%d to do",
+        plan.seen,
+        cfg.source,
+        plan.not_since,
+        plan.skipped,
+        model.sha[:12],
+        len(plan.todo),
+    )
+    summary = {
+        "files_seen": plan.seen,
+        "files_skipped": plan.skipped,
+        "files_done": 0,
+        "files_failed": 0,
+        "files_ignored": plan.ignored,
+        "files_corrupt": 0,
+        "frames": 0,
+        "quarantined": 0,
+        "frames_per_s": 0.0,
+        "seconds": 0.0,
+        "pipeline_seconds": 0.0,
+        "model": model.sha[:12],
+        "out": plan.prefix,
+    }
+    if cfg.dry_run:
+        summary["dry_run"] = True
+        summary["files_todo"] = len(plan.todo)
+        summary["seconds"] = round(time.monotonic() - t_start, 3)
+        return summary
+    if not plan.todo:
+        summary["seconds"] = round(time.monotonic() - t_start, 3)
+        return summary
+
+    started = _init_ray(cfg.ray_address)
+    committer = Committer(cfg, plan, model, out_opts)
+    error = None
+    t_pipe = time.monotonic()
+    committer.t0 = t_pipe
+    try:
+        _run_pipeline(cfg, plan, model, src_opts, committer)
+    except Exception as exc:  # the pipeline broke: keep what was committed, report the rest
+        log.error("pipeline failed: %s: %s", type(exc).__name__, exc)
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        committer.finish()
+        if started:
+            import ray
+
+            ray.shutdown()
+    t_end = committer.t_last or time.monotonic()
+    committer.progress(final=True)
+    c = committer.counts
+    pipe_s = max(t_end - t_pipe, 1e-9)
+    summary.update(
+        files_done=c["done"],
+        files_failed=c["failed"],
+        files_ignored=plan.ignored + c["ignored"],
+        files_corrupt=c["corrupt"],
+        frames=c["frames"],
+        quarantined=c["quarantined"],
+        frames_per_s=round(c["frames"] / pipe_s, 2),
+        pipeline_seconds=round(pipe_s, 3),
+        seconds=round(time.monotonic() - t_start, 3),
+    )
+    if error or c["failed"]:
+        if committer.failed:
+            summary["failed"] = dict(list(sorted(committer.failed.items()))[:20])
+        msg = error or f"{c['failed']} file(s) failed"
+        raise IngestFailed(msg, summary)
+    return summary

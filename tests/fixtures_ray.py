@@ -1,0 +1,47 @@
+"""A real local Ray instance for tests, one per test module (start-up costs seconds).
+
+Import into conftest.py:  from fixtures_ray import ray_local  # noqa: F401
+
+Small object store, no dashboard, 2 logical CPUs (actors take one, read tasks the other), and
+the repository on the workers' PYTHONPATH so that they import this checkout's packages.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+REPO = str(pathlib.Path(__file__).resolve().parents[1])
+
+
+def worker_env() -> dict:
+    """Environment for Ray worker processes: this checkout importable first."""
+    path = os.environ.get("PYTHONPATH", "")
+    parts = [p for p in path.split(os.pathsep) if p]
+    if REPO not in parts:
+        parts.insert(0, REPO)
+    return {"PYTHONPATH": os.pathsep.join(parts)}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """ray.init() for the whole test module; shut down after it."""
+    import ray
+
+    if ray.is_initialized():  # another module's instance left running: start clean
+        ray.shutdown()
+    os.environ.update(worker_env())  # the local raylet and its workers inherit it
+    ray.init(
+        num_cpus=2,
+        num_gpus=0,
+        object_store_memory=150 * 1024 * 1024,
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=False,
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
