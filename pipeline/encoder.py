@@ -8,8 +8,9 @@ nodes need no access to the driver's model directory or bucket.
 `encode(x)` is the model step on its own (also used by the benchmark's bare loop); `__call__`
 takes an Arrow batch of `pipeline.datasource.ROW_SCHEMA` rows, encodes the `kind == "frame"` rows
 and returns the batch without the pixel column plus `code` (packed little-endian uint64 bytes,
-DESIGN.md "Packed codes"), `pred` (int16) and `score` (float32, probability of `pred`). Rows of
-other kinds pass through with a zero code, pred -1 and score NaN.
+DESIGN.md "Packed codes"), `pred` (int16), `score` (float32, probability of `pred`) and `cost`
+(model seconds per row, for reports). Rows of other kinds pass through with a zero code, pred -1
+and score NaN.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -184,12 +186,15 @@ class HashEncoder:
         code = np.zeros((n, width), dtype=np.uint8)
         pred = np.full(n, -1, dtype=np.int16)
         score = np.full(n, np.nan, dtype=np.float32)
+        cost = np.zeros(n, dtype=np.float64)
         if len(rows):
+            t0 = time.perf_counter()
             c, p, s = self.encode(self._frames(batch.column("x"), rows))
+            cost[rows] = (time.perf_counter() - t0) / len(rows)
             code[rows] = c.astype("<u8").view(np.uint8).reshape(len(rows), width)
             pred[rows] = p
             score[rows] = s
-        out = batch.drop_columns(["x"])
+        out = batch.drop_columns(["x"]).append_column("cost", pa.array(cost))
         code_arr = pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(width), n, [None, pa.py_buffer(code.tobytes())]
         )

@@ -316,6 +316,8 @@ class Committer:
         self.counts = dict(done=0, failed=0, ignored=0, corrupt=0, frames=0, quarantined=0)
         self.failed: dict[str, str] = {}
         self.frames_seen = 0  # frames that reached the driver (progress only)
+        # seconds summed over workers: where the time goes (reported in the summary)
+        self.costs = dict(read_s=0.0, preprocess_s=0.0, model_s=0.0, write_s=0.0)
         self.t0 = time.monotonic()
         self.t_last = None
         self._next_progress = self.t0 + cfg.progress_interval
@@ -324,7 +326,7 @@ class Committer:
     def consume(self, batch) -> None:
         cols = batch.select(
             ["source", "kind", "seq", "frame", "site", "time_us", "label", "reason", "expected"]
-            + ["code", "pred", "score"]
+            + ["code", "pred", "score", "cost"]
         ).to_pydict()
         n = len(cols["source"])
         touched = set()
@@ -335,6 +337,8 @@ class Committer:
                 continue
             kind = cols["kind"][i]
             if kind == "end":
+                if st.expected is None:
+                    self._add_read_costs(cols["reason"][i])
                 st.expected = cols["expected"][i]
             else:
                 seq = cols["seq"][i]
@@ -342,6 +346,7 @@ class Committer:
                     st.rows[seq] = {k: cols[k][i] for k in cols}
                     if kind == "frame":
                         self.frames_seen += 1
+                        self.costs["model_s"] += cols["cost"][i] or 0.0
             touched.add(uri)
         for uri in touched:
             st = self.pending[uri]
@@ -349,6 +354,14 @@ class Committer:
                 del self.pending[uri]
                 self._dispatch(st)
         self.progress()
+
+    def _add_read_costs(self, text) -> None:
+        try:
+            c = json.loads(text or "{}")
+            self.costs["read_s"] += float(c.get("read_s", 0.0))
+            self.costs["preprocess_s"] += float(c.get("preprocess_s", 0.0))
+        except (ValueError, TypeError, AttributeError):
+            pass
 
     def _dispatch(self, st: _FileState) -> None:
         kinds = {r["kind"] for r in st.rows.values()}
@@ -383,6 +396,7 @@ class Committer:
             self.failed[uri] = reason
 
     def _commit(self, st: _FileState) -> None:
+        t0 = time.perf_counter()
         try:
             n_frames, n_q, corrupt = self._write(st)
         except Exception as exc:
@@ -393,6 +407,7 @@ class Committer:
             self.counts["frames"] += n_frames
             self.counts["quarantined"] += n_q
             self.counts["corrupt"] += int(corrupt)
+            self.costs["write_s"] += time.perf_counter() - t0
             self.t_last = time.monotonic()
         log.debug("committed %s: %d frames, %d quarantined", st.task.rel, n_frames, n_q)
 
@@ -649,6 +664,7 @@ def run_ingest(cfg: IngestConfig) -> dict:
         quarantined=c["quarantined"],
         frames_per_s=round(c["frames"] / pipe_s, 2),
         pipeline_seconds=round(pipe_s, 3),
+        time_breakdown_s={k: round(v, 3) for k, v in committer.costs.items()},
         seconds=round(time.monotonic() - t_start, 3),
     )
     if error or c["failed"]:
