@@ -1,0 +1,43 @@
+"""Bit-level primitives for the compiled kernels.
+
+``popcount`` lowers to ``llvm.ctpop.i64``; on CPUs with AVX-512 VPOPCNTDQ the loop vectoriser turns
+it into ``vpopcntq`` over eight codes at once. ``rotl1`` is ``1`` rotated left by ``d`` (a one-hot
+word for ``d mod 64``) written in the pattern LLVM folds into a rotate (``vprolvq``
+when vectorised).
+"""
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+
+@intrinsic
+def popcount(typingctx, x):
+    """Number of set bits of a uint64, as int64."""
+    if x != types.uint64:
+        return None
+    sig = types.int64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.ctpop", [args[0].type])
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+_ONE = np.uint64(1)
+_M63 = np.uint64(63)
+_W64 = np.uint64(64)
+
+
+@njit(inline="always")
+def rotl1(d):
+    """``1`` rotated left by ``d`` bits (``d`` an int64 in 0..64): a one-hot word for d mod 64."""
+    s = np.uint64(d) & _M63
+    return (_ONE << s) | (_ONE >> ((_W64 - s) & _M63))
+
+
+@njit(inline="always")
+def ctz(x):
+    """Index of the lowest set bit of a non-zero uint64."""
+    return popcount((x & (~x + _ONE)) - _ONE)
