@@ -172,6 +172,16 @@ class KnnResult:
     seconds: float
 
 
+def _check_width(queries, shards, storage_options, nbits=None):
+    if queries.ndim != 2 or not len(shards):
+        raise BadInput("queries must be (q, words) packed codes and there must be shards")
+    meta = store.shard_meta(shards[0], storage_options)
+    if meta.words != queries.shape[1] or (nbits is not None and meta.nbits != nbits):
+        raise BadInput(
+            f"query codes have {queries.shape[1]} words; the shards hold {meta.nbits}-bit codes"
+        )
+
+
 def search(
     queries: np.ndarray,
     shards: Sequence[str],
@@ -184,6 +194,7 @@ def search(
     if k < 1:
         raise BadInput(f"k must be >= 1, got {k}")
     queries = np.ascontiguousarray(queries, dtype=np.uint64)
+    _check_width(queries, shards, storage_options, nbits)
     executor = executor or LocalExecutor()
     t0 = time.perf_counter()
     q = len(queries)
@@ -286,6 +297,7 @@ def evaluate_map(
     if not keep.any():
         raise BadInput("no labelled queries: MAP needs ground-truth labels")
     queries, qlabels = queries[keep], qlabels[keep]
+    _check_width(queries, shards, storage_options)
     executor = executor or LocalExecutor()
     t0 = time.perf_counter()
     qref, lref = executor.put(queries), executor.put(qlabels)
