@@ -5,17 +5,19 @@ Two kernels:
 * ``_hist_generic``: any code length and either label kind. Distances of a chunk of the database
   are computed in a vectorised loop into a small buffer, then a scalar loop adds each item to the
   histogram at ``2 * distance + relevant``.
-* ``_hist_csa``: codes of one word (<= 64 bits) with single-label class ids, the common case, about
-  four times faster. The database is grouped by class once (a stable argsort), so an item's
-  relevance is a property of its class segment and needs no per-pair work: a query's own class
-  segment feeds its "relevant" counters and the other segments its "other" counters. Each
-  comparison becomes a one-hot word ``1 << distance`` (a rotate, so distance 64 lands on bit 0), and
-  one-hot words are summed with a bit-sliced Harley-Seal carry-save adder tree over 32 lanes of
-  independent counters (``_LANES``); this loop vectorises into AVX-512 ``vpopcntq``, ``vprolvq``
-  and ``vpternlogq``. Counter planes overflowing weight 256 leave a carry word that is scanned
-  after each chunk. Distance 64 shares bit 0 with distance 0; they are told apart exactly with the
-  sum of all distances, which follows from per-class bit counts of the database:
-  ``sum_j popcount(q ^ x_j) = sum_b (q_b ? n - ones_b : ones_b)``.
+* ``_hist_csa``: codes of one word (<= 64 bits) with single-label class ids, the common case and
+  several times faster. The database is grouped by class once (a counting sort), so relevance is a
+  property of a class segment and costs nothing per pair: a query's own class segment feeds its
+  "relevant" counters, the other segments its "other" counters. Each comparison becomes a one-hot
+  word ``rotl(1, distance)`` (distance 64 lands on bit 0), and one-hot words are summed by a
+  bit-sliced Harley-Seal carry-save adder tree (32 inputs per step) over 32 lanes of independent
+  counters; the lane loop vectorises into AVX-512 ``vpopcntq``, ``vprolvq`` and ``vpternlogq``.
+  Counters overflowing weight 4096 leave a carry word; the (rare) non-zero ones are scanned after
+  each chunk. Distances 0 and 64 share bit 0; they are told apart exactly by the sum of all
+  distances, which follows from per-class bit counts of the database:
+  ``sum_j popcount(q ^ x_j) = sum_b (q_b ? n - ones_b : ones_b)``. A segment's last partial group
+  is padded with zero codes (whose count, at distance popcount(q), is taken off afterwards) unless
+  it is tiny, in which case a scalar loop takes it.
 
 Neither kernel allocates anything of size queries x database.
 """
@@ -28,10 +30,11 @@ from ._bits import ctz, popcount, rotl1
 _CHUNK = 4096  # database codes per cache chunk
 _QB = 8  # queries per block
 _LANES = 32  # independent bit-sliced counters per plane (4 AVX-512 registers)
-_GROUP = 16 * _LANES  # codes per carry-save tree step
-_CSA_CHUNK = 8 * _GROUP  # database codes per chunk in the CSA kernel
-_NPLANES = 8  # weights 1, 2, 4, ..., 128
-_STATE = _NPLANES * _LANES + _CSA_CHUNK // 16  # words of state per (query, stream)
+_GROUP = 32 * _LANES  # codes per carry-save tree step (32 inputs per lane)
+_CSA_CHUNK = 4 * _GROUP  # database codes per chunk in the CSA kernel
+_NPLANES = 12  # 5 Harley-Seal planes (weights 1..16) + 7 ripple planes (32..2048)
+_CARRY = 1 << _NPLANES  # weight of a carry word
+_STATE = _NPLANES * _LANES + _CSA_CHUNK // 32  # words of state per (query, stream)
 
 
 @njit(cache=True, inline="always")
@@ -95,27 +98,28 @@ def _csa(a, b, c):
     return a ^ b ^ c, (a & b) | (b & c) | (a & c)
 
 
-# The carry-save kernel below is a Harley-Seal tree over 16 inputs per lane, unrolled by hand.
+# The carry-save kernel below is a Harley-Seal tree over 32 inputs per lane, unrolled by hand.
 # Its lane loop must be the innermost loop with a compile-time trip count and all state in one
 # array (so that LLVM needs a single alias check and vectorises it); indices are unsigned so that
 # no negative-index wrap-around (which forces gathers) is generated.
 @njit(cache=True)
 def _csa_accumulate(q, xs, st):
-    """Add one-hot(distance) of q to each code of xs into the bit-sliced counters st.
+    """Add one-hot(distance from q) of every code of xs to the bit-sliced counters in st.
 
-    Processes the largest multiple of 16 * _LANES codes of xs and returns that count. st holds,
-    per lane, planes of weight 1, 2, 4, 8 (Harley-Seal state) and 16..128 (ripple counter),
-    then one carry word (weight 256) per group of 16 * _LANES codes.
+    Processes the largest multiple of _GROUP codes of xs and returns that count. st holds, per
+    lane, the Harley-Seal planes of weight 1, 2, 4, 8, 16, then ripple-carry planes of weight
+    32 ... 2048, then one carry word (weight _CARRY) per group of _GROUP codes.
     """
     L = _LANES
-    ng = xs.shape[0] // (16 * L)
+    ng = xs.shape[0] // _GROUP
     for g in range(ng):
-        b = g * 16 * L
+        b = g * _GROUP
         for lane in range(L):
             ones = st[np.uint64(0 * L + lane)]
             twos = st[np.uint64(1 * L + lane)]
             fours = st[np.uint64(2 * L + lane)]
             eights = st[np.uint64(3 * L + lane)]
+            sixteens = st[np.uint64(4 * L + lane)]
             m0 = rotl1(popcount(q ^ xs[np.uint64(b + 0 * L + lane)]))
             m1 = rotl1(popcount(q ^ xs[np.uint64(b + 1 * L + lane)]))
             m2 = rotl1(popcount(q ^ xs[np.uint64(b + 2 * L + lane)]))
@@ -132,6 +136,22 @@ def _csa_accumulate(q, xs, st):
             m13 = rotl1(popcount(q ^ xs[np.uint64(b + 13 * L + lane)]))
             m14 = rotl1(popcount(q ^ xs[np.uint64(b + 14 * L + lane)]))
             m15 = rotl1(popcount(q ^ xs[np.uint64(b + 15 * L + lane)]))
+            m16 = rotl1(popcount(q ^ xs[np.uint64(b + 16 * L + lane)]))
+            m17 = rotl1(popcount(q ^ xs[np.uint64(b + 17 * L + lane)]))
+            m18 = rotl1(popcount(q ^ xs[np.uint64(b + 18 * L + lane)]))
+            m19 = rotl1(popcount(q ^ xs[np.uint64(b + 19 * L + lane)]))
+            m20 = rotl1(popcount(q ^ xs[np.uint64(b + 20 * L + lane)]))
+            m21 = rotl1(popcount(q ^ xs[np.uint64(b + 21 * L + lane)]))
+            m22 = rotl1(popcount(q ^ xs[np.uint64(b + 22 * L + lane)]))
+            m23 = rotl1(popcount(q ^ xs[np.uint64(b + 23 * L + lane)]))
+            m24 = rotl1(popcount(q ^ xs[np.uint64(b + 24 * L + lane)]))
+            m25 = rotl1(popcount(q ^ xs[np.uint64(b + 25 * L + lane)]))
+            m26 = rotl1(popcount(q ^ xs[np.uint64(b + 26 * L + lane)]))
+            m27 = rotl1(popcount(q ^ xs[np.uint64(b + 27 * L + lane)]))
+            m28 = rotl1(popcount(q ^ xs[np.uint64(b + 28 * L + lane)]))
+            m29 = rotl1(popcount(q ^ xs[np.uint64(b + 29 * L + lane)]))
+            m30 = rotl1(popcount(q ^ xs[np.uint64(b + 30 * L + lane)]))
+            m31 = rotl1(popcount(q ^ xs[np.uint64(b + 31 * L + lane)]))
             ones, tA = _csa(ones, m0, m1)
             ones, tB = _csa(ones, m2, m3)
             twos, fA = _csa(twos, tA, tB)
@@ -146,47 +166,64 @@ def _csa_accumulate(q, xs, st):
             ones, tB = _csa(ones, m14, m15)
             twos, fB = _csa(twos, tA, tB)
             fours, eB = _csa(fours, fA, fB)
-            eights, c = _csa(eights, eA, eB)
-            p = st[np.uint64(4 * L + lane)]
-            st[np.uint64(4 * L + lane)] = p ^ c
-            c = p & c
-            p = st[np.uint64(5 * L + lane)]
-            st[np.uint64(5 * L + lane)] = p ^ c
-            c = p & c
-            p = st[np.uint64(6 * L + lane)]
-            st[np.uint64(6 * L + lane)] = p ^ c
-            c = p & c
-            p = st[np.uint64(7 * L + lane)]
-            st[np.uint64(7 * L + lane)] = p ^ c
-            c = p & c
-            st[np.uint64(8 * L + g * L + lane)] = c
+            eights, sA = _csa(eights, eA, eB)
+            ones, tA = _csa(ones, m16, m17)
+            ones, tB = _csa(ones, m18, m19)
+            twos, fA = _csa(twos, tA, tB)
+            ones, tA = _csa(ones, m20, m21)
+            ones, tB = _csa(ones, m22, m23)
+            twos, fB = _csa(twos, tA, tB)
+            fours, eA = _csa(fours, fA, fB)
+            ones, tA = _csa(ones, m24, m25)
+            ones, tB = _csa(ones, m26, m27)
+            twos, fA = _csa(twos, tA, tB)
+            ones, tA = _csa(ones, m28, m29)
+            ones, tB = _csa(ones, m30, m31)
+            twos, fB = _csa(twos, tA, tB)
+            fours, eB = _csa(fours, fA, fB)
+            eights, sB = _csa(eights, eA, eB)
+            sixteens, c = _csa(sixteens, sA, sB)
+            for p in range(5, _NPLANES):  # ripple-carry planes
+                i = np.uint64(p * L + lane)
+                v = st[i]
+                st[i] = v ^ c
+                c = v & c
+            st[np.uint64(_NPLANES * L + g * L + lane)] = c
             st[np.uint64(0 * L + lane)] = ones
             st[np.uint64(1 * L + lane)] = twos
             st[np.uint64(2 * L + lane)] = fours
             st[np.uint64(3 * L + lane)] = eights
-    return ng * 16 * L
+            st[np.uint64(4 * L + lane)] = sixteens
+    return ng * _GROUP
 
 
 @njit(cache=True)
 def _extract(st, out):
-    """Add the counts held in the bit planes of st (one stream) to out[0..63]."""
+    """Add the counts held in the bit planes of st (one stream) to out[0..63]: for each plane, only
+    the bit positions set in some lane are counted (a vectorised sum over lanes)."""
     L = _LANES
     for p in range(_NPLANES):
-        wt = np.int64(1) << p
+        plane = st[p * L : (p + 1) * L]
+        used = np.uint64(0)
         for lane in range(L):
-            c = st[p * L + lane]
-            while c:
-                out[ctz(c)] += wt
-                c &= c - np.uint64(1)
+            used |= plane[lane]
+        while used:
+            bit = ctz(used)
+            used &= used - np.uint64(1)
+            s = np.uint64(0)
+            for lane in range(L):
+                s += (plane[lane] >> np.uint64(bit)) & np.uint64(1)
+            out[bit] += np.int64(s) << p
 
 
 @njit(cache=True, parallel=True)
-def _hist_csa(Q1, Xs, seg, qseg, colcnt, ncsa):
+def _hist_csa(Q1, Xs, seg, qseg, colcnt, ncsa, npad):
     """(all, rel) histograms (q, 65) for one-word codes, database grouped by class.
 
     Q1 (q,) query words; Xs (n,) database words ordered by class; seg (S+1,) segment starts;
     qseg (q,) the segment of each query's class or -1; colcnt (S, 64) per-segment counts of set bits
-    over the codes the carry-save loop processes (the first ncsa[s] codes of segment s).
+    over the codes the carry-save loop processes (the first ncsa[s] codes of segment s); npad (S,)
+    zero codes padding the end of each segment.
     """
     nq = Q1.shape[0]
     S = seg.shape[0] - 1
@@ -194,8 +231,10 @@ def _hist_csa(Q1, Xs, seg, qseg, colcnt, ncsa):
     R = np.zeros((nq, 65), np.int64)
     colall = np.zeros(64, np.int64)
     nall = 0
+    padall = 0
     for s in range(S):
         nall += ncsa[s]
+        padall += npad[s]
         for bit in range(64):
             colall[bit] += colcnt[s, bit]
     nqb = (nq + _QB - 1) // _QB
@@ -216,12 +255,16 @@ def _hist_csa(Q1, Xs, seg, qseg, colcnt, ncsa):
                     sq = st[qi, stream]
                     done = _csa_accumulate(q, xs, sq)
                     h = hc[qi, stream]
-                    base = _NPLANES * _LANES
-                    for w in range(done // 16):
-                        c = sq[base + w]
-                        while c:
-                            h[ctz(c)] += 256
-                            c &= c - np.uint64(1)
+                    carries = sq[_NPLANES * _LANES : _NPLANES * _LANES + done // 32]
+                    anyc = np.uint64(0)
+                    for w in range(carries.shape[0]):
+                        anyc |= carries[w]
+                    if anyc:  # rare: a lane's count at some distance passed _CARRY
+                        for w in range(carries.shape[0]):
+                            c = carries[w]
+                            while c:
+                                h[ctz(c)] += _CARRY
+                                c &= c - np.uint64(1)
                     h = ht[qi, stream]
                     for j in range(done, c1 - c0):
                         h[popcount(q ^ xs[j])] += 1
@@ -247,6 +290,13 @@ def _hist_csa(Q1, Xs, seg, qseg, colcnt, ncsa):
                 c64 = sd // 64  # bit 0 held distances 0 and 64 together
                 h[0] -= c64
                 h[64] = c64
+                # the zero padding sits at distance popcount(q)
+                pad = (
+                    (npad[sr] if sr >= 0 else 0)
+                    if stream == 1
+                    else padall - (npad[sr] if sr >= 0 else 0)
+                )
+                h[popcount(q)] -= pad
             for d in range(65):
                 r = hc[qi, 1, d] + ht[qi, 1, d]
                 R[q0 + qi, d] = r
@@ -267,6 +317,28 @@ def _column_counts(Xs, seg, ncsa):
     return out
 
 
+def _class_ids(labels):
+    """(sorted distinct classes, index of each label's class), without a sort for small ids."""
+    if labels.size and labels.min() >= 0 and labels.max() < (1 << 22):
+        present = np.bincount(labels) > 0
+        classes = np.flatnonzero(present)
+        remap = np.cumsum(present) - 1
+        return classes, remap[labels]
+    return np.unique(labels, return_inverse=True)
+
+
+@njit(cache=True)
+def _group_codes(x, inv, seg):
+    """Codes x grouped by class (segment s holds class s in database order, then zero padding)."""
+    out = np.zeros(seg[-1], x.dtype)
+    fill = seg[:-1].copy()
+    for j in range(x.shape[0]):
+        c = inv[j]
+        out[fill[c]] = x[j]
+        fill[c] += 1
+    return out
+
+
 def word_major(X):
     """(n, words) -> (words, n) contiguous (a free reshape for one word)."""
     if X.shape[1] == 1:
@@ -279,17 +351,21 @@ def histograms(Q, X, mode, ql, dl):
     nq, W = Q.shape
     n = X.shape[0]
     if W == 1 and mode == "single" and n >= _GROUP:
-        order = np.argsort(dl, kind="stable")
-        Xs = np.ascontiguousarray(X[order, 0])
-        classes, starts = np.unique(dl[order], return_index=True)
-        seg = np.append(starts, n).astype(np.int64)
-        lens = np.diff(seg)
-        ncsa = (lens // _GROUP) * _GROUP
+        classes, inv = _class_ids(dl)
+        lens = np.bincount(inv, minlength=len(classes)).astype(np.int64)
+        # a segment whose last partial group is not tiny is padded with zero codes to a whole
+        # group (their counts are taken off afterwards); tiny remainders go to the scalar loop
+        tail = lens % _GROUP
+        npad = np.where(tail >= _GROUP // 8, (_GROUP - tail) % _GROUP, 0).astype(np.int64)
+        seg = np.zeros(len(classes) + 1, np.int64)
+        np.cumsum(lens + npad, out=seg[1:])
+        Xs = _group_codes(X[:, 0], inv, seg)
+        ncsa = ((lens + npad) // _GROUP) * _GROUP
         pos = np.searchsorted(classes, ql)
         pos_c = np.minimum(pos, len(classes) - 1)
         qseg = np.where(classes[pos_c] == ql, pos_c, -1).astype(np.int64)
         colcnt = _column_counts(Xs, seg, ncsa)
-        return _hist_csa(np.ascontiguousarray(Q[:, 0]), Xs, seg, qseg, colcnt, ncsa)
+        return _hist_csa(np.ascontiguousarray(Q[:, 0]), Xs, seg, qseg, colcnt, ncsa, npad)
     multi = mode == "multi"
     if multi:
         qm, dm = ql, dl

@@ -33,9 +33,11 @@ import numpy as np
 from numba import njit, prange
 
 from . import _checks
+from ._bits import popcount
 from .hist import _QB, _fill_dist, _relevant, histograms, word_major
 from .knn import hamming_knn
 
+_ONE_PASS_BYTES = 64 << 20  # per-thread buffer cap for the one-pass index-tie AP
 _DIRECT = 64  # tie groups up to this size sum 1/(N+t) directly instead of via harmonic numbers
 
 
@@ -167,10 +169,51 @@ def distance_histograms(queries, database, query_labels, db_labels):
     return histograms(Q, X, mode, ql, dl)
 
 
+@njit(cache=True, inline="always")
+def _dist_rel_chunk(qrow, XT, c0, nb, multi, qi, ql, dl, qm, dm, dist, d16, relb):
+    """Distances (uint16) and relevance (uint8) of database items c0..c0+nb for query qi."""
+    W = XT.shape[0]
+    if W == 1:
+        q = qrow[0]
+        xs = XT[0]
+        for j in range(nb):
+            d16[j] = popcount(q ^ xs[np.uint64(c0 + j)])
+    else:
+        _fill_dist(qrow, XT, c0, nb, dist)
+        for j in range(nb):
+            d16[j] = dist[j]
+    if multi:
+        for j in range(nb):
+            relb[j] = _relevant(qi, c0 + j, multi, ql, dl, qm, dm)
+    else:
+        lab = ql[qi]
+        for j in range(nb):
+            relb[j] = 1 if dl[np.uint64(c0 + j)] == lab else 0
+
+
+@njit(cache=True, inline="always")
+def _running_counts(d16, relb, nb, ra, buf, base):
+    """Running count per distance over items 0..nb; each relevant item's (count << 9 | distance)
+    is appended to buf at base (branch free: every item writes, the cursor moves for relevant
+    ones). Returns the number appended."""
+    cnt = 0
+    for j in range(nb):
+        d = np.int64(d16[j])
+        a = ra[d] + 1
+        ra[d] = a
+        buf[base + cnt] = (np.int64(a) << 9) | d
+        cnt += relb[j]
+    return cnt
+
+
 @njit(cache=True, parallel=True)
 def _ap_index_kernel(Q, XT, multi, ql, dl, qm, dm, off_all, off_rel):
     """Per query: sum over relevant items j (in index order) of (off_rel[d] + #relevant at d
-    up to j) / (off_all[d] + #items at d up to j), with d the distance of j."""
+    up to j) / (off_all[d] + #items at d up to j), with d the distance of j.
+
+    The running count of all items per distance is the only per-pair scalar work; the relevant
+    items are finished in a second, short loop.
+    """
     nq, W = Q.shape
     n = XT.shape[1]
     nd = 64 * W + 1
@@ -180,28 +223,85 @@ def _ap_index_kernel(Q, XT, multi, ql, dl, qm, dm, off_all, off_rel):
     for b in prange(nqb):
         q0 = b * _QB
         q1 = min(nq, q0 + _QB)
-        run_a = np.zeros((q1 - q0, nd), np.int64)
+        run_a = np.zeros((q1 - q0, nd), np.int32)
         run_r = np.zeros((q1 - q0, nd), np.int64)
         dist = np.empty(chunk, np.int64)
+        d16 = np.empty(chunk, np.uint16)
+        relb = np.empty(chunk, np.uint8)
+        buf = np.empty(chunk + 1, np.int64)
         for c0 in range(0, n, chunk):
             nb = min(n, c0 + chunk) - c0
             for qi in range(q0, q1):
-                _fill_dist(Q[qi], XT, c0, nb, dist)
-                ra = run_a[qi - q0]
+                _dist_rel_chunk(Q[qi], XT, c0, nb, multi, qi, ql, dl, qm, dm, dist, d16, relb)
+                cnt = _running_counts(d16, relb, nb, run_a[qi - q0], buf, 0)
                 rr = run_r[qi - q0]
                 oa = off_all[qi]
                 orl = off_rel[qi]
                 s = 0.0
-                for j in range(nb):
-                    d = dist[j]
-                    a = ra[d] + 1
-                    ra[d] = a
-                    if _relevant(qi, c0 + j, multi, ql, dl, qm, dm):
-                        r = rr[d] + 1
-                        rr[d] = r
-                        s += (orl[d] + r) / (oa[d] + a)
+                for i in range(cnt):
+                    d = buf[i] & 511
+                    r = rr[d] + 1
+                    rr[d] = r
+                    s += (orl[d] + r) / (oa[d] + (buf[i] >> 9))
                 out[qi] += s
     return out
+
+
+@njit(cache=True, parallel=True)
+def _ap_index_one_pass(Q, XT, ql, dl, nrel):
+    """AP (ties by index, whole ranking) for single-label queries in one pass over the database.
+
+    nrel[qi] is the number of relevant items of query qi; each query keeps (running count,
+    distance) of its relevant items, and the histograms that give the offsets are the final
+    running counts. Returns (ap (q,), all (q, nd), rel (q, nd)).
+    """
+    nq, W = Q.shape
+    n = XT.shape[1]
+    nd = 64 * W + 1
+    chunk = 4096
+    out = np.zeros(nq)
+    A = np.zeros((nq, nd), np.int64)
+    R = np.zeros((nq, nd), np.int64)
+    nqb = (nq + _QB - 1) // _QB
+    for b in prange(nqb):
+        q0 = b * _QB
+        q1 = min(nq, q0 + _QB)
+        start = np.zeros(q1 - q0 + 1, np.int64)
+        for qi in range(q0, q1):
+            start[qi - q0 + 1] = start[qi - q0] + nrel[qi] + 1
+        buf = np.empty(start[q1 - q0], np.int64)
+        fill = np.zeros(q1 - q0, np.int64)
+        run_a = np.zeros((q1 - q0, nd), np.int32)
+        dist = np.empty(chunk, np.int64)
+        d16 = np.empty(chunk, np.uint16)
+        relb = np.empty(chunk, np.uint8)
+        dummy = np.zeros((1, 1), np.uint64)
+        for c0 in range(0, n, chunk):
+            nb = min(n, c0 + chunk) - c0
+            for qi in range(q0, q1):
+                _dist_rel_chunk(Q[qi], XT, c0, nb, False, qi, ql, dl, dummy, dummy, dist, d16, relb)
+                k = qi - q0
+                fill[k] += _running_counts(d16, relb, nb, run_a[k], buf, start[k] + fill[k])
+        for qi in range(q0, q1):
+            k = qi - q0
+            for d in range(nd):
+                A[qi, d] = run_a[k, d]
+            for i in range(start[k], start[k] + fill[k]):
+                R[qi, buf[i] & 511] += 1
+            oa = np.zeros(nd, np.int64)
+            orl = np.zeros(nd, np.int64)
+            for d in range(1, nd):
+                oa[d] = oa[d - 1] + A[qi, d - 1]
+                orl[d] = orl[d - 1] + R[qi, d - 1]
+            rr = np.zeros(nd, np.int64)
+            s = 0.0
+            for i in range(start[k], start[k] + fill[k]):
+                d = buf[i] & 511
+                r = rr[d] + 1
+                rr[d] = r
+                s += (orl[d] + r) / (oa[d] + (buf[i] >> 9))
+            out[qi] = s / fill[k] if fill[k] > 0 else 0.0
+    return out, A, R
 
 
 def _label_args(mode, ql, dl):
@@ -284,6 +384,12 @@ def average_precision(queries, database, query_labels, db_labels, topk=None, tie
     if K is not None and n > K:
         _, I = hamming_knn(Q, X, K)
         return ap_from_neighbors(_relevance_of(I, mode, ql, dl))
+    if mode == "single":
+        classes, counts = np.unique(dl, return_counts=True)
+        pos = np.minimum(np.searchsorted(classes, ql), len(classes) - 1)
+        nrel = np.where(classes[pos] == ql, counts[pos], 0).astype(np.int64)
+        if _QB * 8 * (int(nrel.max()) + 1) <= _ONE_PASS_BYTES:
+            return _ap_index_one_pass(Q, word_major(X), ql, dl, nrel)[0]
     A, R = histograms(Q, X, mode, ql, dl)
     oa, orl = _offsets(A, R)
     multi, ql1, dl1, qm, dm = _label_args(mode, ql, dl)

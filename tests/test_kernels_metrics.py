@@ -142,6 +142,27 @@ def test_histograms(nbits):
     assert np.array_equal(A, Ar) and np.array_equal(R, Rr)
 
 
+@pytest.mark.parametrize("nbits", [32, 64])
+def test_histograms_class_segments(nbits):
+    # class sizes that exercise whole carry-save groups, padded remainders and tiny remainders
+    # (scalar loop); negative and huge class ids take the general class-id path
+    rng = np.random.default_rng(21)
+    sizes = {-3: 2 * 1024 + 50, 10**12: 300, 7: 5, 0: 1024 + 700}
+    dl = np.concatenate([np.full(v, k) for k, v in sizes.items()])
+    dl = dl[rng.permutation(len(dl))]
+    X = random_codes(rng, len(dl), nbits)
+    Q = random_codes(rng, 6, nbits)
+    ql = np.array([-3, 10**12, 7, 0, 5, -3])
+    A, R = distance_histograms(Q, X, ql, dl)
+    Ar, Rr = histograms(Q, X, ql, dl)
+    assert np.array_equal(A, Ar) and np.array_equal(R, Rr)
+    small = dl.copy()
+    small[small == 10**12] = 1
+    small[small == -3] = 2
+    A, R = distance_histograms(Q, X, np.array([2, 1, 7, 0, 5, 2]), small)
+    assert np.array_equal(A, Ar) and np.array_equal(R, Rr)
+
+
 # --- distributed helpers: 3 uneven shards -------------------------------------------------------
 
 
