@@ -1,0 +1,111 @@
+"""End-to-end demo on built-in defaults: synthesise, train, ingest, benchmark, search, export.
+
+1. synth: a labelled synthetic THEMIS-style archive (stream0 PGM minute files) for the database,
+   and a second one, from another seed, for the queries;
+2. train: a compact Im-AlexNet-SP-style hashing model on synthetic aurora frames;
+3. ingest: both archives through Ray (read -> preprocess -> HashEncoder actors -> Parquet shards);
+4. benchmark: MAP of the query frames against the archive, from the shards;
+5. search: the nearest frames of one query frame;
+6. export: the archive's codes as a FAISS binary index.
+
+Everything lands under --workdir; a re-run reuses what is there (training resumes, ingestion skips
+committed shards). The summary line holds each step's figures.
+"""
+
+import logging
+import os
+import time
+
+from jobs.common import JobFailed, add_ray_options
+
+HELP = __doc__
+log = logging.getLogger("aurorahash.demo")
+
+
+def add_arguments(p):
+    p.add_argument("--workdir", default="runs/demo", help="where everything goes (runs/demo)")
+    p.add_argument("--frames", type=int, default=400, help="archive frames (default 400)")
+    p.add_argument("--query-frames", type=int, default=100, help="query frames (default 100)")
+    p.add_argument("--bits", type=int, default=32, help="code length (default 32)")
+    p.add_argument("--epochs", type=float, default=8, help="training epochs (default 8)")
+    p.add_argument("--n-train", type=int, default=2000, help="training frames (default 2000)")
+    p.add_argument("--size", type=int, default=64, help="model input size in px (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data and training (default 0)")
+    p.add_argument("--k", type=int, default=5, help="neighbours shown for one query (default 5)")
+    add_ray_options(p)
+
+
+def _job(name: str, argv: list[str]) -> dict:
+    """Run another job through its own parser (same validation as the CLI), without printing."""
+    from jobs.cli import build_parser
+
+    parser, mods = build_parser()
+    args = parser.parse_args([name, *argv])
+    t0 = time.perf_counter()
+    log.info("demo: aurorahash %s %s", name, " ".join(argv))
+    summary = mods[name].run(args)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    return summary
+
+
+def _pick(summary: dict, *keys) -> dict:
+    return {k: summary[k] for k in keys if k in summary}
+
+
+def run(args):
+    from pipeline.ray_runtime import ray_session
+
+    w = os.path.abspath(args.workdir)
+    seed = str(args.seed)
+    archive, queries = f"{w}/archive", f"{w}/queries"
+    model, codes, qcodes = f"{w}/model", f"{w}/codes", f"{w}/query-codes"
+    out = {"workdir": w}
+    t0 = time.perf_counter()
+
+    if not os.path.exists(archive):
+        s = _job("synth", ["--out", archive, "--frames", str(args.frames), "--seed", seed])
+        out["synth_archive"] = _pick(s, "frames", "files", "seconds")
+    if not os.path.exists(queries):
+        s = _job(
+            "synth",
+            ["--out", queries, "--frames", str(args.query_frames), "--seed", str(args.seed + 1)],
+        )
+        out["synth_queries"] = _pick(s, "frames", "files", "seconds")
+
+    s = _job(
+        "train",
+        [
+            "--dataset", "synthetic-aurora", "--size", str(args.size), "--arch", "compact",
+            "--bits", str(args.bits), "--epochs", str(args.epochs), "--seed", seed,
+            "--n-train", str(args.n_train), "--data-seed", str(args.seed + 2), "--out", model,
+        ],
+    )  # fmt: skip
+    out["train"] = _pick(s, "map", "accuracy", "params_mb", "train_seconds", "seconds")
+
+    with ray_session(args.ray_address):
+        for name, src, dst in (
+            ("ingest_archive", archive, codes),
+            ("ingest_queries", queries, qcodes),
+        ):
+            s = _job("ingest", ["--source", src, "--out", dst, "--model", model])
+            if s.get("files_failed"):
+                raise JobFailed(f"demo: ingesting {src} failed", {name: s})
+            out[name] = _pick(
+                s, "files_done", "files_skipped", "frames", "quarantined", "frames_per_s", "seconds"
+            )
+        s = _job("benchmark", ["--database", codes, "--queries", qcodes, "--topk", "50"])
+        out["benchmark"] = _pick(
+            s, "map", "map_tie_aware", "map@50", "n_queries", "n_database", "seconds"
+        )
+
+    s = _job(
+        "search",
+        ["--codes", codes, "--queries", qcodes, "--n-queries", "1", "--k", str(args.k), "--no-ray"],
+    )
+    ((qid, neighbours),) = s["neighbors"].items()
+    out["search"] = {"query": qid, "neighbors": neighbours}
+
+    s = _job("export", ["--codes", codes, "--out", f"{w}/export", "--format", "faiss"])
+    out["export"] = _pick(s, "out", "count", "files")
+    out["total_seconds"] = round(time.perf_counter() - t0, 1)
+    return out
