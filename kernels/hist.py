@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._bits import ctz, popcount, rotl1
+from ._layout import word_major
 
 _CHUNK = 4096  # database codes per cache chunk
 _QB = 8  # queries per block
@@ -337,13 +338,6 @@ def _group_codes(x, inv, seg):
         out[fill[c]] = x[j]
         fill[c] += 1
     return out
-
-
-def word_major(X):
-    """(n, words) -> (words, n) contiguous (a free reshape for one word)."""
-    if X.shape[1] == 1:
-        return X.reshape(1, -1)
-    return np.ascontiguousarray(X.T)
 
 
 def histograms(Q, X, mode, ql, dl):

@@ -22,7 +22,8 @@ import numpy as np
 from numba import njit, prange
 
 from . import _checks
-from ._bits import popcount
+from ._bits import ctz, popcount
+from ._layout import word_major
 
 _CHUNK = 4096  # database codes per cache chunk (32 KiB per word)
 _SUB = 128  # codes per min-check sub-block
@@ -39,30 +40,59 @@ def _dist(qrow, XT, j):
     return d
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _admit(d, j, t, below, cnt, k, hist, bd, bi):
+    """Admit item j at distance d < t; returns the updated (t, below, cnt)."""
+    if cnt == bd.shape[0]:  # buffer full: drop the items beyond the threshold
+        c = 0
+        for i in range(cnt):
+            if bd[i] <= t:
+                bd[c] = bd[i]
+                bi[c] = bi[i]
+                c += 1
+        cnt = c
+    bd[cnt] = d
+    bi[cnt] = j
+    cnt += 1
+    hist[d] += 1
+    below += 1
+    while below >= k:
+        t -= 1
+        below -= hist[t]
+    return t, below, cnt
+
+
+@njit(cache=True, inline="always")
+def _mask64(q0, x0, s0, t):
+    """Bit j set where item s0 + j (one-word codes) is closer than t, for 64 items (vectorised)."""
+    m = np.uint64(0)
+    for j in range(64):
+        d = popcount(q0 ^ x0[np.uint64(s0 + j)])
+        m |= np.uint64(d < t) << np.uint64(j)
+    return m
+
+
+@njit(cache=True, inline="always")
 def _admit_block(qrow, XT, s0, s1, dist, t, below, cnt, k, hist, bd, bi):
     """Scan codes s0..s1 for one query; admit those closer than t. Returns (t, below, cnt)."""
     W = XT.shape[0]
-    cap = bd.shape[0]
+    if W == 1 and s1 - s0 == _SUB:
+        # one-word codes: bit masks of the candidates, then only those are looked at
+        q0 = qrow[0]
+        x0 = XT[0]
+        for h in range(0, _SUB, 64):
+            m = _mask64(q0, x0, s0 + h, t)
+            while m:
+                j = s0 + h + ctz(m)
+                m &= m - np.uint64(1)
+                d = popcount(q0 ^ x0[j])
+                if d < t:  # t may have dropped since the mask was made
+                    t, below, cnt = _admit(d, j, t, below, cnt, k, hist, bd, bi)
+        return t, below, cnt
     for j in range(s0, s1):
         d = _dist(qrow, XT, j) if W <= 4 else dist[j - s0]
         if d < t:
-            if cnt == cap:
-                c = 0
-                for i in range(cnt):
-                    if bd[i] <= t:
-                        bd[c] = bd[i]
-                        bi[c] = bi[i]
-                        c += 1
-                cnt = c
-            bd[cnt] = d
-            bi[cnt] = j
-            cnt += 1
-            hist[d] += 1
-            below += 1
-            while below >= k:
-                t -= 1
-                below -= hist[t]
+            t, below, cnt = _admit(d, j, t, below, cnt, k, hist, bd, bi)
     return t, below, cnt
 
 
@@ -212,12 +242,6 @@ def _knn_kernel(Q, XT, k, bounds):
     return D, I
 
 
-def _word_major(database):
-    if database.shape[1] == 1:
-        return database.reshape(1, -1)
-    return np.ascontiguousarray(database.T)
-
-
 def hamming_knn(queries, database, k):
     """Exact k nearest database codes of each query in Hamming distance.
 
@@ -236,7 +260,7 @@ def hamming_knn(queries, database, k):
     if nqb < threads:
         nsh = int(min(-(-2 * threads // nqb), max(1, n // (4 * _CHUNK))))
     bounds = np.linspace(0, n, nsh + 1).astype(np.int64)
-    D, I = _knn_kernel(Q, _word_major(X), k, bounds)
+    D, I = _knn_kernel(Q, word_major(X), k, bounds)
     if nsh == 1:
         return D[0], I[0]
     return merge_knn(list(D), list(I), kk)

@@ -34,7 +34,8 @@ from numba import njit, prange
 
 from . import _checks
 from ._bits import popcount
-from .hist import _QB, _fill_dist, _relevant, histograms, word_major
+from ._layout import word_major
+from .hist import _QB, _fill_dist, _relevant, histograms
 from .knn import hamming_knn
 
 _ONE_PASS_BYTES = 64 << 20  # per-thread buffer cap for the one-pass index-tie AP
