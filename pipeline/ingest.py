@@ -475,11 +475,23 @@ class Committer:
         )
         return len(frames), len(problems), corrupt
 
+    def start_progress(self) -> None:
+        """Progress lines also while nothing arrives (actor start-up, a node being replaced)."""
+        self._stop = threading.Event()
+
+        def loop():
+            while not self._stop.wait(self.cfg.progress_interval / 2):
+                self.progress()
+
+        self._ticker = threading.Thread(target=loop, name="ingest-progress", daemon=True)
+        self._ticker.start()
+
     def progress(self, final: bool = False) -> None:
         now = time.monotonic()
-        if not final and now < self._next_progress:
-            return
-        self._next_progress = now + self.cfg.progress_interval
+        with self.lock:
+            if not final and now < self._next_progress:
+                return
+            self._next_progress = now + self.cfg.progress_interval
         with self.lock:
             c = dict(self.counts)
         el = max(now - self.t0, 1e-9)
@@ -496,6 +508,8 @@ class Committer:
 
     def finish(self) -> None:
         """Wait for outstanding commits; files never completed count as failed."""
+        if getattr(self, "_stop", None) is not None:
+            self._stop.set()
         for f in self.futures:
             f.result()
         self.pool.shutdown(wait=True)
@@ -640,6 +654,7 @@ def run_ingest(cfg: IngestConfig) -> dict:
     error = None
     t_pipe = time.monotonic()
     committer.t0 = t_pipe
+    committer.start_progress()
     try:
         _run_pipeline(cfg, plan, model, src_opts, committer)
     except Exception as exc:  # the pipeline broke: keep what was committed, report the rest
