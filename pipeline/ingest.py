@@ -193,8 +193,8 @@ def load_model_info(model_uri: str, storage_options: dict | None = None) -> Mode
             raise BadInput(f"--model {model_uri}: no model_sha256 and no model.safetensors")
         sha = hashlib.sha256(weights).hexdigest()
     for key in ("bits", "classes", "preprocess"):
-        if key not in config:
-            raise BadInput(f"--model {model_uri}: config lacks {key!r}")
+        if not config.get(key):
+            raise BadInput(f"--model {model_uri}: config lacks {key!r} (ingest needs it)")
     return ModelInfo(
         files=files,
         config=config,
