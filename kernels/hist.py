@@ -32,7 +32,7 @@ _CHUNK = 4096  # database codes per cache chunk
 _QB = 8  # queries per block
 _LANES = 32  # independent bit-sliced counters per plane (4 AVX-512 registers)
 _GROUP = 32 * _LANES  # codes per carry-save tree step (32 inputs per lane)
-_CSA_CHUNK = 4 * _GROUP  # database codes per chunk in the CSA kernel
+_CSA_CHUNK = 2 * _GROUP  # database codes per chunk in the CSA kernel
 _NPLANES = 12  # 5 Harley-Seal planes (weights 1..16) + 7 ripple planes (32..2048)
 _CARRY = 1 << _NPLANES  # weight of a carry word
 _STATE = _NPLANES * _LANES + _CSA_CHUNK // 32  # words of state per (query, stream)
@@ -103,7 +103,7 @@ def _csa(a, b, c):
 # Its lane loop must be the innermost loop with a compile-time trip count and all state in one
 # array (so that LLVM needs a single alias check and vectorises it); indices are unsigned so that
 # no negative-index wrap-around (which forces gathers) is generated.
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _csa_accumulate(q, xs, st):
     """Add one-hot(distance from q) of every code of xs to the bit-sliced counters in st.
 
