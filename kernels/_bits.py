@@ -8,6 +8,7 @@ when vectorised).
 
 import numpy as np
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 
@@ -41,3 +42,26 @@ def rotl1(d):
 def ctz(x):
     """Index of the lowest set bit of a non-zero uint64."""
     return popcount((x & (~x + _ONE)) - _ONE)
+
+
+@intrinsic
+def eqmask64(typingctx, arr, start, v):
+    """Bit i set where arr[start + i] == v, for the 64 bytes of a uint8 array from start (one
+    AVX-512 byte compare into a mask). The caller guarantees start + 64 <= len(arr)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.uint8 and arr.ndim == 1):
+        return None
+    sig = types.uint64(arr, types.int64, types.uint8)
+
+    def codegen(context, builder, signature, args):
+        ir = cgutils.ir  # llvmlite's IR builder, as numba's own extension helpers use it
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [args[1]])
+        vty = ir.VectorType(ir.IntType(8), 64)
+        vec = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=1)
+        i32 = ir.IntType(32)
+        one = builder.insert_element(ir.Constant(vty, ir.Undefined), args[2], ir.Constant(i32, 0))
+        zeros = ir.Constant(ir.VectorType(i32, 64), [0] * 64)
+        splat = builder.shuffle_vector(one, ir.Constant(vty, ir.Undefined), zeros)
+        return builder.bitcast(builder.icmp_unsigned("==", vec, splat), ir.IntType(64))
+
+    return sig, codegen

@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import _checks
-from ._bits import popcount
+from ._bits import ctz, eqmask64, popcount, rotl1
 from ._layout import word_major
 from .hist import _QB, _fill_dist, _relevant, histograms
 from .knn import hamming_knn
@@ -207,6 +207,70 @@ def _running_counts(d16, relb, nb, ra, buf, base):
     return cnt
 
 
+@njit(cache=True)
+def _ranks_w1(q, xs, nb, relb8, d8, relm, run_a, run_r, ca, cr, cd, slot, masks, before):
+    """Ranks of the relevant items of one chunk, one-word codes, value-major and vectorised.
+
+    xs[:nb] are the chunk's codes, relb8[:nb] their relevance (0/1, zero-padded to a multiple of
+    64). For every relevant item (in index order): a = number of items at its distance d up to and
+    including it (run_a[d] holds the count before the chunk), r = the same among relevant items;
+    written to ca/cr/cd, the count returned; run_a/run_r advanced by the chunk. For each distance
+    present, a 64-byte compare per block of 64 items gives the mask of the items at that distance
+    (no per-item scalar work); each relevant item then needs one masked popcount.
+    """
+    nblk = (nb + 63) // 64
+    present = np.uint64(0)
+    far = np.uint64(0)
+    for j in range(nb):
+        d = popcount(q ^ xs[np.uint64(j)])
+        d8[j] = d
+        present |= rotl1(d)
+        far |= np.uint64(d) >> np.uint64(6)
+    for j in range(nb, nblk * 64):
+        d8[j] = 255
+    for b in range(nblk):
+        relm[b] = eqmask64(relb8, b * 64, np.uint8(1))
+    # per distance present: masks of each block and counts before each block
+    slot[:] = -1
+    nv = 0
+    vals = present
+    while vals:
+        slot[ctz(vals)] = nv
+        nv += 1
+        vals &= vals - np.uint64(1)
+    if far:
+        slot[64] = nv
+        nv += 1
+    for v in range(65):
+        s = slot[v]
+        if s < 0:
+            continue
+        v8 = np.uint8(v)
+        tot = run_a[v]
+        for b in range(nblk):
+            m = eqmask64(d8, b * 64, v8)
+            masks[s, b] = m
+            before[s, b] = tot
+            tot += popcount(m)
+        run_a[v] = tot
+    cnt = 0
+    for b in range(nblk):
+        rm = relm[b]
+        while rm:
+            off = ctz(rm)
+            rm &= rm - np.uint64(1)
+            v = np.int64(d8[b * 64 + off])
+            s = slot[v]
+            low = (np.uint64(2) << np.uint64(off)) - np.uint64(1)
+            r = run_r[v] + 1
+            run_r[v] = r
+            ca[cnt] = before[s, b] + popcount(masks[s, b] & low)
+            cr[cnt] = r
+            cd[cnt] = v
+            cnt += 1
+    return cnt
+
+
 @njit(cache=True, parallel=True)
 def _ap_index_kernel(Q, XT, multi, ql, dl, qm, dm, off_all, off_rel):
     """Per query: sum over relevant items j (in index order) of (off_rel[d] + #relevant at d
@@ -230,15 +294,50 @@ def _ap_index_kernel(Q, XT, multi, ql, dl, qm, dm, off_all, off_rel):
         d16 = np.empty(chunk, np.uint16)
         relb = np.empty(chunk, np.uint8)
         buf = np.empty(chunk + 1, np.int64)
+        run_a64 = np.zeros((q1 - q0, nd), np.int64)
+        d8 = np.empty(chunk, np.uint8)
+        relm = np.empty(chunk // 64, np.uint64)
+        ca = np.empty(chunk, np.int64)
+        cr = np.empty(chunk, np.int64)
+        cd = np.empty(chunk, np.int64)
+        slot = np.empty(65, np.int64)
+        masks = np.empty((65, chunk // 64), np.uint64)
+        before = np.empty((65, chunk // 64), np.int64)
         for c0 in range(0, n, chunk):
             nb = min(n, c0 + chunk) - c0
             for qi in range(q0, q1):
                 _dist_rel_chunk(Q[qi], XT, c0, nb, multi, qi, ql, dl, qm, dm, dist, d16, relb)
-                cnt = _running_counts(d16, relb, nb, run_a[qi - q0], buf, 0)
-                rr = run_r[qi - q0]
                 oa = off_all[qi]
                 orl = off_rel[qi]
                 s = 0.0
+                if W == 1:
+                    for j in range(nb, (nb + 63) // 64 * 64):
+                        relb[j] = 0
+                    xs = XT[0, c0 : c0 + nb]
+                    k = qi - q0
+                    cnt = _ranks_w1(
+                        Q[qi, 0],
+                        xs,
+                        nb,
+                        relb,
+                        d8,
+                        relm,
+                        run_a64[k],
+                        run_r[k],
+                        ca,
+                        cr,
+                        cd,
+                        slot,
+                        masks,
+                        before,
+                    )
+                    for i in range(cnt):
+                        d = cd[i]
+                        s += (orl[d] + cr[i]) / (oa[d] + ca[i])
+                    out[qi] += s
+                    continue
+                cnt = _running_counts(d16, relb, nb, run_a[qi - q0], buf, 0)
+                rr = run_r[qi - q0]
                 for i in range(cnt):
                     d = buf[i] & 511
                     r = rr[d] + 1
@@ -277,16 +376,57 @@ def _ap_index_one_pass(Q, XT, ql, dl, nrel):
         d16 = np.empty(chunk, np.uint16)
         relb = np.empty(chunk, np.uint8)
         dummy = np.zeros((1, 1), np.uint64)
+        run_a64 = np.zeros((q1 - q0, nd), np.int64)
+        run_r = np.zeros((q1 - q0, nd), np.int64)
+        d8 = np.empty(chunk, np.uint8)
+        relm = np.empty(chunk // 64, np.uint64)
+        ca = np.empty(chunk, np.int64)
+        cr = np.empty(chunk, np.int64)
+        cd = np.empty(chunk, np.int64)
+        slot = np.empty(65, np.int64)
+        masks = np.empty((65, chunk // 64), np.uint64)
+        before = np.empty((65, chunk // 64), np.int64)
         for c0 in range(0, n, chunk):
             nb = min(n, c0 + chunk) - c0
             for qi in range(q0, q1):
                 _dist_rel_chunk(Q[qi], XT, c0, nb, False, qi, ql, dl, dummy, dummy, dist, d16, relb)
                 k = qi - q0
-                fill[k] += _running_counts(d16, relb, nb, run_a[k], buf, start[k] + fill[k])
+                if W == 1:
+                    for j in range(nb, (nb + 63) // 64 * 64):
+                        relb[j] = 0
+                    xs = XT[0, c0 : c0 + nb]
+                    cnt = _ranks_w1(
+                        Q[qi, 0],
+                        xs,
+                        nb,
+                        relb,
+                        d8,
+                        relm,
+                        run_a64[k],
+                        run_r[k],
+                        ca,
+                        cr,
+                        cd,
+                        slot,
+                        masks,
+                        before,
+                    )
+                    p = start[k] + fill[k]
+                    for i in range(cnt):  # (a << 36) | (r << 9) | d, as the scalar path stores it
+                        buf[p + i] = (ca[i] << 36) | (cr[i] << 9) | cd[i]
+                    fill[k] += cnt
+                else:
+                    fill[k] += _running_counts(d16, relb, nb, run_a[k], buf, start[k] + fill[k])
         for qi in range(q0, q1):
             k = qi - q0
             for d in range(nd):
-                A[qi, d] = run_a[k, d]
+                A[qi, d] = run_a64[k, d] if W == 1 else run_a[k, d]
+            if W > 1:  # the scalar path left (a << 9 | d): add the relevant rank r in index order
+                rr = np.zeros(nd, np.int64)
+                for i in range(start[k], start[k] + fill[k]):
+                    d = buf[i] & 511
+                    rr[d] += 1
+                    buf[i] = ((buf[i] >> 9) << 36) | (rr[d] << 9) | d
             for i in range(start[k], start[k] + fill[k]):
                 R[qi, buf[i] & 511] += 1
             oa = np.zeros(nd, np.int64)
@@ -294,13 +434,11 @@ def _ap_index_one_pass(Q, XT, ql, dl, nrel):
             for d in range(1, nd):
                 oa[d] = oa[d - 1] + A[qi, d - 1]
                 orl[d] = orl[d - 1] + R[qi, d - 1]
-            rr = np.zeros(nd, np.int64)
             s = 0.0
             for i in range(start[k], start[k] + fill[k]):
                 d = buf[i] & 511
-                r = rr[d] + 1
-                rr[d] = r
-                s += (orl[d] + r) / (oa[d] + (buf[i] >> 9))
+                r = (buf[i] >> 9) & ((1 << 27) - 1)
+                s += (orl[d] + r) / (oa[d] + (buf[i] >> 36))
             out[qi] = s / fill[k] if fill[k] > 0 else 0.0
     return out, A, R
 
@@ -389,7 +527,7 @@ def average_precision(queries, database, query_labels, db_labels, topk=None, tie
         classes, counts = np.unique(dl, return_counts=True)
         pos = np.minimum(np.searchsorted(classes, ql), len(classes) - 1)
         nrel = np.where(classes[pos] == ql, counts[pos], 0).astype(np.int64)
-        if _QB * 8 * (int(nrel.max()) + 1) <= _ONE_PASS_BYTES:
+        if n < (1 << 27) and _QB * 8 * (int(nrel.max()) + 1) <= _ONE_PASS_BYTES:
             return _ap_index_one_pass(Q, word_major(X), ql, dl, nrel)[0]
     A, R = histograms(Q, X, mode, ql, dl)
     oa, orl = _offsets(A, R)

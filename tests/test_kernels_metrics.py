@@ -93,6 +93,22 @@ def test_ap_all_lengths(nbits, multi):
     assert m == pytest.approx(np.mean([ap_aware_formula(d[i], rel[i], 50) for i in range(q)]))
 
 
+@pytest.mark.parametrize("multi", [False, True])
+def test_index_ties_with_distance_64(multi):
+    # complements of the queries sit at distance 64, sharing a one-hot bit with distance 0
+    rng = np.random.default_rng(8)
+    n, q = 5000, 5
+    X = random_codes(rng, n, 64)
+    Q = random_codes(rng, q, 64)
+    X[rng.integers(0, n, 300)] = ~Q[0]
+    X[rng.integers(0, n, 300)] = Q[0]
+    ql, dl = labels(rng, q, n, multi)
+    d = dist_matrix(Q, X)
+    rel = relevance(ql, dl)
+    got = average_precision(Q, X, ql, dl)
+    np.testing.assert_allclose(got, [ap_index(d[i], rel[i]) for i in range(q)], rtol=0, atol=1e-10)
+
+
 def test_big_tie_groups_use_harmonic_numbers():
     # 6-bit codes over 3,000 items: tie groups of hundreds, beyond the direct-sum cutoff
     rng = np.random.default_rng(5)
