@@ -146,9 +146,12 @@ def test_s3_source_and_output_match_the_local_run(themis_run, model_dir, s3):
         assert {c: v for c, v in a[k].items() if c != "source"} == {
             c: v for c, v in b[k].items() if c != "source"
         }
-    # and a re-run against S3 skips everything
+    # a re-run skips everything, also with the checkpoint itself read from S3 (same sha256)
+    s3.upload_dir(model_dir, src_bucket, "models/tiny")
+    cfg.model = f"s3://{src_bucket}/models/tiny"
     again = run_ingest(cfg)
     assert again["files_skipped"] == 7 and again["files_done"] == 0
+    assert again["model"] == local["model"]
     assert s3.keys(dst_bucket) == keys
 
 
@@ -323,6 +326,8 @@ def test_since_filters_by_name_date(model_dir, tmp_path):
     assert s["files_seen"] == 6 and s["files_todo"] == 6  # the 2014 PGM minutes only
     cfg.since = parse_since("2014-03-11")
     assert run_ingest(cfg)["files_seen"] == 0
+    cfg.since, cfg.source = None, f"file://{THEMIS}"
+    assert run_ingest(cfg)["files_todo"] == 8  # file:// URIs list the same files
     assert str(date_from_name("thg_l1_asf_gako_2011010617_v01.cdf")) == "2011-01-06"
     assert str(date_from_name("stream0/2014/03/10/gill_themis19/ut06/x.pgm")) == "2014-03-10"
     assert str(date_from_name("20140310_0600_gill_themis19_full.pgm.gz")) == "2014-03-10"
