@@ -134,7 +134,7 @@ def add_arguments(p) -> None:
         "classification loss only, Table 1)",
     )
     g.add_argument("--ce-weight", type=float, default=1.0, help="weight of cross-entropy (1)")
-    g.add_argument("--pair-weight", type=float, default=1.0, help="weight of the pair loss (1)")
+    g.add_argument("--pair-weight", type=float, default=0.1, help="weight of the pair loss (0.1)")
     g.add_argument(
         "--quant-weight", type=float, default=0.1, help="weight of the quantisation loss (0.1)"
     )

@@ -5,15 +5,13 @@
 
 Codes are `kernels.pack_codes(h)` (bit = h > 0). MAP uses `kernels.mean_average_precision`
 (ties="index" -> `map`, ties="aware" -> `map_tie_aware`); with `topk` the MAP is over the first K
-ranked items (`map@K`). The PR curve is the usual hashing one: precision and recall of the items
-within Hamming radius r of the query, r = 0..bits, averaged over queries (a query with nothing
-within radius r is left out of that radius' precision average, as most hashing papers' code does;
-its recall there counts as 0).
+ranked items (`map@K`). The PR curve is the usual hashing one (kernels.pr_curve_from_histograms):
+precision and recall of the items within Hamming radius r of the query, r = 0..bits, averaged
+over queries (a query with nothing within r counts precision 0 there, one without relevant items
+recall 0).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import torch
@@ -78,66 +76,29 @@ def encode(
     return torch.cat(hs).numpy(), torch.cat(ls).numpy()
 
 
-def _relevance_counts(q_codes, db_codes, q_labels, db_labels, nbits, chunk=256):
-    """Per query: (#items, #relevant items) at each Hamming distance 0..nbits."""
-    from kernels import unpack_codes  # noqa: F401  (the packed layout is the kernels' contract)
-
-    nq = len(q_codes)
-    tot = np.zeros((nq, nbits + 1), np.int64)
-    rel = np.zeros((nq, nbits + 1), np.int64)
-    multi = np.asarray(db_labels).ndim == 2
-    for s in range(0, nq, chunk):
-        q = q_codes[s : s + chunk]
-        d = np.zeros((len(q), len(db_codes)), np.int64)
-        for w in range(q_codes.shape[1]):
-            d += np.bitwise_count(q[:, w : w + 1] ^ db_codes[None, :, w]).astype(np.int64)
-        if multi:
-            r = (np.asarray(q_labels[s : s + chunk]) @ np.asarray(db_labels).T) > 0
-        else:
-            r = np.asarray(q_labels[s : s + chunk])[:, None] == np.asarray(db_labels)[None, :]
-        off = (np.arange(len(q)) * (nbits + 1))[:, None]
-        tot[s : s + len(q)] = np.bincount(
-            (d + off).ravel(), minlength=len(q) * (nbits + 1)
-        ).reshape(len(q), nbits + 1)
-        rel[s : s + len(q)] = np.bincount(
-            (d + off).ravel(), weights=r.ravel().astype(np.float64), minlength=len(q) * (nbits + 1)
-        ).reshape(len(q), nbits + 1)
-    return tot, rel
-
-
 def pr_curve(q_codes, db_codes, q_labels, db_labels, nbits) -> dict:
-    tot, rel = _relevance_counts(q_codes, db_codes, q_labels, db_labels, nbits)
-    ctot, crel = np.cumsum(tot, 1), np.cumsum(rel, 1)
-    nrel = crel[:, -1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prec = np.where(ctot > 0, crel / np.maximum(ctot, 1), np.nan)
-        recall = np.where(nrel[:, None] > 0, crel / np.maximum(nrel[:, None], 1), 0.0)
-    with warnings.catch_warnings():  # a radius where no query has any item: precision None
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = np.nanmean(prec, axis=0) if len(prec) else np.full(nbits + 1, np.nan)
+    """Precision/recall within Hamming radius r = 0..nbits (kernels' histograms)."""
+    from kernels import distance_histograms, pr_curve_from_histograms
+
+    a, r = distance_histograms(q_codes, db_codes, q_labels, db_labels)
+    prec, rec = pr_curve_from_histograms(a[:, : nbits + 1], r[:, : nbits + 1])
     return {
         "radius": list(range(nbits + 1)),
-        "precision": [None if np.isnan(v) else round(float(v), 6) for v in p],
-        "recall": [round(float(v), 6) for v in recall.mean(0)],
+        "precision": [round(float(v), 6) for v in prec],
+        "recall": [round(float(v), 6) for v in rec],
     }
 
 
 def precision_at_k(q_codes, db_codes, q_labels, db_labels, ks=DEFAULT_PK) -> dict:
-    from kernels import hamming_knn
+    """Mean precision of the first k ranked items (ties by database index), per k."""
+    from kernels import precision_at_k as pk
 
     ks = sorted({int(k) for k in ks if int(k) > 0})
-    if not ks or len(db_codes) == 0:
+    if not ks or len(db_codes) == 0 or len(q_codes) == 0:
         return {}
-    kmax = min(max(ks), len(db_codes))
-    _, idx = hamming_knn(q_codes, db_codes, kmax)
-    dl = np.asarray(db_labels)
-    ql = np.asarray(q_labels)
-    r = dl[idx] == ql[:, None] if dl.ndim == 1 else (dl[idx] * ql[:, None, :]).sum(-1) > 0
-    out = {}
-    for k in ks:
-        kk = min(k, kmax)
-        out[str(k)] = round(float(r[:, :kk].mean()), 6)
-    return out
+    return {
+        str(k): round(float(pk(q_codes, db_codes, q_labels, db_labels, k).mean()), 6) for k in ks
+    }
 
 
 def retrieval_metrics(

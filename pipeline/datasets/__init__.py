@@ -89,6 +89,33 @@ def _cifar10(data, protocol, data_seed, limit, preprocess=None, **_):
     return out
 
 
+def _render_chunk(job):
+    from pipeline.preprocess import PreprocessConfig, preprocess_batch
+    from pipeline.synth import generate
+
+    n, size, seed, start, pre = job
+    frames, labels = generate(n, size=size, seed=seed, start=start)
+    return preprocess_batch(list(frames), PreprocessConfig.from_dict(pre)), labels
+
+
+def _render(n, size, seed, start, pre: dict, workers: int):
+    """Frames start..start+n-1 of the seeded stream, preprocessed; in chunks, maybe parallel."""
+    chunk = 256
+    jobs = [(min(chunk, n - i), size, seed, start + i, pre) for i in range(0, n, chunk)]
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+            parts = list(ex.map(_render_chunk, jobs))
+    else:
+        parts = [_render_chunk(j) for j in jobs]
+    if not parts:
+        c = pre["channels"]
+        return np.zeros((0, c, size, size), np.float32), np.zeros(0, np.int64)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 def _synthetic(
     data,
     protocol,
@@ -99,10 +126,15 @@ def _synthetic(
     n_query=None,
     n_database=None,
     preprocess=None,
+    workers=None,
     **_,
 ):
-    from pipeline.preprocess import PreprocessConfig, preprocess_batch
-    from pipeline.synth import CLASSES, make_split
+    """pipeline.synth.make_split's sets (same frames: split_indices + generate(start=)),
+    rendered in chunks, in parallel processes when the frames are many and large."""
+    import os
+
+    from pipeline.preprocess import PreprocessConfig
+    from pipeline.synth import CLASSES, split_indices
     from pipeline.synth.split import DEFAULT_SIZES
 
     if isinstance(preprocess, dict):
@@ -118,22 +150,26 @@ def _synthetic(
         n_train = min(n_train, int(limit))
     n_database = max(n_database, n_train)
     try:
-        sp = make_split(
-            seed=data_seed, size=size, n_train=n_train, n_query=n_query, n_database=n_database
-        )
+        idx = split_indices(n_train, n_query, n_database, train_in_database=True)
     except ValueError as exc:
         raise BadInput(f"synthetic-aurora split: {exc}") from None
-    out = {}
-    cache = {}
-    for key, name in (("db", "database"), ("query", "query"), ("train", "train")):
-        frames, labels = sp[name]
-        k = id(frames)
-        if k not in cache:
-            cache[k] = preprocess_batch(list(frames), pcfg)
-        out[key] = (cache[k], labels.astype(np.int64))
-    # the training set is the head of the database: share the preprocessed arrays
-    out["train"] = (out["db"][0][:n_train], out["db"][1][:n_train])
-    out.update(classes=list(CLASSES), preprocess=pcfg.to_dict())
+    if size < 16:
+        raise BadInput("synthetic-aurora --size must be at least 16")
+    if workers is None:
+        big = (n_database + n_query) * size * size > 40_000_000
+        workers = min(os.cpu_count() or 1, 16) if big else 1
+    pre = pcfg.to_dict()
+    db = _render(n_database, size, data_seed, 0, pre, workers)
+    q0 = int(idx["query"][0]) if n_query else 0
+    query = _render(n_query, size, data_seed, q0, pre, workers)
+    out = {
+        "db": db,
+        "query": query,
+        # the training set is the head of the database: share the preprocessed arrays
+        "train": (db[0][:n_train], db[1][:n_train]),
+        "classes": list(CLASSES),
+        "preprocess": pre,
+    }
     return out
 
 
