@@ -38,6 +38,7 @@ from ._layout import word_major
 from .hist import _QB, _fill_dist, _relevant, histograms
 from .knn import hamming_knn
 
+_R_MASK = (1 << 27) - 1  # packed ranks: (a << 36) | (r << 9) | distance
 _ONE_PASS_BYTES = 64 << 20  # per-thread buffer cap for the one-pass index-tie AP
 _DIRECT = 64  # tie groups up to this size sum 1/(N+t) directly instead of via harmonic numbers
 
@@ -171,10 +172,13 @@ def distance_histograms(queries, database, query_labels, db_labels):
 
 
 @njit(cache=True, inline="always")
-def _dist_rel_chunk(qrow, XT, c0, nb, multi, qi, ql, dl, qm, dm, dist, d16, relb):
-    """Distances (uint16) and relevance (uint8) of database items c0..c0+nb for query qi."""
+def _dist_rel_chunk(qrow, XT, c0, nb, multi, qi, ql, dl, qm, dm, dist, d16, relb, need_dist):
+    """Distances (uint16, if need_dist) and relevance (uint8) of database items c0..c0+nb for
+    query qi."""
     W = XT.shape[0]
-    if W == 1:
+    if not need_dist:
+        pass
+    elif W == 1:
         q = qrow[0]
         xs = XT[0]
         for j in range(nb):
@@ -208,15 +212,16 @@ def _running_counts(d16, relb, nb, ra, buf, base):
 
 
 @njit(cache=True)
-def _ranks_w1(q, xs, nb, relb8, d8, relm, run_a, run_r, ca, cr, cd, slot, masks, before):
+def _ranks_w1(q, xs, nb, relb8, d8, relm, run_a, run_r, out, base, slot, masks, before):
     """Ranks of the relevant items of one chunk, one-word codes, value-major and vectorised.
 
     xs[:nb] are the chunk's codes, relb8[:nb] their relevance (0/1, zero-padded to a multiple of
-    64). For every relevant item (in index order): a = number of items at its distance d up to and
-    including it (run_a[d] holds the count before the chunk), r = the same among relevant items;
-    written to ca/cr/cd, the count returned; run_a/run_r advanced by the chunk. For each distance
-    present, a 64-byte compare per block of 64 items gives the mask of the items at that distance
-    (no per-item scalar work); each relevant item then needs one masked popcount.
+    64). For every relevant item: a = number of items at its distance d up to and including it
+    (run_a[d] holds the count before the chunk), r = the same among relevant items. Writes
+    (a << 36) | (r << 9) | d to out[base:] in index order, returns the count and advances
+    run_a/run_r. For each distance present, a 64-byte compare per block of 64 items gives the mask
+    of the items at that distance (no per-item scalar work); each relevant item then needs one
+    masked popcount.
     """
     nblk = (nb + 63) // 64
     present = np.uint64(0)
@@ -264,9 +269,8 @@ def _ranks_w1(q, xs, nb, relb8, d8, relm, run_a, run_r, ca, cr, cd, slot, masks,
             low = (np.uint64(2) << np.uint64(off)) - np.uint64(1)
             r = run_r[v] + 1
             run_r[v] = r
-            ca[cnt] = before[s, b] + popcount(masks[s, b] & low)
-            cr[cnt] = r
-            cd[cnt] = v
+            a = before[s, b] + popcount(masks[s, b] & low)
+            out[base + cnt] = (a << 36) | (r << 9) | v
             cnt += 1
     return cnt
 
@@ -297,16 +301,15 @@ def _ap_index_kernel(Q, XT, multi, ql, dl, qm, dm, off_all, off_rel):
         run_a64 = np.zeros((q1 - q0, nd), np.int64)
         d8 = np.empty(chunk, np.uint8)
         relm = np.empty(chunk // 64, np.uint64)
-        ca = np.empty(chunk, np.int64)
-        cr = np.empty(chunk, np.int64)
-        cd = np.empty(chunk, np.int64)
         slot = np.empty(65, np.int64)
         masks = np.empty((65, chunk // 64), np.uint64)
         before = np.empty((65, chunk // 64), np.int64)
         for c0 in range(0, n, chunk):
             nb = min(n, c0 + chunk) - c0
             for qi in range(q0, q1):
-                _dist_rel_chunk(Q[qi], XT, c0, nb, multi, qi, ql, dl, qm, dm, dist, d16, relb)
+                _dist_rel_chunk(
+                    Q[qi], XT, c0, nb, multi, qi, ql, dl, qm, dm, dist, d16, relb, W > 1
+                )
                 oa = off_all[qi]
                 orl = off_rel[qi]
                 s = 0.0
@@ -324,16 +327,15 @@ def _ap_index_kernel(Q, XT, multi, ql, dl, qm, dm, off_all, off_rel):
                         relm,
                         run_a64[k],
                         run_r[k],
-                        ca,
-                        cr,
-                        cd,
+                        buf,
+                        0,
                         slot,
                         masks,
                         before,
                     )
                     for i in range(cnt):
-                        d = cd[i]
-                        s += (orl[d] + cr[i]) / (oa[d] + ca[i])
+                        d = buf[i] & 511
+                        s += (orl[d] + ((buf[i] >> 9) & _R_MASK)) / (oa[d] + (buf[i] >> 36))
                     out[qi] += s
                     continue
                 cnt = _running_counts(d16, relb, nb, run_a[qi - q0], buf, 0)
@@ -380,16 +382,15 @@ def _ap_index_one_pass(Q, XT, ql, dl, nrel):
         run_r = np.zeros((q1 - q0, nd), np.int64)
         d8 = np.empty(chunk, np.uint8)
         relm = np.empty(chunk // 64, np.uint64)
-        ca = np.empty(chunk, np.int64)
-        cr = np.empty(chunk, np.int64)
-        cd = np.empty(chunk, np.int64)
         slot = np.empty(65, np.int64)
         masks = np.empty((65, chunk // 64), np.uint64)
         before = np.empty((65, chunk // 64), np.int64)
         for c0 in range(0, n, chunk):
             nb = min(n, c0 + chunk) - c0
             for qi in range(q0, q1):
-                _dist_rel_chunk(Q[qi], XT, c0, nb, False, qi, ql, dl, dummy, dummy, dist, d16, relb)
+                _dist_rel_chunk(
+                    Q[qi], XT, c0, nb, False, qi, ql, dl, dummy, dummy, dist, d16, relb, W > 1
+                )
                 k = qi - q0
                 if W == 1:
                     for j in range(nb, (nb + 63) // 64 * 64):
@@ -404,16 +405,12 @@ def _ap_index_one_pass(Q, XT, ql, dl, nrel):
                         relm,
                         run_a64[k],
                         run_r[k],
-                        ca,
-                        cr,
-                        cd,
+                        buf,
+                        start[k] + fill[k],
                         slot,
                         masks,
                         before,
                     )
-                    p = start[k] + fill[k]
-                    for i in range(cnt):  # (a << 36) | (r << 9) | d, as the scalar path stores it
-                        buf[p + i] = (ca[i] << 36) | (cr[i] << 9) | cd[i]
                     fill[k] += cnt
                 else:
                     fill[k] += _running_counts(d16, relb, nb, run_a[k], buf, start[k] + fill[k])
@@ -437,7 +434,7 @@ def _ap_index_one_pass(Q, XT, ql, dl, nrel):
             s = 0.0
             for i in range(start[k], start[k] + fill[k]):
                 d = buf[i] & 511
-                r = (buf[i] >> 9) & ((1 << 27) - 1)
+                r = (buf[i] >> 9) & _R_MASK
                 s += (orl[d] + r) / (oa[d] + (buf[i] >> 36))
             out[qi] = s / fill[k] if fill[k] > 0 else 0.0
     return out, A, R
