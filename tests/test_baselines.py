@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kernels import mean_average_precision, pack_codes
-from pipeline.baselines import HASHERS, SUPERVISED, fit_hasher, itq, lsh
+from pipeline.baselines import HASHERS, SUPERVISED, fit_hasher, itq, lsh, sh
 from pipeline.baselines.cnn import (
     Whitening,
     aggregate,
@@ -73,6 +73,23 @@ def test_lsh_deterministic_and_hamming_tracks_angle():
     angle = np.arccos(np.clip(Xn[:50] @ Xn.T, -1, 1)).ravel() / np.pi
     assert np.corrcoef(ham, angle)[0, 1] > 0.9
     assert abs(float(np.mean(ham - angle))) < 0.02  # E[hamming / bits] = theta / pi
+
+
+def test_sh_spends_its_bits_on_the_long_axis():
+    # a 10 x 1 box: the lowest-frequency eigenfunctions are cos(k pi x / 10), k = 1, 2, 3, all
+    # along x (the first eigenfunction along y, k = 1 there, has a higher frequency than k = 3)
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (4000, 2)) * [10.0, 1.0]
+    h = sh.fit(X, bits=3)
+    assert (h.modes[:, 1] == 0).all() and sorted(h.modes[:, 0]) == [1, 2, 3]
+    b = h.project(X) > 0
+    k = h.modes[:, 0].astype(int)
+    for j in range(3):  # bit j is 1 on the bands where cos(k pi x / 10) > 0 (up to PCA's sign)
+        u = X[:, 0] / 10.0
+        expect = np.cos(k[j] * np.pi * u) > 0
+        agree = (b[:, j] == expect).mean()
+        flipped = (b[:, j] == (np.cos(k[j] * np.pi * (1 - u)) > 0)).mean()
+        assert max(agree, flipped) > 0.97, (j, agree, flipped)
 
 
 def test_ksh_beats_lsh_on_separable_labelled_set():

@@ -9,8 +9,8 @@ activations", ICLR 2016.)
   grid of Tolias et al. / cirtorch's `rmac`, region offsets floor(i * step)); each regional vector
   is L2-normalised, optionally PCA-whitened (`Whitening`, learned on the training set) and
   L2-normalised again; the regional vectors are summed and the sum L2-normalised.
-- MS-R-MAC: the regional vectors of the maps of the input at several scales (default 1 and
-  sqrt 2: our inputs are small) summed into one R-MAC descriptor.
+- MS-R-MAC: the regional vectors of the maps of the input at several scales (the benchmark uses
+  1 and 1/sqrt 2, as Tolias et al. shrink, never enlarge) summed into one R-MAC descriptor.
 Descriptors are compared by cosine similarity (dot product of unit vectors).
 
 `conv_batches` runs a checkpoint (pipeline.checkpoint.load_checkpoint) once per batch and returns
