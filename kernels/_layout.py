@@ -24,3 +24,31 @@ def word_major(X):
     if X.shape[1] == 1:
         return X.reshape(1, -1)
     return _transpose(X)
+
+
+class threads_for:
+    """Run numba's parallel kernels on one thread when the work is small.
+
+    ``work_seconds`` is the estimated single-thread time. A parallel region waits for its slowest
+    thread; on a busy machine a thread can wait a whole scheduler slice (milliseconds) for a core,
+    which dwarfs small jobs, so anything under ~20 ms runs on the calling thread alone.
+    """
+
+    def __init__(self, work_seconds, threshold=0.02):
+        self.serial = work_seconds < threshold
+        self.saved = None
+
+    def __enter__(self):
+        if self.serial:
+            import numba
+
+            self.saved = numba.get_num_threads()
+            numba.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            import numba
+
+            numba.set_num_threads(self.saved)
+        return False

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._bits import ctz, popcount, rotl1
-from ._layout import word_major
+from ._layout import threads_for, word_major
 
 _CHUNK = 4096  # database codes per cache chunk
 _QB = 8  # queries per block
@@ -305,12 +305,12 @@ def _hist_csa(Q1, Xs, seg, qseg, colcnt, ncsa, npad):
     return A, R
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _column_counts(Xs, seg, ncsa):
     """Per segment, the count of set bits in each bit position over its first ncsa codes."""
     S = seg.shape[0] - 1
     out = np.zeros((S, 64), np.int64)
-    for s in prange(S):
+    for s in range(S):
         for j in range(seg[s], seg[s] + ncsa[s]):
             x = Xs[j]
             for bit in range(64):
@@ -359,11 +359,13 @@ def histograms(Q, X, mode, ql, dl):
         pos_c = np.minimum(pos, len(classes) - 1)
         qseg = np.where(classes[pos_c] == ql, pos_c, -1).astype(np.int64)
         colcnt = _column_counts(Xs, seg, ncsa)
-        return _hist_csa(np.ascontiguousarray(Q[:, 0]), Xs, seg, qseg, colcnt, ncsa, npad)
+        with threads_for(nq * n / 5e9):
+            return _hist_csa(np.ascontiguousarray(Q[:, 0]), Xs, seg, qseg, colcnt, ncsa, npad)
     multi = mode == "multi"
     if multi:
         qm, dm = ql, dl
         ql = dl = np.zeros(1, np.int64)
     else:
         qm = dm = np.zeros((1, 1), np.uint64)
-    return _hist_generic(Q, word_major(X), multi, ql, dl, qm, dm)
+    with threads_for(nq * n * W / 1e9):
+        return _hist_generic(Q, word_major(X), multi, ql, dl, qm, dm)

@@ -23,7 +23,7 @@ from numba import njit, prange
 
 from . import _checks
 from ._bits import ctz, popcount
-from ._layout import word_major
+from ._layout import threads_for, word_major
 
 _CHUNK = 4096  # database codes per cache chunk (32 KiB per word)
 _SUB = 128  # codes per min-check sub-block
@@ -260,7 +260,8 @@ def hamming_knn(queries, database, k):
     if nqb < threads:
         nsh = int(min(-(-2 * threads // nqb), max(1, n // (4 * _CHUNK))))
     bounds = np.linspace(0, n, nsh + 1).astype(np.int64)
-    D, I = _knn_kernel(Q, word_major(X), k, bounds)
+    with threads_for(nq * n * Q.shape[1] / 7e9):
+        D, I = _knn_kernel(Q, word_major(X), k, bounds)
     if nsh == 1:
         return D[0], I[0]
     return merge_knn(list(D), list(I), kk)

@@ -34,7 +34,7 @@ from numba import njit, prange
 
 from . import _checks
 from ._bits import ctz, eqmask64, popcount, rotl1
-from ._layout import word_major
+from ._layout import threads_for, word_major
 from .hist import _QB, _fill_dist, _relevant, histograms
 from .knn import hamming_knn
 
@@ -69,12 +69,12 @@ def _log_comb(a, b):
     return math.lgamma(a + 1.0) - math.lgamma(b + 1.0) - math.lgamma(a - b + 1.0)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _ap_aware_kernel(A, Rc, H, K):
     """Tie-aware AP (K = 0: whole ranking) from per-distance counts A (all) and Rc (relevant)."""
     nq, nd = A.shape
     out = np.zeros(nq)
-    for qi in prange(nq):
+    for qi in range(nq):
         total_rel = 0
         ntot = 0
         for d in range(nd):
@@ -465,7 +465,8 @@ def ap_index_partial(queries, database, query_labels, db_labels, all_offset, rel
             raise ValueError(f"{name} must be an integer array of shape {(Q.shape[0], nd)}")
         offs.append(np.ascontiguousarray(a, dtype=np.int64))
     multi, ql1, dl1, qm, dm = _label_args(mode, ql, dl)
-    return _ap_index_kernel(Q, word_major(X), multi, ql1, dl1, qm, dm, offs[0], offs[1])
+    with threads_for(Q.shape[0] * X.shape[0] * Q.shape[1] / 8e8):
+        return _ap_index_kernel(Q, word_major(X), multi, ql1, dl1, qm, dm, offs[0], offs[1])
 
 
 def ap_from_neighbors(relevance):
@@ -525,11 +526,13 @@ def average_precision(queries, database, query_labels, db_labels, topk=None, tie
         pos = np.minimum(np.searchsorted(classes, ql), len(classes) - 1)
         nrel = np.where(classes[pos] == ql, counts[pos], 0).astype(np.int64)
         if n < (1 << 27) and _QB * 8 * (int(nrel.max()) + 1) <= _ONE_PASS_BYTES:
-            return _ap_index_one_pass(Q, word_major(X), ql, dl, nrel)[0]
+            with threads_for(nq * n * Q.shape[1] / 8e8):
+                return _ap_index_one_pass(Q, word_major(X), ql, dl, nrel)[0]
     A, R = histograms(Q, X, mode, ql, dl)
     oa, orl = _offsets(A, R)
     multi, ql1, dl1, qm, dm = _label_args(mode, ql, dl)
-    num = _ap_index_kernel(Q, word_major(X), multi, ql1, dl1, qm, dm, oa, orl)
+    with threads_for(nq * n * Q.shape[1] / 8e8):
+        num = _ap_index_kernel(Q, word_major(X), multi, ql1, dl1, qm, dm, oa, orl)
     total = R.sum(axis=1)
     return np.divide(num, total, out=np.zeros(nq), where=total > 0)
 

@@ -82,3 +82,13 @@ def test_merge_across_uneven_shards(nbits):
         D, I = merge_knn(Ds, Is, k)
         Dr, Ir = knn(Q, X, k)
         assert np.array_equal(I, Ir) and np.array_equal(D, Dr)
+
+
+def test_small_jobs_leave_the_thread_count_alone():
+    import numba
+
+    before = numba.get_num_threads()
+    rng = np.random.default_rng(4)
+    X = random_codes(rng, 200, 64)
+    hamming_knn(X[:3], X, 5)
+    assert numba.get_num_threads() == before
