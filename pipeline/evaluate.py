@@ -89,15 +89,17 @@ def pr_curve(q_codes, db_codes, q_labels, db_labels, nbits) -> dict:
     }
 
 
-def precision_at_k(q_codes, db_codes, q_labels, db_labels, ks=DEFAULT_PK) -> dict:
-    """Mean precision of the first k ranked items (ties by database index), per k."""
+def precision_at_k(q_codes, db_codes, q_labels, db_labels, ks=DEFAULT_PK, ties="index") -> dict:
+    """Mean precision of the first k ranked items, per k (ties by database index, or "aware":
+    the expectation over orderings inside Hamming-tie groups)."""
     from kernels import precision_at_k as pk
 
     ks = sorted({int(k) for k in ks if int(k) > 0})
     if not ks or len(db_codes) == 0 or len(q_codes) == 0:
         return {}
     return {
-        str(k): round(float(pk(q_codes, db_codes, q_labels, db_labels, k).mean()), 6) for k in ks
+        str(k): round(float(pk(q_codes, db_codes, q_labels, db_labels, k, ties=ties).mean()), 6)
+        for k in ks
     }
 
 
@@ -125,6 +127,7 @@ def retrieval_metrics(
         out["accuracy"] = float((np.asarray(q_logits).argmax(1) == ql).mean())
     pks = set(pk) | ({int(topk)} if topk else set())
     out["precision_at_k"] = precision_at_k(qc, dc, ql, dl, pks)
+    out["precision_at_k_tie_aware"] = precision_at_k(qc, dc, ql, dl, pks, ties="aware")
     if pr:
         out["pr_curve"] = pr_curve(qc, dc, ql, dl, nbits)
     return out
