@@ -73,13 +73,14 @@ def train_argv(args, name, arch, bits, extra):
 def run_cell(args, splits, name, arch, bits, extra):
     """Train (or resume / skip) one cell in this process, on the shared splits, and evaluate."""
     from jobs.cli import build_parser
+    from jobs.train import train_config
     from pipeline.evaluate import evaluate_model
     from pipeline.train import train_model
 
     argv = train_argv(args, name, arch, bits, extra)
     parser, _ = build_parser()
     targs = parser.parse_args(argv)
-    cfg = _train_config(targs)
+    cfg = train_config(targs, log_every=0)
     t0 = time.time()
     try:
         model, config = train_model(splits, cfg, targs.out, splits["info"])
@@ -100,44 +101,6 @@ def run_cell(args, splits, name, arch, bits, extra):
         "command": "aurorahash " + " ".join(argv),
         **m,
     }
-
-
-def _train_config(targs):
-    """TrainConfig from parsed `train` arguments (the same mapping as jobs.train.run)."""
-    from pipeline.train import TrainConfig
-
-    spp, pmt = targs.spp, targs.pmt
-    if targs.no_spp_pmt:
-        spp, pmt = False, False
-    widths = tuple(int(w) for w in targs.widths.split(",")) if targs.widths else None
-    return TrainConfig(
-        arch=targs.arch,
-        bits=targs.bits,
-        epochs=targs.epochs,
-        seed=targs.seed,
-        recipe=targs.recipe,
-        batch_size=targs.batch_size,
-        lr=targs.lr,
-        momentum=targs.momentum,
-        weight_decay=targs.weight_decay,
-        head_lr_scale=targs.head_lr_scale,
-        label_smoothing=targs.label_smoothing,
-        hash_loss=targs.hash_loss,
-        ce_weight=targs.ce_weight,
-        pair_weight=targs.pair_weight,
-        quant_weight=targs.quant_weight,
-        flip=not targs.no_flip,
-        translate=targs.translate,
-        tta=targs.tta,
-        amp=not targs.no_amp,
-        device=targs.device,
-        threads=targs.threads,
-        spp=spp,
-        pmt=pmt,
-        widths=widths,
-        dropout=targs.dropout,
-        log_every=0,
-    )
 
 
 def tables(results, bits) -> str:
@@ -189,12 +152,22 @@ def main(argv=None):
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report-dir", default=None, help="results/tables/PNG here (default --out)")
+    p.add_argument(
+        "--deadline-s",
+        type=float,
+        default=None,
+        help="start no new cell after this many seconds (the tables are still written)",
+    )
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more train options")
     args = p.parse_args(argv)
     bits = [int(b) for b in args.bits.split(",")]
     archs = [a for a in args.archs.split(",") if a]
+    report = args.report_dir or args.out
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "results.json")
+    os.makedirs(report, exist_ok=True)
+    path = os.path.join(report, "results.json")
+    t_start = time.time()
     from pipeline.datasets import load_splits
 
     t0 = time.time()
@@ -214,6 +187,9 @@ def main(argv=None):
     print(f"data: {splits['info']} in {data_seconds} s", file=sys.stderr, flush=True)
     results = []
     for name, arch, b, extra in cells(bits, archs, not args.no_ablations):
+        if args.deadline_s is not None and time.time() - t_start > args.deadline_s:
+            print(f"deadline: {name} and later cells not run", file=sys.stderr, flush=True)
+            break
         r = run_cell(args, splits, name, arch, b, extra)
         keep = {k: v for k, v in r.items() if k != "pr_curve"}
         print(json.dumps(keep), flush=True)
@@ -231,7 +207,7 @@ def main(argv=None):
                 indent=1,
             )
     md = tables(results, bits)
-    with open(os.path.join(args.out, "tables.md"), "w") as f:
+    with open(os.path.join(report, "tables.md"), "w") as f:
         f.write(md)
     print(md)
     from pipeline.report import plot_report
@@ -246,7 +222,7 @@ def main(argv=None):
     plot_report(
         series,
         pr,
-        os.path.join(args.out, "aurora_map_pr.png"),
+        os.path.join(report, "aurora_map_pr.png"),
         title=f"synthetic aurora, {args.size}px, {args.n_train} training frames ({args.device})",
     )
 

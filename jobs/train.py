@@ -163,12 +163,10 @@ def add_arguments(p) -> None:
     add_s3_options(p)
 
 
-def run(args) -> dict:
-    from pipeline.datasets import load_splits
-    from pipeline.evaluate import evaluate_model
-    from pipeline.train import TrainConfig, train_model
+def train_config(args, **overrides):
+    """The TrainConfig of parsed `train` arguments (shared with benchmarks/aurora_tables.py)."""
+    from pipeline.train import TrainConfig
 
-    t_start = time.perf_counter()
     if args.bits < 1 or args.bits > 4096:
         raise UsageError("--bits must be in 1..4096")
     if args.epochs <= 0:
@@ -182,29 +180,7 @@ def run(args) -> dict:
     spp, pmt = args.spp, args.pmt
     if args.no_spp_pmt:
         spp, pmt = False, False
-    so = storage_options(args)
-    t0 = time.perf_counter()
-    splits = load_splits(
-        args.dataset,
-        args.data,
-        args.protocol,
-        data_seed=args.data_seed,
-        limit=args.limit,
-        storage_options=so,
-        **data_options(args),
-    )
-    data_seconds = time.perf_counter() - t0
-    info = splits["info"]
-    log.info(
-        "data: %s/%s train %d, queries %d, database %d (%.1f s)",
-        info["dataset"],
-        info["protocol"],
-        info["train"],
-        info["query"],
-        info["database"],
-        data_seconds,
-    )
-    cfg = TrainConfig(
+    return TrainConfig(
         arch=args.arch,
         bits=args.bits,
         epochs=args.epochs,
@@ -230,6 +206,38 @@ def run(args) -> dict:
         pmt=pmt,
         widths=widths,
         dropout=args.dropout,
+        **overrides,
+    )
+
+
+def run(args) -> dict:
+    from pipeline.datasets import load_splits
+    from pipeline.evaluate import evaluate_model
+    from pipeline.train import train_model
+
+    t_start = time.perf_counter()
+    cfg = train_config(args)
+    so = storage_options(args)
+    t0 = time.perf_counter()
+    splits = load_splits(
+        args.dataset,
+        args.data,
+        args.protocol,
+        data_seed=args.data_seed,
+        limit=args.limit,
+        storage_options=so,
+        **data_options(args),
+    )
+    data_seconds = time.perf_counter() - t0
+    info = splits["info"]
+    log.info(
+        "data: %s/%s train %d, queries %d, database %d (%.1f s)",
+        info["dataset"],
+        info["protocol"],
+        info["train"],
+        info["query"],
+        info["database"],
+        data_seconds,
     )
     model, config = train_model(splits, cfg, args.out, info, so)
     summary = {

@@ -58,7 +58,7 @@ def encode(
     dev = torch.device(device)
     hs, ls = [], []
     xt = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
-    dtype = torch.bfloat16 if dev.type == "cpu" else torch.float16
+    dtype = torch.bfloat16
     for i in range(0, len(xt), batch):
         xb = to_input(xt[i : i + batch], preprocess).to(dev)
         if dev.type == "cpu":

@@ -75,6 +75,16 @@ def test_lr_schedules():
     assert lr_factor(0, 100, "sgd") == 0.0 and lr_factor(100, 100, "sgd") == 0.0
 
 
+def test_airbench_batch_size_follows_the_training_set():
+    # 1024 suits 50,000 images; 2,000 synthetic frames would get one step per epoch and no learning
+    assert TrainConfig(arch="compact").resolved(n_train=50000).batch_size == 1024
+    assert TrainConfig(arch="compact").resolved(n_train=5000).batch_size == 128
+    assert TrainConfig(arch="compact").resolved(n_train=2000).batch_size == 64
+    assert TrainConfig(arch="compact").resolved(n_train=10).batch_size == 64
+    assert TrainConfig(arch="compact", batch_size=512).resolved(n_train=2000).batch_size == 512
+    assert TrainConfig(arch="alexnet").resolved(n_train=2000).batch_size == 128  # sgd recipe
+
+
 def test_photo_fast_path_equals_shared_preprocessing():
     from pipeline.preprocess import PreprocessConfig, preprocess_batch
 
