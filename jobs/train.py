@@ -107,6 +107,12 @@ def add_arguments(p) -> None:
     g.add_argument("--spp", type=_bool, default=None, help="force SPP on/off (true/false)")
     g.add_argument("--pmt", type=_bool, default=None, help="force PMT on/off (true/false)")
     g.add_argument(
+        "--pmt-p",
+        type=float,
+        default=None,
+        help="PMT's starting exponent in (0, 1] (default: 1 for the AlexNet rows, 0.5 compact)",
+    )
+    g.add_argument(
         "--widths", default=None, help="compact conv widths, comma-separated (64,128,128)"
     )
     g.add_argument("--dropout", type=float, default=None, help="dropout in the hidden FCs")
@@ -177,6 +183,8 @@ def train_config(args, **overrides):
             widths = tuple(int(w) for w in args.widths.split(","))
         except ValueError:
             raise UsageError(f"--widths must be comma-separated integers: {args.widths}") from None
+    if args.pmt_p is not None and not 0 < args.pmt_p <= 1:
+        raise UsageError(f"--pmt-p must be in (0, 1], not {args.pmt_p}")
     spp, pmt = args.spp, args.pmt
     if args.no_spp_pmt:
         spp, pmt = False, False
@@ -204,6 +212,7 @@ def train_config(args, **overrides):
         threads=args.threads,
         spp=spp,
         pmt=pmt,
+        pmt_p=args.pmt_p,
         widths=widths,
         dropout=args.dropout,
         **overrides,

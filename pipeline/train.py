@@ -75,6 +75,7 @@ class TrainConfig:
     threads: int | None = None
     spp: bool | None = None  # ablation switches (None: the arch's own choice)
     pmt: bool | None = None
+    pmt_p: float | None = None  # PMT's starting exponent (None: the arch's own)
     widths: tuple | None = None  # compact widths
     dropout: float | None = None
     eval_batch: int = 1000
@@ -117,7 +118,7 @@ class TrainConfig:
         if c.batch_size < 2:
             raise BadInput("--batch-size must be at least 2 (pairs are formed inside a batch)")
         opts = dict(c.model_options)
-        for k in ("spp", "pmt", "dropout"):
+        for k in ("spp", "pmt", "pmt_p", "dropout"):
             if getattr(c, k) is not None:
                 opts[k] = getattr(c, k)
         if c.widths is not None and c.arch == "compact":

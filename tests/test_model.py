@@ -53,6 +53,15 @@ def test_pmt_form():
     assert torch.allclose(big(x), x)
 
 
+def test_pmt_starts_as_identity_in_alexnet_rows_and_compresses_in_compact():
+    im = build_model("im-alexnet-sp", 12, 4, 1, 64)
+    assert im.body.pmt.p.item() == 1.0
+    x = torch.randn(3, 50) * 5
+    assert torch.allclose(im.body.pmt(x), x, atol=1e-5)  # p = 1: exactly the identity (eps cancels)
+    assert build_model("im-alexnet-sp", 12, 4, 1, 64, pmt_p=0.5).body.pmt.p.item() == 0.5
+    assert build_model("compact", 12, 4, 1, 32).body.pmt.p.item() == 0.5
+
+
 def test_param_ratio_at_48_bits():
     a = build_model("alexnet", 48, 4, in_channels=3, input_size=224)
     im = build_model("im-alexnet-sp", 48, 4, in_channels=3, input_size=224)

@@ -159,6 +159,8 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     assert rc == 2 and "--data" in s["error"]
     rc, s = _cli(capsys, ["train", *TINY, "--protocol", "cifar10-1", "--out", str(tmp_path / "y")])
     assert rc == 2 and "protocol" in s["error"]
+    rc, s = _cli(capsys, ["train", *TINY, "--pmt-p", "1.5", "--out", str(tmp_path / "z")])
+    assert rc == 2 and "--pmt-p" in s["error"]
 
 
 def _write_png(path, arr):

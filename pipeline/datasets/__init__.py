@@ -216,7 +216,18 @@ def _preprocess_cfg(pixels, kind, size):
     raise BadInput(f"unknown preprocessing {kind!r}; choose auto, aurora or photo")
 
 
-def _holdout(pixels, labels, classes, data_seed, limit, n_query, n_train, preprocess, size):
+def _holdout(
+    pixels,
+    labels,
+    classes,
+    data_seed,
+    limit,
+    n_query=None,
+    n_train=None,
+    preprocess=None,
+    size=None,
+    **_,
+):
     from pipeline.preprocess import preprocess_batch
 
     n = len(labels)
@@ -283,17 +294,7 @@ def _parquet(data, protocol, data_seed, limit, storage_options=None, **kw):
     if not len(labels):
         raise BadInput(f"{data}: no labelled rows (a `label` column is needed)")
     classes = _label_names(files, storage_options, int(labels.max()) + 1)
-    return _holdout(
-        pixels,
-        labels,
-        classes,
-        data_seed,
-        limit,
-        kw.get("n_query"),
-        kw.get("n_train"),
-        kw.get("preprocess"),
-        kw.get("size"),
-    )
+    return _holdout(pixels, labels, classes, data_seed, limit, **kw)
 
 
 def _folder(data, protocol, data_seed, limit, storage_options=None, **kw):
@@ -314,17 +315,7 @@ def _folder(data, protocol, data_seed, limit, storage_options=None, **kw):
     pixels, labels = _read_labelled(
         [f for c in classes for f in by_class[c]], storage_options, label_of=index.get
     )
-    return _holdout(
-        pixels,
-        labels,
-        classes,
-        data_seed,
-        limit,
-        kw.get("n_query"),
-        kw.get("n_train"),
-        kw.get("preprocess"),
-        kw.get("size"),
-    )
+    return _holdout(pixels, labels, classes, data_seed, limit, **kw)
 
 
 _LOADERS = {

@@ -69,6 +69,7 @@ class CompactHashNet(nn.Module):
         dropout: float = 0.0,
         whiten_kernel: int = 2,
         hash_bn: bool = True,
+        pmt_p: float = 0.5,
     ):
         super().__init__()
         wk = whiten_kernel
@@ -84,7 +85,7 @@ class CompactHashNet(nn.Module):
         self.features = nn.Sequential(nn.GELU(), *groups)
         # Without SPP (ablation) the map is globally max-pooled: one level, 1x1.
         self.spp = SPP(spp_levels if spp else (1,))
-        self.pmt = PMT() if pmt else nn.Identity()
+        self.pmt = PMT(p=pmt_p) if pmt else nn.Identity()
         self.head = HashHead(c * self.spp.bins(), hidden, bits, n_classes, dropout, hash_bn)
 
     @torch.no_grad()
