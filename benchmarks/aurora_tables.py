@@ -23,6 +23,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -87,6 +88,7 @@ def run_cell(args, splits, name, arch, bits, extra):
         t1 = time.time()
         m = evaluate_model(model, splits, tta=targs.tta, device=targs.device, topk=None)
     except Exception as exc:  # one failed cell must not lose the others
+        traceback.print_exc()
         return {"name": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
     return {
         "name": name,
@@ -191,6 +193,10 @@ def main(argv=None):
             print(f"deadline: {name} and later cells not run", file=sys.stderr, flush=True)
             break
         r = run_cell(args, splits, name, arch, b, extra)
+        if not r["ok"] and not any(x.get("ok") for x in results):
+            print(f"first cell failed, stopping: {r['error']}", file=sys.stderr, flush=True)
+            results.append(r)
+            break  # the same failure would repeat in every cell and spend the budget
         keep = {k: v for k, v in r.items() if k != "pr_curve"}
         print(json.dumps(keep), flush=True)
         results.append(r)

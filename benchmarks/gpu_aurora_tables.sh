@@ -8,7 +8,9 @@
 #                              rewritten after every cell, so a timeout keeps what was done
 #   $OUT/aurora/tables.md      the tables;   $OUT/aurora/aurora_map_pr.png   MAP vs bits + PR
 #   $OUT/aurora/log.txt        progress;     $OUT/gpu.txt   nvidia-smi + torch (the card)
-# Checkpoints go to $CKPT (default /tmp/aurora-gpu-ckpt), not into $OUT (up to 220 MB each).
+# Checkpoints go to $CKPT (default /tmp/aurora-gpu-ckpt), not into $OUT (up to 220 MB each, plus
+# the optimiser state); only the last epoch's is written (--checkpoint-every 1000): writing
+# ~0.7 GB a cell every epoch cost more than the training in the first GPU session.
 #
 # Knobs (environment): SIZE=224 N_TRAIN=2000 N_QUERY=400 N_DATABASE=4000 EPOCHS=15
 # BITS=12,24,32,48 DEADLINE_S=420 (no new cell starts after that; tables are still written).
@@ -32,5 +34,6 @@ mkdir -p "$OUT/aurora" "$CKPT"
 export AURORAHASH_CACHE=${AURORAHASH_CACHE:-/tmp/aurorahash-cache}
 $PY benchmarks/aurora_tables.py --out "$CKPT" --report-dir "$OUT/aurora" --device cuda \
     --size "$SIZE" --n-train "$N_TRAIN" --n-query "$N_QUERY" --n-database "$N_DATABASE" \
-    --epochs "$EPOCHS" --bits "$BITS" --deadline-s "$DEADLINE_S" --extra --threads 8 \
+    --epochs "$EPOCHS" --bits "$BITS" --deadline-s "$DEADLINE_S" \
+    --extra --threads 8 --checkpoint-every 1000 \
     2>&1 | tee "$OUT/aurora/log.txt"

@@ -124,7 +124,7 @@ def add_arguments(p) -> None:
         "--recipe",
         choices=RECIPES,
         default=None,
-        help="optimiser recipe (default: airbench for compact, sgd for the AlexNet rows)",
+        help="optimiser recipe (default airbench; sgd: the classic AlexNet schedule)",
     )
     g.add_argument("--batch-size", type=int, default=None, help="batch size (recipe default)")
     g.add_argument("--lr", type=float, default=None, help="learning rate (recipe's units)")
@@ -164,6 +164,13 @@ def add_arguments(p) -> None:
         "--db-tta", type=int, choices=(0, 1, 2), default=None, help="TTA for the database"
     )
     g.add_argument("--topk", type=int, default=None, help="also report map@K")
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        help="epochs between checkpoints (default 1; the last epoch is always saved; a re-run "
+        "resumes after the last saved one). Larger saves time where a checkpoint is big",
+    )
     g.add_argument("--no-eval", action="store_true", help="train only")
     g.add_argument("--plot", default=None, help="write PR curves to this PNG")
     add_s3_options(p)
@@ -215,6 +222,7 @@ def train_config(args, **overrides):
         pmt_p=args.pmt_p,
         widths=widths,
         dropout=args.dropout,
+        checkpoint_every=args.checkpoint_every,
         **overrides,
     )
 

@@ -52,6 +52,27 @@ def test_train_resume_and_checkpoint(tmp_path, syn_splits):
         train_model(syn_splits, _tiny_cfg(bits=16), out, syn_splits["info"])
 
 
+def test_checkpoint_every_saves_fewer_epochs_and_always_the_last(tmp_path, syn_splits, monkeypatch):
+    import pipeline.train as train_mod
+
+    saved = []
+    real = train_mod.save_checkpoint
+    monkeypatch.setattr(
+        train_mod,
+        "save_checkpoint",
+        lambda *a, **k: saved.append(a[4]["epochs_done"]) or real(*a, **k),
+    )
+    out = str(tmp_path / "run")
+    _, cfg = train_model(
+        syn_splits, _tiny_cfg(epochs=5, checkpoint_every=2), out, syn_splits["info"]
+    )
+    assert saved == [2, 4, 5] and cfg["epochs_done"] == 5
+    with pytest.raises(BadInput, match="checkpoint-every"):
+        train_model(
+            syn_splits, _tiny_cfg(checkpoint_every=0), str(tmp_path / "x"), syn_splits["info"]
+        )
+
+
 def test_resume_matches_uninterrupted(tmp_path, syn_splits):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     torch.manual_seed(0)
@@ -82,7 +103,7 @@ def test_airbench_batch_size_follows_the_training_set():
     assert TrainConfig(arch="compact").resolved(n_train=2000).batch_size == 64
     assert TrainConfig(arch="compact").resolved(n_train=10).batch_size == 64
     assert TrainConfig(arch="compact", batch_size=512).resolved(n_train=2000).batch_size == 512
-    assert TrainConfig(arch="alexnet").resolved(n_train=2000).batch_size == 128  # sgd recipe
+    assert TrainConfig(arch="alexnet", recipe="sgd").resolved(n_train=2000).batch_size == 128
 
 
 def test_photo_fast_path_equals_shared_preprocessing():

@@ -50,8 +50,8 @@ def inputs_of(x, preprocess: dict | None):
     y = x.float().div_(255.0)
     if preprocess:
         c = y.shape[1]
-        mean = torch.tensor(preprocess.get("mean", [0.0]), dtype=torch.float32)
-        std = torch.tensor(preprocess.get("std", [1.0]), dtype=torch.float32)
+        mean = torch.tensor(preprocess.get("mean", [0.0]), dtype=torch.float32, device=y.device)
+        std = torch.tensor(preprocess.get("std", [1.0]), dtype=torch.float32, device=y.device)
         y = (y - mean.expand(c).view(1, c, 1, 1)) / std.expand(c).view(1, c, 1, 1)
     return y
 
