@@ -212,12 +212,14 @@ def _running_counts(d16, relb, nb, ra, buf, base):
 
 
 @njit(cache=True)
-def _ranks_w1(q, xs, nb, relb8, d8, relm, run_a, run_r, out, base, slot, masks, before):
+def _ranks_w1(q, xs, nb, lab, lab0, lab_v, d8, relm, run_a, run_r, out, base, slot, masks, before):
     """Ranks of the relevant items of one chunk, one-word codes, value-major and vectorised.
 
-    xs[:nb] are the chunk's codes, relb8[:nb] their relevance (0/1, zero-padded to a multiple of
-    64). For every relevant item: a = number of items at its distance d up to and including it
-    (run_a[d] holds the count before the chunk), r = the same among relevant items. Writes
+    xs[:nb] are the chunk's codes; item j is relevant where lab[lab0 + j] == lab_v (lab: uint8,
+    readable and not equal to lab_v up to the next multiple of 64: a 0/1 relevance array with
+    lab_v = 1, or the database's dense class ids with the query's). For every relevant item:
+    a = number of items at its distance d up to and including it (run_a[d] holds the count
+    before the chunk), r = the same among relevant items. Writes
     (a << 36) | (r << 9) | d to out[base:] in index order, returns the count and advances
     run_a/run_r. For each distance present, a 64-byte compare per block of 64 items gives the mask
     of the items at that distance (no per-item scalar work); each relevant item then needs one
@@ -234,7 +236,7 @@ def _ranks_w1(q, xs, nb, relb8, d8, relm, run_a, run_r, out, base, slot, masks, 
     for j in range(nb, nblk * 64):
         d8[j] = 255
     for b in range(nblk):
-        relm[b] = eqmask64(relb8, b * 64, np.uint8(1))
+        relm[b] = eqmask64(lab, lab0 + b * 64, lab_v)
     # per distance present: masks of each block and counts before each block
     slot[:] = -1
     nv = 0
@@ -323,6 +325,8 @@ def _ap_index_kernel(Q, XT, multi, ql, dl, qm, dm, off_all, off_rel):
                         xs,
                         nb,
                         relb,
+                        0,
+                        np.uint8(1),
                         d8,
                         relm,
                         run_a64[k],
@@ -350,7 +354,7 @@ def _ap_index_kernel(Q, XT, multi, ql, dl, qm, dm, off_all, off_rel):
 
 
 @njit(cache=True, parallel=True)
-def _ap_index_one_pass(Q, XT, ql, dl, nrel):
+def _ap_index_one_pass(Q, XT, ql, dl, nrel, ql8, dl8):
     """AP (ties by index, whole ranking) for single-label queries in one pass over the database.
 
     nrel[qi] is the number of relevant items of query qi; each query keeps (running count,
@@ -388,19 +392,16 @@ def _ap_index_one_pass(Q, XT, ql, dl, nrel):
         for c0 in range(0, n, chunk):
             nb = min(n, c0 + chunk) - c0
             for qi in range(q0, q1):
-                _dist_rel_chunk(
-                    Q[qi], XT, c0, nb, False, qi, ql, dl, dummy, dummy, dist, d16, relb, W > 1
-                )
                 k = qi - q0
-                if W == 1:
-                    for j in range(nb, (nb + 63) // 64 * 64):
-                        relb[j] = 0
+                if W == 1:  # relevance straight from the uint8 class ids, 64 items a compare
                     xs = XT[0, c0 : c0 + nb]
                     cnt = _ranks_w1(
                         Q[qi, 0],
                         xs,
                         nb,
-                        relb,
+                        dl8,
+                        c0,
+                        ql8[qi],
                         d8,
                         relm,
                         run_a64[k],
@@ -413,6 +414,9 @@ def _ap_index_one_pass(Q, XT, ql, dl, nrel):
                     )
                     fill[k] += cnt
                 else:
+                    _dist_rel_chunk(
+                        Q[qi], XT, c0, nb, False, qi, ql, dl, dummy, dummy, dist, d16, relb, True
+                    )
                     fill[k] += _running_counts(d16, relb, nb, run_a[k], buf, start[k] + fill[k])
         for qi in range(q0, q1):
             k = qi - q0
@@ -504,6 +508,20 @@ def _offsets(A, R):
     return oa, orl
 
 
+def _dense_uint8_labels(classes, ql, dl):
+    """Class ids 0..253 as uint8 (queries of an absent class: 254; the database padded with 255
+    to a multiple of 64 plus 64), so that 64 relevance flags are one byte compare. With more
+    than 254 classes, dummies (only multi-word codes take the one-pass kernel then)."""
+    if len(classes) > 254:
+        return np.zeros(0, np.uint8), np.zeros(0, np.uint8)
+    n = len(dl)
+    dl8 = np.full((n + 63) // 64 * 64 + 64, 255, np.uint8)
+    dl8[:n] = np.searchsorted(classes, dl)
+    pos = np.minimum(np.searchsorted(classes, ql), len(classes) - 1)
+    ql8 = np.where(classes[pos] == ql, pos, 254).astype(np.uint8)
+    return ql8, dl8
+
+
 def average_precision(queries, database, query_labels, db_labels, topk=None, ties="index"):
     """AP of each query's Hamming ranking of the database: (q,) float64. See the module notes."""
     Q, X = _checks.code_pair(queries, database)
@@ -525,9 +543,11 @@ def average_precision(queries, database, query_labels, db_labels, topk=None, tie
         classes, counts = np.unique(dl, return_counts=True)
         pos = np.minimum(np.searchsorted(classes, ql), len(classes) - 1)
         nrel = np.where(classes[pos] == ql, counts[pos], 0).astype(np.int64)
-        if n < (1 << 27) and _QB * 8 * (int(nrel.max()) + 1) <= _ONE_PASS_BYTES:
+        fits = n < (1 << 27) and _QB * 8 * (int(nrel.max()) + 1) <= _ONE_PASS_BYTES
+        if fits and (Q.shape[1] > 1 or len(classes) <= 254):
+            ql8, dl8 = _dense_uint8_labels(classes, ql, dl)
             with threads_for(nq * n * Q.shape[1] / 8e8):
-                return _ap_index_one_pass(Q, word_major(X), ql, dl, nrel)[0]
+                return _ap_index_one_pass(Q, word_major(X), ql, dl, nrel, ql8, dl8)[0]
     A, R = histograms(Q, X, mode, ql, dl)
     oa, orl = _offsets(A, R)
     multi, ql1, dl1, qm, dm = _label_args(mode, ql, dl)

@@ -109,6 +109,26 @@ def test_index_ties_with_distance_64(multi):
     np.testing.assert_allclose(got, [ap_index(d[i], rel[i]) for i in range(q)], rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("n_classes", [5, 300])
+def test_index_ties_one_pass_with_sparse_labels(n_classes):
+    # the single-label one-pass path: labels far from 0..C-1 (dense uint8 ids inside), a query
+    # class absent from the database, several 4,096-item chunks, n not a multiple of 64, many
+    # ties (12-bit codes); 300 classes exceed the uint8 ids and take the general path
+    rng = np.random.default_rng(11)
+    n, q = 9001, 7
+    X = random_codes(rng, n, 12)
+    Q = random_codes(rng, q, 12)
+    values = rng.choice(np.arange(-500, 5000), n_classes, replace=False)
+    dl = values[rng.integers(0, n_classes, n)]
+    ql = values[rng.integers(0, n_classes, q)]
+    ql[0] = 99999  # absent
+    d = dist_matrix(Q, X)
+    rel = relevance(ql, dl)
+    got = average_precision(Q, X, ql, dl)
+    np.testing.assert_allclose(got, [ap_index(d[i], rel[i]) for i in range(q)], rtol=0, atol=1e-10)
+    assert got[0] == 0
+
+
 def test_big_tie_groups_use_harmonic_numbers():
     # 6-bit codes over 3,000 items: tie groups of hundreds, beyond the direct-sum cutoff
     rng = np.random.default_rng(5)
