@@ -11,14 +11,17 @@ GPUs, CPU otherwise) and commits one Parquet shard per archive file, atomically:
 
 <model12> is the first 12 hex digits of the checkpoint's sha256; another model writes its own
 set. Re-running is safe at any time, also after a crash or kill: finished files are skipped and
-every frame ends up exactly once. Always point --source at the same archive root (frame ids are
-paths relative to it) and narrow the run with --since instead.
+every frame ends up exactly once. An archive file modified after its shard was written (e.g.
+still being synced when an earlier run read it) is read again and its shard replaced. Always
+point --source at the same archive root (frame ids are paths relative to it) and narrow the run
+with --since instead.
 
 Progress goes to stderr; one JSON summary line to stdout: files_seen, files_skipped (already
-encoded), files_done (committed now), files_failed, files_ignored (deliberately not ingested,
-e.g. THEMIS thumbnails), files_corrupt (nothing readable: empty shard + quarantine record),
-frames (written now), quarantined (records written now), frames_per_s (frames / pipeline time,
-Ray start-up excluded; `seconds` is the whole run).
+encoded), files_changed (encoded before, newer now: read again), files_done (committed now),
+files_failed, files_ignored (deliberately not ingested, e.g. THEMIS thumbnails), files_corrupt
+(nothing readable: empty shard + quarantine record), frames (written now), quarantined (records
+written now), frames_per_s (frames / pipeline time, Ray start-up excluded; `seconds` is the
+whole run).
 
 Exit codes: 0 every readable frame was written (quarantined input does not fail the job);
 1 some files could not be processed (re-run to retry them); 2 bad usage or input (missing

@@ -1,13 +1,18 @@
 """Nightly ingestion: archive files -> Ray Data -> HashEncoder actors -> one code shard per file.
 
     plan:    list the archive (fsspec), apply --since, list this model's shards once and skip
-             every archive file that already has one
+             every archive file that already has one (unless the file is newer than its shard)
     read:    one Ray read task per archive file (pipeline.datasource): frames -> preprocess
     encode:  map_batches(HashEncoder, compute=ActorPoolStrategy): num_gpus=1 per actor when the
              cluster has GPUs, CPU actors otherwise
     commit:  the driver streams the encoded rows back (iter_batches), groups them by archive
              file and, once all rows of a file have arrived (its read task sends the row count
              last), writes its quarantine record (if any) and then its shard, each atomically
+
+Changed archive files: a file modified after its shard was written (listing times, no extra
+request per file) is read again and its shard replaced atomically: an archive still being
+synced when an earlier run read it would otherwise keep only the frames it had then. A clean
+re-read removes the file's old quarantine record.
 
 Exactly-once: a shard is the unit of commit. It is written whole or not at all, under a name
 derived from the archive file's relative path and the model hash (`pipeline.store.shard_uri`).
@@ -216,6 +221,7 @@ class Plan:
     prefix: str  # OUT/<model12>
     not_since: int = 0
     ignored: int = 0  # known from an earlier run to be skipped on purpose
+    changed: set = field(default_factory=set)  # relpaths re-encoded: the source is newer
 
 
 def plan_files(cfg: IngestConfig, model_sha: str, src_opts: dict, out_opts: dict) -> Plan:
@@ -227,7 +233,8 @@ def plan_files(cfg: IngestConfig, model_sha: str, src_opts: dict, out_opts: dict
     fs, src_path, _ = storage.split_uri(cfg.source, src_opts)
     if not fs.exists(src_path):
         raise BadInput(f"--source {cfg.source}: not found")
-    files = list_archive(cfg.source, storage_options=src_opts)
+    src_mtimes = list_archive(cfg.source, storage_options=src_opts, detail=True)
+    files = list(src_mtimes)
     root = cfg.source if fs.isdir(src_path) else posixpath.dirname(cfg.source.rstrip("/"))
 
     # Never ingest our own output when --out lies inside --source.
@@ -247,10 +254,10 @@ def plan_files(cfg: IngestConfig, model_sha: str, src_opts: dict, out_opts: dict
         files = kept
 
     prefix = store.model_prefix(cfg.out, model_sha)
-    done = set()
-    for s in store.list_shards(prefix, out_opts):
+    done = {}  # relpath -> the shard's modification time
+    for s, t in store.list_shards(prefix, out_opts, detail=True).items():
         try:
-            done.add(store.relpath_of_shard(s, prefix))
+            done[store.relpath_of_shard(s, prefix)] = t
         except ValueError:
             continue
     ignored_prefix = store.ignored_uri(cfg.out, "x", model_sha)[: -len("/x.json")]
@@ -258,15 +265,17 @@ def plan_files(cfg: IngestConfig, model_sha: str, src_opts: dict, out_opts: dict
     for m in _list_quiet(ignored_prefix, out_opts):
         if m.endswith(".json") and m.startswith(ignored_prefix + "/"):
             ignored.add(m[len(ignored_prefix) + 1 : -len(".json")])
-    todo, skipped, n_ignored = [], 0, 0
+    todo, skipped, n_ignored, changed = [], 0, 0, set()
     for f in files:
         rel = storage.relative_path(f, root)
-        if rel in done:
+        if rel in done and not _newer(src_mtimes[f], done[rel]):
             skipped += 1
         elif rel in ignored:
             n_ignored += 1
         else:
             todo.append(FileTask(uri=f, rel=rel))
+            if rel in done:
+                changed.add(rel)
     return Plan(
         todo=todo,
         seen=len(files),
@@ -274,7 +283,14 @@ def plan_files(cfg: IngestConfig, model_sha: str, src_opts: dict, out_opts: dict
         prefix=prefix,
         not_since=not_since,
         ignored=n_ignored,
+        changed=changed,
     )
+
+
+def _newer(source_mtime: float | None, shard_mtime: float | None) -> bool:
+    """The archive file was modified after its shard was written: an archive still being synced
+    when an earlier run read it (its missing frames would otherwise be lost for good)."""
+    return source_mtime is not None and shard_mtime is not None and source_mtime > shard_mtime
 
 
 def _list_quiet(uri: str, opts: dict) -> list[str]:
@@ -305,6 +321,7 @@ class Committer:
 
     def __init__(self, cfg: IngestConfig, plan: Plan, model: ModelInfo, out_opts: dict):
         self.cfg = cfg
+        self.plan = plan
         self.model = model
         self.meta = model.meta
         self.out_opts = out_opts
@@ -473,6 +490,10 @@ class Committer:
         store.write_shard(
             store.shard_uri(self.cfg.out, rel, self.meta.model), columns, self.meta, self.out_opts
         )
+        if not problems and rel in self.plan.changed:  # an earlier read's problems are gone
+            storage.remove_if_exists(
+                store.quarantine_uri(self.cfg.out, rel, self.meta.model), self.out_opts
+            )
         return len(frames), len(problems), corrupt
 
     def start_progress(self) -> None:
@@ -617,17 +638,19 @@ def run_ingest(cfg: IngestConfig) -> dict:
         plan.todo = plan.todo[: cfg.max_files]
     log.info(
         "ingest: %d archive files under %s (%d before --since), %d already done for model %s, "
-        "%d to do",
+        "%d to do (%d of them changed since their shard was written)",
         plan.seen,
         cfg.source,
         plan.not_since,
         plan.skipped,
         model.sha[:12],
         len(plan.todo),
+        len(plan.changed),
     )
     summary = {
         "files_seen": plan.seen,
         "files_skipped": plan.skipped,
+        "files_changed": len(plan.changed),
         "files_done": 0,
         "files_failed": 0,
         "files_ignored": plan.ignored,

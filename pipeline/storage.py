@@ -7,6 +7,7 @@ becomes visible when it completes, so we upload the finished bytes in one call.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import uuid
@@ -35,26 +36,49 @@ def is_hidden(name: str) -> bool:
     return base.startswith("_") or base.startswith(".")
 
 
-def list_files(uri: str, storage_options: dict | None = None, suffixes=None) -> list[str]:
+def list_files(uri: str, storage_options: dict | None = None, suffixes=None, detail=False):
     """Sorted URIs of the files under `uri` (or `uri` itself if it is a file).
 
-    Hidden files and folders (leading _ or .) below `uri` are skipped.
+    Hidden files and folders (leading _ or .) below `uri` are skipped. With detail=True, a dict
+    {uri: modification time (POSIX seconds, or None where the store gives none)} in URI order,
+    from the same single listing (no extra request per file).
     """
     fs, path, protocol = split_uri(uri, storage_options)
     if not fs.exists(path):
         raise FileNotFoundError(uri)
     if fs.isfile(path):
-        return [join_uri(protocol, path)]
-    out = []
+        found = {path: fs.info(path) if detail else None}
+    else:
+        found = fs.find(path, detail=True) if detail else dict.fromkeys(fs.find(path))
+    out = {}
     root = path.rstrip("/")
-    for p in fs.find(path):
+    for p, info in found.items():
         rel = p[len(root) :].lstrip("/") if p.startswith(root) else p
-        if any(is_hidden(part) for part in rel.split("/")):
+        if rel and any(is_hidden(part) for part in rel.split("/")):
             continue
         if suffixes and not p.lower().endswith(tuple(suffixes)):
             continue
-        out.append(join_uri(protocol, p))
-    return sorted(out)
+        out[join_uri(protocol, p)] = mtime_of(info) if detail else None
+    return dict(sorted(out.items())) if detail else sorted(out)
+
+
+def mtime_of(info: dict | None) -> float | None:
+    """Modification time in POSIX seconds from an fsspec info dict (local: mtime; S3:
+    LastModified), None if the store reports none."""
+    import datetime as dt
+
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        v = (info or {}).get(key)
+        if isinstance(v, dt.datetime):
+            return (v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc)).timestamp()
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, str):
+            try:
+                return dt.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
 
 
 def relative_path(uri: str, root_uri: str) -> str:
@@ -112,6 +136,12 @@ def atomic_write_bytes(uri: str, data: bytes, storage_options: dict | None = Non
                 os.unlink(tmp)
         return
     fs.pipe_file(path, data)
+
+
+def remove_if_exists(uri: str, storage_options: dict | None = None) -> None:
+    fs, path, _ = split_uri(uri, storage_options)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm(path)
 
 
 def append_line(uri: str, line: str, storage_options: dict | None = None) -> None:

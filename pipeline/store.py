@@ -296,15 +296,18 @@ def write_shard(
 # -------------------------------------------------------------------------------------- reading
 
 
-def list_shards(uri: str, storage_options: dict | None = None) -> list[str]:
+def list_shards(uri: str, storage_options: dict | None = None, detail: bool = False):
     """Sorted shard URIs under a dataset directory/prefix (or `uri` itself if it is a shard).
 
     Skips anything with a path component starting with `_` or `.`, and non-Parquet files.
+    detail=True: {uri: modification time or None} instead.
     """
     try:
-        files = storage.list_files(uri, storage_options)
+        files = storage.list_files(uri, storage_options, detail=detail)
     except FileNotFoundError:
-        return []
+        return {} if detail else []
+    if detail:
+        return {f: t for f, t in files.items() if f.endswith(SHARD_SUFFIX)}
     return [f for f in files if f.endswith(SHARD_SUFFIX)]
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -354,3 +355,38 @@ def test_gzip_oracle_sanity():
         gzip.decompress((THEMIS / "20140310_0600_gill_themis19_full.pgm.gz").read_bytes())[:2]
         == b"P5"
     )
+
+
+def test_archive_file_changed_after_ingest_is_read_again(ray_local, model_dir, tmp_path):
+    # a minute file still being synced at ingest time (truncated), complete by the next night
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    name, other = (
+        "20140310_0600_gill_themis19_full.pgm.gz",
+        "20140310_0601_gill_themis19_full.pgm.gz",
+    )
+    whole = (THEMIS / name).read_bytes()
+    (src / other).write_bytes((THEMIS / other).read_bytes())
+    (src / name).write_bytes(whole[: len(whole) // 2])
+    first = run_ingest(IngestConfig(source=str(src), out=str(out), model=model_dir))
+    assert first["files_done"] == 2 and first["files_changed"] == 0
+    assert 0 < first["frames"] - 20 < 20 and first["quarantined"] >= 1
+    assert len(list((out / "_quarantine").rglob(name + ".jsonl"))) == 1
+    before_other = snapshot(out / first["model"])[other + ".parquet"]
+
+    (src / name).write_bytes(whole)
+    shard = out / first["model"] / (name + ".parquet")
+    later = shard.stat().st_mtime + 0.5  # synced after the first run's shard was written
+    os.utime(src / name, (later, later))
+    time.sleep(max(0.0, later + 0.1 - time.time()))
+    second = run_ingest(IngestConfig(source=str(src), out=str(out), model=model_dir))
+    assert second["files_changed"] == 1 and second["files_done"] == 1
+    assert second["files_skipped"] == 1 and second["frames"] == 20 and second["quarantined"] == 0
+    ids = store.read_table(str(out)).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 40  # every frame once, none twice
+    assert {f"{name}#{i}" for i in range(20)} <= set(ids)
+    assert not list((out / "_quarantine").rglob(name + ".jsonl"))  # the old problems are gone
+    assert snapshot(out / first["model"])[other + ".parquet"] == before_other  # untouched
+
+    third = run_ingest(IngestConfig(source=str(src), out=str(out), model=model_dir))
+    assert third["files_skipped"] == 2 and third["files_changed"] == 0 and third["files_done"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,10 @@ def test_real_themis_files_through_s3(s3):
     assert counts["thg_l1_asf_gako_2011010617_v01.cdf"] == 23
     assert counts["thg_l1_ast_gako_20110505_v01.cdf"] == "skipped"
     assert counts["20140310_0605_gill_themis19_full.pgm"] == 20
+    # modification times come with the same listing (ingest re-reads files newer than their shard)
+    times = list_archive(f"s3://{bucket}/raw", so, detail=True)
+    assert list(times) == files
+    assert all(isinstance(t, float) and abs(t - time.time()) < 3600 for t in times.values())
 
 
 def test_synthetic_archive_written_to_and_read_from_s3(s3):

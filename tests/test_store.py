@@ -178,3 +178,17 @@ def test_s3_roundtrip(s3):
     assert m.nbits == 32 and store.list_models(out, s3.storage_options) == [SHA[:12]]
     t = store.read_table(out, s3.storage_options)
     assert t.num_rows == 8 and t.schema.field("code").type == pa.binary(8)
+
+
+def test_mtime_of_reads_every_store_flavour():
+    import datetime as dt
+
+    from pipeline.storage import mtime_of
+
+    t = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+    assert mtime_of({"mtime": 1.5}) == 1.5  # local
+    assert mtime_of({"LastModified": t}) == t.timestamp()  # s3fs
+    assert mtime_of({"LastModified": t.replace(tzinfo=None)}) == t.timestamp()  # naive = UTC
+    assert mtime_of({"updated": "2026-11-26T12:00:00Z"}) == t.timestamp()  # gcsfs-style string
+    assert mtime_of({"created": "not a time"}) is None and mtime_of({}) is None
+    assert mtime_of(None) is None

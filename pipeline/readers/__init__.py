@@ -52,12 +52,15 @@ def read_frames(uri: str, storage_options: dict | None = None):
     return fn(str(uri), storage_options or {})
 
 
-def list_archive(uri: str, storage_options: dict | None = None) -> list[str]:
+def list_archive(uri: str, storage_options: dict | None = None, detail: bool = False):
     """Sorted URIs of the readable archive files under `uri` (or `uri` itself, if a file).
 
-    Names starting with _ or . are ignored, and so are files no reader handles.
+    Names starting with _ or . are ignored, and so are files no reader handles. detail=True:
+    {uri: modification time or None} instead (see storage.list_files).
     """
-    files = storage.list_files(uri, storage_options or {})
+    files = storage.list_files(uri, storage_options or {}, detail=detail)
+    if detail:
+        return {f: t for f, t in files.items() if format_of(f) is not None}
     return [f for f in files if format_of(f) is not None]
 
 
