@@ -268,14 +268,15 @@ def plan_files(cfg: IngestConfig, model_sha: str, src_opts: dict, out_opts: dict
     todo, skipped, n_ignored, changed = [], 0, 0, set()
     for f in files:
         rel = storage.relative_path(f, root)
-        if rel in done and not _newer(src_mtimes[f], done[rel]):
-            skipped += 1
+        if rel in done:
+            if not _newer(src_mtimes[f], done[rel]):
+                skipped += 1
+                continue
+            changed.add(rel)
         elif rel in ignored:
             n_ignored += 1
-        else:
-            todo.append(FileTask(uri=f, rel=rel))
-            if rel in done:
-                changed.add(rel)
+            continue
+        todo.append(FileTask(uri=f, rel=rel))
     return Plan(
         todo=todo,
         seen=len(files),

@@ -8,6 +8,7 @@ becomes visible when it completes, so we upload the finished bytes in one call.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import posixpath
 import uuid
@@ -36,12 +37,15 @@ def is_hidden(name: str) -> bool:
     return base.startswith("_") or base.startswith(".")
 
 
-def list_files(uri: str, storage_options: dict | None = None, suffixes=None, detail=False):
+def list_files(
+    uri: str, storage_options: dict | None = None, suffixes=None, detail=False, keep=None
+):
     """Sorted URIs of the files under `uri` (or `uri` itself if it is a file).
 
-    Hidden files and folders (leading _ or .) below `uri` are skipped. With detail=True, a dict
-    {uri: modification time (POSIX seconds, or None where the store gives none)} in URI order,
-    from the same single listing (no extra request per file).
+    Hidden files and folders (leading _ or .) below `uri` are skipped, and so are URIs for which
+    `keep(uri)` is false. With detail=True, a dict {uri: modification time (POSIX seconds, or
+    None where the store gives none)} in URI order, from the same single listing (no extra
+    request per file).
     """
     fs, path, protocol = split_uri(uri, storage_options)
     if not fs.exists(path):
@@ -58,15 +62,15 @@ def list_files(uri: str, storage_options: dict | None = None, suffixes=None, det
             continue
         if suffixes and not p.lower().endswith(tuple(suffixes)):
             continue
-        out[join_uri(protocol, p)] = mtime_of(info) if detail else None
+        u = join_uri(protocol, p)
+        if keep is None or keep(u):
+            out[u] = mtime_of(info) if detail else None
     return dict(sorted(out.items())) if detail else sorted(out)
 
 
 def mtime_of(info: dict | None) -> float | None:
     """Modification time in POSIX seconds from an fsspec info dict (local: mtime; S3:
     LastModified), None if the store reports none."""
-    import datetime as dt
-
     for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
         v = (info or {}).get(key)
         if isinstance(v, dt.datetime):

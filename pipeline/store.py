@@ -303,12 +303,11 @@ def list_shards(uri: str, storage_options: dict | None = None, detail: bool = Fa
     detail=True: {uri: modification time or None} instead.
     """
     try:
-        files = storage.list_files(uri, storage_options, detail=detail)
+        return storage.list_files(
+            uri, storage_options, detail=detail, keep=lambda f: f.endswith(SHARD_SUFFIX)
+        )
     except FileNotFoundError:
         return {} if detail else []
-    if detail:
-        return {f: t for f, t in files.items() if f.endswith(SHARD_SUFFIX)}
-    return [f for f in files if f.endswith(SHARD_SUFFIX)]
 
 
 def read_shard(

@@ -58,10 +58,9 @@ def list_archive(uri: str, storage_options: dict | None = None, detail: bool = F
     Names starting with _ or . are ignored, and so are files no reader handles. detail=True:
     {uri: modification time or None} instead (see storage.list_files).
     """
-    files = storage.list_files(uri, storage_options or {}, detail=detail)
-    if detail:
-        return {f: t for f, t in files.items() if format_of(f) is not None}
-    return [f for f in files if format_of(f) is not None]
+    return storage.list_files(
+        uri, storage_options or {}, detail=detail, keep=lambda f: format_of(f) is not None
+    )
 
 
 __all__ = [
