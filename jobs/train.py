@@ -182,20 +182,16 @@ def train_config(args, **overrides):
 
     if args.bits < 1 or args.bits > 4096:
         raise UsageError("--bits must be in 1..4096")
-    if args.epochs <= 0:
-        raise UsageError("--epochs must be positive")
     widths = None
     if args.widths:
         try:
             widths = tuple(int(w) for w in args.widths.split(","))
         except ValueError:
             raise UsageError(f"--widths must be comma-separated integers: {args.widths}") from None
-    if args.pmt_p is not None and not 0 < args.pmt_p <= 1:
-        raise UsageError(f"--pmt-p must be in (0, 1], not {args.pmt_p}")
     spp, pmt = args.spp, args.pmt
     if args.no_spp_pmt:
         spp, pmt = False, False
-    return TrainConfig(
+    cfg = TrainConfig(
         arch=args.arch,
         bits=args.bits,
         epochs=args.epochs,
@@ -225,6 +221,8 @@ def train_config(args, **overrides):
         checkpoint_every=args.checkpoint_every,
         **overrides,
     )
+    cfg.resolved()  # its checks (epochs, --pmt-p, ...) fail the job before the data is loaded
+    return cfg
 
 
 def run(args) -> dict:

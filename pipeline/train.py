@@ -120,6 +120,8 @@ class TrainConfig:
                 setattr(c, k, v)
         if c.epochs <= 0:
             raise BadInput("--epochs must be positive")
+        if c.pmt_p is not None and not 0 < c.pmt_p <= 1:
+            raise BadInput(f"--pmt-p must be in (0, 1], not {c.pmt_p}")
         if c.checkpoint_every < 1:
             raise BadInput("--checkpoint-every must be at least 1")
         if c.batch_size < 2:

@@ -104,6 +104,8 @@ def test_airbench_batch_size_follows_the_training_set():
     assert TrainConfig(arch="compact").resolved(n_train=10).batch_size == 64
     assert TrainConfig(arch="compact", batch_size=512).resolved(n_train=2000).batch_size == 512
     assert TrainConfig(arch="alexnet", recipe="sgd").resolved(n_train=2000).batch_size == 128
+    with pytest.raises(BadInput, match="--pmt-p"):
+        TrainConfig(pmt_p=1.5).resolved()  # the library checks it too, not only the CLI
 
 
 def test_photo_fast_path_equals_shared_preprocessing():
