@@ -211,6 +211,20 @@ def _running_counts(d16, relb, nb, ra, buf, base):
     return cnt
 
 
+@njit(cache=True, inline="always")
+def _ranks_w1_scratch(chunk):
+    """Per-thread buffers of `_ranks_w1` for chunks of `chunk` items (a multiple of 64):
+    d8, relm, slot, masks, before."""
+    nblk = chunk // 64
+    return (
+        np.empty(chunk, np.uint8),
+        np.empty(nblk, np.uint64),
+        np.empty(65, np.int64),
+        np.empty((65, nblk), np.uint64),
+        np.empty((65, nblk), np.int64),
+    )
+
+
 @njit(cache=True)
 def _ranks_w1(q, xs, nb, lab, lab0, lab_v, d8, relm, run_a, run_r, out, base, slot, masks, before):
     """Ranks of the relevant items of one chunk, one-word codes, value-major and vectorised.
@@ -301,11 +315,7 @@ def _ap_index_kernel(Q, XT, multi, ql, dl, qm, dm, off_all, off_rel):
         relb = np.empty(chunk, np.uint8)
         buf = np.empty(chunk + 1, np.int64)
         run_a64 = np.zeros((q1 - q0, nd), np.int64)
-        d8 = np.empty(chunk, np.uint8)
-        relm = np.empty(chunk // 64, np.uint64)
-        slot = np.empty(65, np.int64)
-        masks = np.empty((65, chunk // 64), np.uint64)
-        before = np.empty((65, chunk // 64), np.int64)
+        d8, relm, slot, masks, before = _ranks_w1_scratch(chunk)
         for c0 in range(0, n, chunk):
             nb = min(n, c0 + chunk) - c0
             for qi in range(q0, q1):
@@ -384,11 +394,7 @@ def _ap_index_one_pass(Q, XT, ql, dl, nrel, ql8, dl8):
         dummy = np.zeros((1, 1), np.uint64)
         run_a64 = np.zeros((q1 - q0, nd), np.int64)
         run_r = np.zeros((q1 - q0, nd), np.int64)
-        d8 = np.empty(chunk, np.uint8)
-        relm = np.empty(chunk // 64, np.uint64)
-        slot = np.empty(65, np.int64)
-        masks = np.empty((65, chunk // 64), np.uint64)
-        before = np.empty((65, chunk // 64), np.int64)
+        d8, relm, slot, masks, before = _ranks_w1_scratch(chunk)
         for c0 in range(0, n, chunk):
             nb = min(n, c0 + chunk) - c0
             for qi in range(q0, q1):
@@ -508,18 +514,17 @@ def _offsets(A, R):
     return oa, orl
 
 
-def _dense_uint8_labels(classes, ql, dl):
-    """Class ids 0..253 as uint8 (queries of an absent class: 254; the database padded with 255
-    to a multiple of 64 plus 64), so that 64 relevance flags are one byte compare. With more
-    than 254 classes, dummies (only multi-word codes take the one-pass kernel then)."""
+def _uint8_class_ids(classes, q_ids, dl):
+    """Class ids 0..253 as uint8: the queries' (q_ids: index into `classes`, 254 for a class
+    absent from the database) and the database's, padded with 255 to a multiple of 64 plus 64,
+    so that 64 relevance flags are one byte compare. With more than 254 classes, dummies (only
+    multi-word codes take the one-pass kernel then)."""
     if len(classes) > 254:
         return np.zeros(0, np.uint8), np.zeros(0, np.uint8)
     n = len(dl)
     dl8 = np.full((n + 63) // 64 * 64 + 64, 255, np.uint8)
     dl8[:n] = np.searchsorted(classes, dl)
-    pos = np.minimum(np.searchsorted(classes, ql), len(classes) - 1)
-    ql8 = np.where(classes[pos] == ql, pos, 254).astype(np.uint8)
-    return ql8, dl8
+    return q_ids.astype(np.uint8), dl8
 
 
 def average_precision(queries, database, query_labels, db_labels, topk=None, ties="index"):
@@ -542,10 +547,11 @@ def average_precision(queries, database, query_labels, db_labels, topk=None, tie
     if mode == "single":
         classes, counts = np.unique(dl, return_counts=True)
         pos = np.minimum(np.searchsorted(classes, ql), len(classes) - 1)
-        nrel = np.where(classes[pos] == ql, counts[pos], 0).astype(np.int64)
+        present = classes[pos] == ql
+        nrel = np.where(present, counts[pos], 0).astype(np.int64)
         fits = n < (1 << 27) and _QB * 8 * (int(nrel.max()) + 1) <= _ONE_PASS_BYTES
         if fits and (Q.shape[1] > 1 or len(classes) <= 254):
-            ql8, dl8 = _dense_uint8_labels(classes, ql, dl)
+            ql8, dl8 = _uint8_class_ids(classes, np.where(present, pos, 254), dl)
             with threads_for(nq * n * Q.shape[1] / 8e8):
                 return _ap_index_one_pass(Q, word_major(X), ql, dl, nrel, ql8, dl8)[0]
     A, R = histograms(Q, X, mode, ql, dl)
