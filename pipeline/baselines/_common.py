@@ -69,3 +69,14 @@ class Hasher:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bits={self.bits}, dim={self.dim})"
+
+
+class LinearHasher(Hasher):
+    """Hashers whose projection is linear after centring: (X - mean) @ W, W (dim, bits)."""
+
+    def __init__(self, mean: np.ndarray, W: np.ndarray):
+        self.mean, self.W = mean, W
+        self.dim, self.bits = W.shape
+
+    def project(self, X) -> np.ndarray:
+        return (self._check(X) - self.mean) @ self.W

@@ -11,18 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.baselines._common import Hasher, as_features, check_bits
+from pipeline.baselines._common import LinearHasher, as_features, check_bits
 
 
-class LSH(Hasher):
+class LSH(LinearHasher):
     name = "lsh"
-
-    def __init__(self, W: np.ndarray, mean: np.ndarray):
-        self.W, self.mean = W, mean
-        self.dim, self.bits = W.shape
-
-    def project(self, X) -> np.ndarray:
-        return (self._check(X) - self.mean) @ self.W
 
 
 def fit(X, y=None, bits: int = 32, seed: int = 0, center: bool = True) -> LSH:
@@ -31,4 +24,4 @@ def fit(X, y=None, bits: int = 32, seed: int = 0, center: bool = True) -> LSH:
     rng = np.random.default_rng(seed)
     W = rng.standard_normal((X.shape[1], bits))
     mean = X.mean(0) if center and len(X) else np.zeros(X.shape[1])
-    return LSH(W, mean)
+    return LSH(mean, W)
