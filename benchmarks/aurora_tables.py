@@ -81,9 +81,9 @@ def run_cell(args, splits, name, arch, bits, extra):
     argv = train_argv(args, name, arch, bits, extra)
     parser, _ = build_parser()
     targs = parser.parse_args(argv)
-    cfg = train_config(targs, log_every=0)
     t0 = time.time()
     try:
+        cfg = train_config(targs, log_every=0)  # its checks fail this cell, not the run
         model, config = train_model(splits, cfg, targs.out, splits["info"])
         t1 = time.time()
         m = evaluate_model(model, splits, tta=targs.tta, device=targs.device, topk=None)
@@ -193,10 +193,7 @@ def main(argv=None):
             print(f"deadline: {name} and later cells not run", file=sys.stderr, flush=True)
             break
         r = run_cell(args, splits, name, arch, b, extra)
-        if not r["ok"] and not any(x.get("ok") for x in results):
-            print(f"first cell failed, stopping: {r['error']}", file=sys.stderr, flush=True)
-            results.append(r)
-            break  # the same failure would repeat in every cell and spend the budget
+        first_failed = not r["ok"] and not any(x.get("ok") for x in results)
         keep = {k: v for k, v in r.items() if k != "pr_curve"}
         print(json.dumps(keep), flush=True)
         results.append(r)
@@ -212,6 +209,9 @@ def main(argv=None):
                 f,
                 indent=1,
             )
+        if first_failed:  # the same failure would repeat in every cell and spend the budget
+            print(f"first cell failed, stopping: {r['error']}", file=sys.stderr, flush=True)
+            break
     md = tables(results, bits)
     with open(os.path.join(report, "tables.md"), "w") as f:
         f.write(md)
