@@ -2,8 +2,10 @@
 
 For every model found under --database (or the one given by --model), the labelled frames of
 --queries are ranked against every database frame by Hamming distance and scored by MAP, exactly:
-ties broken by index (`map`) and tie-aware (`map_tie_aware`), plus MAP@K with --topk and a
-precision/recall curve per Hamming radius. Shards are processed by Ray tasks, two passes.
+ties broken by the canonical frame order (`map`) and tie-aware (`map_tie_aware`), plus MAP@K with
+--topk and a precision/recall curve per Hamming radius. The database is read through its catalogue
+(compacted segments plus shards not yet compacted) in tasks of about a million codes, run by Ray
+tasks (or in this process with --no-ray), two passes.
 
 Example:
   aurorahash benchmark --queries out/query-codes --database out/codes --topk 100
@@ -12,9 +14,14 @@ Example:
 import json
 import logging
 
-import numpy as np
-
-from jobs.common import UsageError, add_ray_options, add_s3_options, ray_address, storage_options
+from jobs.common import (
+    UsageError,
+    add_ray_options,
+    add_s3_options,
+    ray_address,
+    ray_storage_env,
+    storage_options,
+)
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.benchmark")
@@ -26,64 +33,74 @@ def add_arguments(p):
     p.add_argument("--model", default=None, help="only this model (sha256 prefix)")
     p.add_argument("--topk", type=int, default=None, help="also report MAP@K")
     p.add_argument("--n-queries", type=int, default=None, help="use only the first N queries")
-    p.add_argument("--out", default=None, help="write the full report (JSON, with PR curves) here")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="write the full report (JSON, with PR curves) to this file, or DIR/benchmark.json",
+    )
     p.add_argument("--no-ray", action="store_true", help="run in this process, without Ray")
     add_ray_options(p)
     add_s3_options(p)
 
 
-def _bench_model(model, db_shards, args, so, executor):
-    from pipeline import search
+def _bench_model(cat, args, so, executor):
+    from pipeline import catalogue, search
 
-    qshards, _ = search.resolve_shards(args.queries, so, model)
-    parts = [search.load_shard(s, so) for s in qshards]
-    qcodes = np.concatenate([p.codes for p in parts])
-    qlabels = np.concatenate([p.labels for p in parts])
+    qcat = catalogue.open_catalogue(args.queries, so, cat.meta.model)
+    qcodes, qlabels, _ = search.load_all(qcat)
     if args.n_queries is not None:
         qcodes, qlabels = qcodes[: args.n_queries], qlabels[: args.n_queries]
-    res = search.evaluate_map(qcodes, qlabels, db_shards, so, executor, args.topk)
-    return res
+    return search.evaluate_map(qcodes, qlabels, cat, executor, args.topk)
 
 
 def run(args):
-    from pipeline import search, storage
+    from jobs.search import out_file
+    from pipeline import catalogue, search, storage
     from pipeline.ray_runtime import ray_session
 
     if args.topk is not None and args.topk < 1:
         raise UsageError(f"--topk must be >= 1, got {args.topk}")
     so = storage_options(args)
-    models = search.models_under(args.database, so)
+    roots = catalogue.model_roots(args.database, so)
     if args.model:
-        models = {m: s for m, s in models.items() if m.startswith(args.model)}
-    if not models:
-        raise UsageError(
-            f"no code shards under {args.database}" + (f" for {args.model}" if args.model else "")
-        )
+        roots = [r for r in roots if catalogue.root_matches(r, args.model, so)]
+    if not roots:
+        raise UsageError(f"no codes under {args.database} for {args.model}")
     results, report = {}, {}
-    env = {"AWS_ENDPOINT_URL": (so.get("client_kwargs") or {}).get("endpoint_url")}
-    with ray_session(ray_address(args), env) if not args.no_ray else _nullcontext():
+    with ray_session(ray_address(args), ray_storage_env(so)) if not args.no_ray else _null():
         executor = None if args.no_ray else search.RayExecutor()
-        for model, shards in sorted(models.items()):
-            meta = search.store.shard_meta(shards[0], so)
-            log.info("model %s: %d shards, %d bits", model[:12], len(shards), meta.nbits)
-            res = _bench_model(model, shards, args, so, executor)
-            results[model[:12]] = {"nbits": meta.nbits, "shards": len(shards), **res.summary()}
-            report[model] = {
-                **results[model[:12]],
+        for root in roots:
+            cat = catalogue.open_catalogue(root, so)
+            log.info(
+                "model %s: %d codes in %d segments + %d shards, %d bits",
+                cat.meta.model12,
+                cat.n_rows,
+                len(cat.segments),
+                len(cat.shards),
+                cat.meta.nbits,
+            )
+            res = _bench_model(cat, args, so, executor)
+            results[cat.meta.model12] = {
+                "nbits": cat.meta.nbits,
+                "segments": len(cat.segments),
+                "shards": len(cat.shards),
+                **res.summary(),
+            }
+            report[cat.meta.model] = {
+                **results[cat.meta.model12],
                 "pr_precision": res.pr_precision.tolist(),
                 "pr_recall": res.pr_recall.tolist(),
             }
     if args.out:
-        storage.atomic_write_bytes(args.out, json.dumps(report, indent=2).encode(), so)
+        out = out_file(args.out, "benchmark.json")
+        storage.atomic_write_bytes(out, json.dumps(report, indent=2).encode(), so)
     summary = {"models": results}
     if len(results) == 1:
         summary.update(next(iter(results.values())))
     return summary
 
 
-class _nullcontext:
-    def __enter__(self):
-        return self
+def _null():
+    import contextlib
 
-    def __exit__(self, *exc):
-        return False
+    return contextlib.nullcontext()

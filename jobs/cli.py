@@ -19,6 +19,7 @@ JOBS = {
     "train": "jobs.train",
     "evaluate": "jobs.evaluate",
     "ingest": "jobs.ingest",
+    "compact": "jobs.compact",
     "search": "jobs.search",
     "benchmark": "jobs.benchmark",
     "export": "jobs.export",

@@ -57,9 +57,18 @@ def add_ray_options(parser) -> None:
 
 
 def storage_options(args) -> dict:
-    """fsspec storage options for s3:// paths; empty for local ones."""
-    endpoint = getattr(args, "s3_endpoint", None) or os.environ.get("AWS_ENDPOINT_URL")
-    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+    """Storage options for the job's paths, from the one builder (`pipeline.storage`)."""
+    from pipeline import storage
+
+    uris = [v for v in vars(args).values() if isinstance(v, str)]  # any s3:// path argument
+    return storage.options_for(*uris, endpoint=getattr(args, "s3_endpoint", None))
+
+
+def ray_storage_env(so: dict) -> dict:
+    """Environment for Ray workers: the S3 endpoint, so that they reach the same store."""
+    from pipeline import storage
+
+    return {"AWS_ENDPOINT_URL": storage.endpoint_of(so)}
 
 
 def ray_address(args) -> str | None:

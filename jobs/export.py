@@ -1,9 +1,12 @@
-"""Export one model's code shards as a single index for downstream search.
+"""Export one model's codes for downstream search, one part per search segment.
 
-Formats: faiss (an IndexBinaryFlat file that faiss.read_index_binary loads), npy (uint8 codes,
-(n, bytes)), parquet (one merged shard). Always with ids.parquet (row -> frame id, source, time,
-site, label, pred, score) and manifest.json (nbits, model, classes, layout, count, sha256 of every
-file), which is written last: its presence means the export is complete.
+Formats: faiss (IndexBinaryFlat files that faiss.read_index_binary loads), npy (uint8 codes,
+(n, bytes)), parquet (merged shard rows). Each part has its <part>.ids.parquet (frame id, source,
+frame, site, time, label, pred, score); manifest.json (nbits, model, classes, layout, count, the
+segments covered, the parts in order with their row offsets and sha256) is written last: its
+presence means the export is complete. Re-running adds parts for new segments and keeps the
+parts of segments already exported (segments never change in place); parts of segments that
+compaction replaced are deleted. Shards not yet compacted go into one extra part.
 
 Example:
   aurorahash export --codes out/codes --out out/export --format faiss
@@ -19,25 +22,42 @@ log = logging.getLogger("aurorahash.export")
 
 def add_arguments(p):
     p.add_argument("--codes", required=True, help="shard dataset (dir, prefix or file)")
-    p.add_argument("--out", required=True, help="output folder or s3:// prefix")
+    p.add_argument("--out", required=True, help="output folder or s3:// prefix (written inside)")
     p.add_argument("--format", default="faiss", choices=["faiss", "npy", "parquet"])
     p.add_argument("--model", default=None, help="model sha256 (prefix) when --codes holds several")
     add_s3_options(p)
 
 
 def run(args):
-    from pipeline import export, search
+    from pipeline import catalogue, export
 
     so = storage_options(args)
-    shards, meta = search.resolve_shards(args.codes, so, args.model)
-    log.info("exporting %d shards (%d-bit codes, model %s)", len(shards), meta.nbits, meta.model12)
-    manifest = export.export(shards, args.out, args.format, so)
+    cat = catalogue.open_catalogue(args.codes, so, args.model)
+    log.info(
+        "exporting %d codes in %d segments + %d shards (%d-bit codes, model %s)",
+        cat.n_rows,
+        len(cat.segments),
+        len(cat.shards),
+        cat.meta.nbits,
+        cat.meta.model12,
+    )
+    if cat.shards:
+        log.info(
+            "%d shards are not compacted yet: they go into one part of their own "
+            "(run `aurorahash compact` first to export them as segments)",
+            len(cat.shards),
+        )
+    manifest = export.export(cat, args.out, args.format)
     return {
         "out": args.out,
         "format": args.format,
         "count": manifest["count"],
+        "segments": len(manifest["segments"]),
         "shards": manifest["shards"],
+        "parts": len(manifest["parts"]),
+        "parts_written": manifest["parts_written"],
+        "parts_kept": manifest["parts_kept"],
+        "parts_removed": manifest["parts_removed"],
         "nbits": manifest["nbits"],
         "model": manifest["model"],
-        "files": sorted(manifest["files"]),
     }

@@ -1,8 +1,10 @@
-"""Exact Hamming k-NN over a dataset of code shards.
+"""Exact Hamming k-NN over one model's codes (compacted segments plus shards not yet compacted).
 
-Each database shard is searched by its own Ray task; per-shard top-k lists are merged exactly
-(ordered by distance, then global index = shard order, then row order). Queries are the frames of
-another shard dataset (--queries) or frames of the database picked by id (--query-id).
+The catalogue is cut into tasks of about a million codes; each is searched by a Ray task (or in
+this process with --no-ray) and the per-task top-k lists are merged exactly, ties broken by the
+canonical frame order (archive relative path, then frame index). Queries are the frames of another
+code dataset (--queries) or frames of the database picked by id (--query-id, read from the one
+segment or shard that holds that file, without scanning the archive).
 
 Example:
   aurorahash search --codes out/codes/3f2a9c1b0d4e --query-id 'stream0/.../x.pgm.gz#3' --k 10
@@ -12,7 +14,14 @@ import logging
 
 import numpy as np
 
-from jobs.common import UsageError, add_ray_options, add_s3_options, ray_address, storage_options
+from jobs.common import (
+    UsageError,
+    add_ray_options,
+    add_s3_options,
+    ray_address,
+    ray_storage_env,
+    storage_options,
+)
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.search")
@@ -31,36 +40,29 @@ def add_arguments(p):
     p.add_argument(
         "--out",
         default=None,
-        help="write neighbours to this .parquet or .jsonl (local or s3://); without it the "
-        "summary lists them when there are at most 1,000",
+        help="write neighbours to this .parquet or .jsonl (local or s3://), or into DIR/ as "
+        "neighbours.parquet; without it the summary lists them when there are at most 1,000",
     )
     p.add_argument("--no-ray", action="store_true", help="search in this process, without Ray")
     add_ray_options(p)
     add_s3_options(p)
 
 
-def _query_codes(args, so, db_shards, meta):
-    from pipeline import search
+def _query_codes(args, so, cat):
+    from pipeline import catalogue, search
 
     if args.queries:
-        qshards, qmeta = search.resolve_shards(args.queries, so, args.model or meta.model)
-        parts = [search.load_shard(s, so) for s in qshards]
-        codes = np.concatenate([p.codes for p in parts])
-        ids = np.concatenate([p.ids for p in parts])
+        qcat = catalogue.open_catalogue(args.queries, so, cat.meta.model)
+        codes, _, ids = search.load_all(qcat)
     else:
         wanted = list(dict.fromkeys(args.query_id))
-        found = {}
-        for s in db_shards:
-            sc = search.load_shard(s, so)
-            for i, fid in enumerate(sc.ids):
-                if fid in wanted and fid not in found:
-                    found[fid] = sc.codes[i]
-            if len(found) == len(wanted):
-                break
-        missing = [w for w in wanted if w not in found]
+        found = catalogue.lookup_ids(cat, wanted)  # reads only the parts that hold these files
+        got = dict(zip(found.column("id").to_pylist(), range(found.num_rows), strict=True))
+        missing = [w for w in wanted if w not in got]
         if missing:
             raise UsageError(f"--query-id not in {args.codes}: {', '.join(missing[:5])}")
-        codes = np.stack([found[w] for w in wanted])
+        all_codes, _ = catalogue.codes_labels(found, cat.meta)
+        codes = all_codes[[got[w] for w in wanted]]
         ids = np.asarray(wanted, dtype=object)
     if args.n_queries is not None:
         codes, ids = codes[: args.n_queries], ids[: args.n_queries]
@@ -92,45 +94,59 @@ def _write_neighbours(uri, so, qids, res):
             for i in range(q * k)
         ]
         storage.atomic_write_bytes(uri, ("\n".join(lines) + "\n").encode(), so)
-    elif uri.endswith(".parquet"):
+    else:
         buf = io.BytesIO()
         pq.write_table(
             pa.table({c: pa.array(list(v) if v.dtype == object else v) for c, v in cols.items()}),
             buf,
         )
         storage.atomic_write_bytes(uri, buf.getvalue(), so)
-    else:
-        raise UsageError(f"--out must end in .parquet or .jsonl: {uri}")
+
+
+def out_file(uri: str, default_name: str) -> str:
+    """`--out DIR/` (a trailing slash) means a file named `default_name` inside DIR."""
+    return f"{uri}{default_name}" if uri.endswith("/") else uri
 
 
 def run(args):
-    from pipeline import search
+    from pipeline import catalogue, search
     from pipeline.ray_runtime import ray_session
 
     if args.k < 1:
         raise UsageError(f"--k must be >= 1, got {args.k}")
+    out = out_file(args.out, "neighbours.parquet") if args.out else None
+    if out and not out.endswith((".parquet", ".jsonl")):
+        raise UsageError(f"--out must end in .parquet, .jsonl or /: {args.out}")
     so = storage_options(args)
-    shards, meta = search.resolve_shards(args.codes, so, args.model)
-    queries, qids = _query_codes(args, so, shards, meta)
-    log.info("%d queries over %d shards (%d-bit codes)", len(queries), len(shards), meta.nbits)
+    cat = catalogue.open_catalogue(args.codes, so, args.model)
+    queries, qids = _query_codes(args, so, cat)
+    log.info(
+        "%d queries over %d codes in %d segments + %d shards (%d-bit codes)",
+        len(queries),
+        cat.n_rows,
+        len(cat.segments),
+        len(cat.shards),
+        cat.meta.nbits,
+    )
     if args.no_ray:
-        res = search.search(queries, shards, args.k, so, nbits=meta.nbits)
+        res = search.search(queries, cat, args.k)
     else:
-        env = {"AWS_ENDPOINT_URL": (so.get("client_kwargs") or {}).get("endpoint_url")}
-        with ray_session(ray_address(args), env):
-            res = search.search(queries, shards, args.k, so, search.RayExecutor(), meta.nbits)
+        with ray_session(ray_address(args), ray_storage_env(so)):
+            res = search.search(queries, cat, args.k, search.RayExecutor())
     summary = {
         "n_queries": len(queries),
         "k": int(res.indices.shape[1]),
         "n_database": res.n_database,
-        "shards": len(shards),
-        "nbits": meta.nbits,
+        "segments": len(cat.segments),
+        "shards": len(cat.shards),
+        "tasks": res.tasks,
+        "nbits": cat.meta.nbits,
         "seconds": round(res.seconds, 3),
         "comparisons_per_s": float(f"{len(queries) * res.n_database / max(res.seconds, 1e-9):.4g}"),
     }
-    if args.out:
-        _write_neighbours(args.out, so, qids, res)
-        summary["out"] = args.out
+    if out:
+        _write_neighbours(out, so, qids, res)
+        summary["out"] = out
     elif res.indices.size <= 1000:
         summary["neighbors"] = {
             str(qid): [[str(i), int(d)] for i, d in zip(res.ids[r], res.distances[r], strict=True)]

@@ -32,7 +32,6 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-import os
 import posixpath
 import re
 import threading
@@ -40,7 +39,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pipeline import storage, store
+from pipeline import catalogue, storage, store
 from pipeline.datasource import ArchiveDatasource, FileTask
 from pipeline.errors import BadInput
 
@@ -77,38 +76,9 @@ class IngestConfig:
 # ---------------------------------------------------------------------------------- options
 
 
-_CRED_ENV = {
-    "key": "AWS_ACCESS_KEY_ID",
-    "secret": "AWS_SECRET_ACCESS_KEY",
-    "token": "AWS_SESSION_TOKEN",
-}
-
-
-class StorageOptions(dict):
-    """fsspec options that never print their credentials."""
-
-    def __repr__(self):
-        return repr({k: ("***" if k in _CRED_ENV else v) for k, v in self.items()})
-
-    __str__ = __repr__
-
-    def __reduce__(self):
-        return (StorageOptions, (dict(self),))
-
-
 def storage_options_for(uri: str, endpoint: str | None = None) -> dict:
-    """Options for `uri`: empty for local paths; for s3:// the endpoint, no listing cache, and the
-    driver's AWS credentials (so workers on other nodes can use them; never logged)."""
-    if not str(uri).startswith(("s3://", "s3a://")):
-        return {}
-    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
-    opts = StorageOptions(use_listings_cache=False)
-    if endpoint:
-        opts["client_kwargs"] = {"endpoint_url": endpoint}
-    for k, env in _CRED_ENV.items():
-        if os.environ.get(env):
-            opts[k] = os.environ[env]
-    return opts
+    """Options for `uri` (see `pipeline.storage.options_for`, the one builder)."""
+    return storage.options_for(uri, endpoint=endpoint)
 
 
 def parse_since(value: str | None) -> _dt.date | None:
@@ -254,12 +224,7 @@ def plan_files(cfg: IngestConfig, model_sha: str, src_opts: dict, out_opts: dict
         files = kept
 
     prefix = store.model_prefix(cfg.out, model_sha)
-    done = {}  # relpath -> the shard's modification time
-    for s, t in store.list_shards(prefix, out_opts, detail=True).items():
-        try:
-            done[store.relpath_of_shard(s, prefix)] = t
-        except ValueError:
-            continue
+    done = catalogue.committed_files(prefix, out_opts)  # relpath -> its shard's mtime
     ignored_prefix = store.ignored_uri(cfg.out, "x", model_sha)[: -len("/x.json")]
     ignored = set()
     for m in _list_quiet(ignored_prefix, out_opts):

@@ -1,104 +1,51 @@
-"""Hamming k-NN and MAP across a dataset of code shards, one task per shard, merged exactly.
+"""Hamming k-NN and MAP over a catalogue of codes, in row-sized tasks, merged exactly.
 
-Why per shard: an archive's codes are spread over thousands of Parquet shards (one per archive
-file) on local disk or S3. Each task reads one shard and runs the Numba kernels on it; the driver
-merges small per-shard results, so nothing ever holds a queries x database matrix, and the answers
-equal a single search over the concatenated database (global index = shard order, then row order).
+Why tasks: an archive's codes are spread over segments and per-file shards (`pipeline.catalogue`).
+`catalogue.plan_tasks` cuts them into contiguous ranges of the canonical (file, frame) order of
+about a million rows each; each task reads its range and runs the Numba kernels on it; the driver
+merges small per-task results as they arrive (a bounded number in flight), so it holds
+O(queries x k) for k-NN and O(queries x bits) per task for MAP, whatever the number of shards. The
+answers equal one search over the concatenated database in canonical order (global index =
+position in that order).
 
-- k-NN: per-shard top-k, merged by (distance, global index) with `kernels.merge_knn`.
-- MAP, ties="aware": per-shard per-distance histograms (all / relevant items), summed.
-- MAP, ties="index": two passes. Pass 1 gives the histograms; pass 2 gives each shard, per query
+- k-NN: per-task top-k, merged in task order by (distance, global index).
+- MAP, ties="aware": per-task per-distance histograms (all / relevant items), summed.
+- MAP, ties="index": two passes. Pass 1 gives the histograms; pass 2 gives each task, per query
   and distance, how many items rank before its own (global counts at smaller distances plus counts
-  at the same distance in earlier shards), from which the shard sums its exact precisions.
+  at the same distance in earlier tasks), from which the task sums its exact precisions.
 - AP@K: the merged top-K list with the neighbours' labels.
 
-Tasks run on Ray when an executor is given (`RayExecutor`), else in this process.
+Tasks run on Ray when an executor is given (`RayExecutor`: one CPU and one Numba thread each, as
+many at once as the cluster has CPUs), else in this process with every core in the kernels.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 import kernels
-from pipeline import store
+from pipeline import catalogue
+from pipeline.catalogue import Catalogue, Task
 from pipeline.errors import BadInput
+from pipeline.progress import Progress
 
 log = logging.getLogger(__name__)
 
 NO_LABEL = -1  # frames without a ground-truth label: never relevant, never queries
 
 
-# ------------------------------------------------------------------------------- shard loading
-
-
-@dataclass
-class ShardCodes:
-    uri: str
-    codes: np.ndarray  # (n, words) uint64
-    ids: np.ndarray  # (n,) object (str)
-    labels: np.ndarray  # (n,) int64, NO_LABEL where missing
-    meta: store.ShardMeta
-
-
-def load_shard(uri: str, storage_options: dict | None = None) -> ShardCodes:
-    table = store.read_shard(uri, storage_options, columns=["id", "code", "label"])
-    meta = store.shard_meta(table)
-    labels = table.column("label").to_numpy(zero_copy_only=False)
-    if labels.dtype.kind == "f":
-        labels = np.where(np.isnan(labels), NO_LABEL, labels)
-    return ShardCodes(
-        uri=uri,
-        codes=store.codes_to_numpy(table.column("code"), meta.nbits),
-        ids=np.asarray(table.column("id").to_pylist(), dtype=object),
-        labels=np.asarray(labels, dtype=np.int64),
-        meta=meta,
-    )
-
-
-def resolve_shards(uri: str, storage_options: dict | None = None, model: str | None = None):
-    """The shard URIs of one model under `uri`, and that model's metadata.
-
-    `uri` may be an ingest output (OUT, holding OUT/<model12>/...), one model's folder, or a file.
-    With several models and no `model`, the choice is the caller's: BadInput lists them.
-    """
-    shards = store.list_shards(uri, storage_options)
-    if not shards:
-        raise BadInput(f"no code shards under {uri}")
-    metas = {}
-    keep = []
-    for s in shards:
-        m = store.shard_meta(s, storage_options)
-        if model is not None and not m.model.startswith(model):
-            continue
-        metas.setdefault(m.model, m)
-        keep.append(s)
-    if not keep:
-        raise BadInput(f"no code shards of model {model} under {uri}")
-    if len(metas) > 1:
-        names = ", ".join(sorted(m[:12] for m in metas))
-        raise BadInput(f"{uri} holds shards of several models ({names}); choose one with --model")
-    (meta,) = metas.values()
-    return keep, meta
-
-
-def models_under(uri: str, storage_options: dict | None = None) -> dict[str, list[str]]:
-    """model sha256 -> its shard URIs, for benchmarking every model found under `uri`."""
-    out: dict[str, list[str]] = {}
-    for s in store.list_shards(uri, storage_options):
-        out.setdefault(store.shard_meta(s, storage_options).model, []).append(s)
-    return out
-
-
 # ----------------------------------------------------------------------------------- executors
 
 
 class LocalExecutor:
-    """Runs shard tasks in this process (the kernels are multi-threaded themselves)."""
+    """Runs tasks in this process, one at a time (the kernels use every core themselves)."""
+
+    parallelism = 1
 
     def put(self, value):
         return value
@@ -110,144 +57,166 @@ class LocalExecutor:
         return handle
 
 
-class RayExecutor:
-    """Runs shard tasks as Ray tasks (one CPU each, retried if a node dies).
+def _with_threads(fn: Callable, threads: int, *args):
+    """Run `fn` with Numba limited to the task's CPUs (Ray workers would otherwise each start
+    a thread per core of the node and oversubscribe it)."""
+    import numba
 
-    Results stay in Ray's object store (which spills to disk) until the driver reads them one at a
-    time, so the driver's memory does not grow with the number of shards.
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    return fn(*args)
+
+
+class RayExecutor:
+    """Runs tasks as Ray tasks (one CPU each, retried if a node dies).
+
+    Results stay in Ray's object store until the driver reads them, in order, a bounded number at
+    a time (`parallelism` x 2 in flight).
     """
 
-    def __init__(self, num_cpus: float = 1):
+    def __init__(self, num_cpus: int = 1):
         import ray
 
         self._ray = ray
         self.num_cpus = num_cpus
-        self._remote = {}
+        self._remote = ray.remote(num_cpus=num_cpus, max_retries=3)(_with_threads)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.parallelism = max(1, cpus // num_cpus)
 
     def put(self, value):
         return self._ray.put(value)
 
     def submit(self, fn: Callable, *args):
-        remote = self._remote.get(fn)
-        if remote is None:
-            remote = self._remote[fn] = self._ray.remote(num_cpus=self.num_cpus, max_retries=3)(fn)
-        return remote.remote(*args)
+        return self._remote.remote(fn, self.num_cpus, *args)
 
     def get(self, handle):
         return self._ray.get(handle)
 
 
-def _in_order(executor, fn: Callable, items: Sequence, *args, window: int = 64) -> Iterator:
-    """fn(item, *args) for each item, results in input order, at most `window` pending."""
+def _in_order(executor, calls: Iterable[tuple]) -> Iterator:
+    """Results of (fn, *args) calls in input order, at most 2 x parallelism pending; `calls` is
+    consumed lazily, so what it puts in the object store is bounded too."""
+    window = 2 * getattr(executor, "parallelism", 1)
     pending = []
-    for item in items:
-        pending.append(executor.submit(fn, item, *args))
+    for fn, *args in calls:
+        pending.append(executor.submit(fn, *args))
         if len(pending) >= window:
             yield executor.get(pending.pop(0))
     while pending:
         yield executor.get(pending.pop(0))
 
 
+def plan(cat: Catalogue, executor, task_rows: int | None = None) -> list[Task]:
+    """Tasks of about `task_rows` rows; on a cluster small enough to give every CPU two."""
+    if task_rows is None:
+        task_rows = catalogue.DEFAULT_TASK_ROWS
+        par = getattr(executor, "parallelism", 1)
+        if par > 1:
+            task_rows = max(catalogue.SEGMENT_ROW_GROUP, min(task_rows, cat.n_rows // (2 * par)))
+    return catalogue.plan_tasks(cat.parts, task_rows)
+
+
 # ------------------------------------------------------------------------------------ k-NN
 
 
-def _shard_knn(uri, queries, k, storage_options):
-    sc = load_shard(uri, storage_options)
-    n = len(sc.codes)
+def _task_knn(task: Task, meta, so, queries, k):
+    t = catalogue.read_task(task, meta, so, ("id", "code", "label"))
+    codes, labels = catalogue.codes_labels(t, meta)
+    n = len(codes)
     if n == 0:
         q = len(queries)
-        return (np.zeros((q, 0), np.int32), np.zeros((q, 0), np.int64), [], [], 0, sc.meta)
-    kk = min(k, n)
-    D, idx = kernels.hamming_knn(queries, sc.codes, kk)
-    return D, idx, sc.ids[idx], sc.labels[idx], n, sc.meta
+        empty = np.zeros((q, 0), np.int64)
+        return empty.astype(np.int32), empty, np.zeros((q, 0), object), empty, 0
+    D, idx = kernels.hamming_knn(queries, codes, min(k, n))
+    ids = t.column("id").take(idx.ravel()).to_numpy(zero_copy_only=False).reshape(idx.shape)
+    return D, idx, ids, labels[idx], n
+
+
+def _take(order, a, b):
+    return np.take_along_axis(np.concatenate([a, b], axis=1), order, axis=1)
 
 
 @dataclass
 class KnnResult:
     distances: np.ndarray  # (q, k) int32
-    indices: np.ndarray  # (q, k) int64, global (shard order, then row order)
+    indices: np.ndarray  # (q, k) int64, global (canonical order)
     ids: np.ndarray  # (q, k) object
     labels: np.ndarray  # (q, k) int64
     n_database: int
     seconds: float
+    tasks: int = 0
 
 
-def _check_width(queries, shards, storage_options, nbits=None):
-    if queries.ndim != 2 or not len(shards):
-        raise BadInput("queries must be (q, words) packed codes and there must be shards")
-    meta = store.shard_meta(shards[0], storage_options)
-    if meta.words != queries.shape[1] or (nbits is not None and meta.nbits != nbits):
+def _check_queries(queries, cat: Catalogue) -> np.ndarray:
+    queries = np.ascontiguousarray(queries, dtype=np.uint64)
+    if queries.ndim != 2 or queries.shape[1] != cat.meta.words:
         raise BadInput(
-            f"query codes have {queries.shape[1]} words; the shards hold {meta.nbits}-bit codes"
+            f"query codes have shape {queries.shape}: {cat.meta.words} words expected for "
+            f"the {cat.meta.nbits}-bit codes of {cat.root}"
         )
+    return queries
 
 
 def search(
     queries: np.ndarray,
-    shards: Sequence[str],
+    cat: Catalogue,
     k: int,
-    storage_options: dict | None = None,
     executor=None,
-    nbits: int | None = None,
+    task_rows: int | None = None,
 ) -> KnnResult:
-    """Exact Hamming k-NN of packed `queries` over all `shards`; ties broken by global index."""
+    """Exact Hamming k-NN of packed `queries` over the catalogue; ties by canonical order."""
     if k < 1:
         raise BadInput(f"k must be >= 1, got {k}")
-    queries = np.ascontiguousarray(queries, dtype=np.uint64)
-    _check_width(queries, shards, storage_options, nbits)
+    queries = _check_queries(queries, cat)
     executor = executor or LocalExecutor()
     t0 = time.perf_counter()
+    tasks = plan(cat, executor, task_rows)
+    progress = Progress("search", len(tasks))
     q = len(queries)
-    Ds, Is, ids, labs = [], [], [], []
+    best = (np.zeros((q, 0), np.int32), np.zeros((q, 0), np.int64))
+    best_ids, best_lab = np.zeros((q, 0), object), np.zeros((q, 0), np.int64)
     offset = 0
     qref = executor.put(queries)
-    for D, idx, sid, slab, n, meta in _in_order(
-        executor, _shard_knn, shards, qref, k, storage_options
-    ):
-        if meta.words != queries.shape[1] or (nbits is not None and meta.nbits != nbits):
-            raise BadInput(
-                f"query codes have {queries.shape[1]} words; shards hold {meta.nbits} bits"
-            )
-        if n:
-            Ds.append(D)
-            Is.append(idx + offset)
-            ids.append(np.asarray(sid, dtype=object).reshape(q, -1))
-            labs.append(np.asarray(slab, dtype=np.int64).reshape(q, -1))
+    calls = ((_task_knn, t, cat.meta, cat.storage_options, qref, k) for t in tasks)
+    for D, idx, ids, lab, n in _in_order(executor, calls):
+        # Current candidates all precede this task's rows, so a stable sort by distance of
+        # [current, new] orders by (distance, global index).
+        Dc = np.concatenate([best[0], D], axis=1)
+        order = np.argsort(Dc, axis=1, kind="stable")[:, :k]
+        best = (np.take_along_axis(Dc, order, axis=1), _take(order, best[1], idx + offset))
+        best_ids, best_lab = _take(order, best_ids, ids), _take(order, best_lab, lab)
         offset += n
-    if not Ds:
-        raise BadInput("the database shards hold no codes")
-    D, I = kernels.merge_knn(Ds, Is, k)
-    # Look the merged neighbours' ids/labels up in the per-shard candidates.
-    cand_I = np.concatenate(Is, axis=1)
-    cand_ids = np.concatenate(ids, axis=1)
-    cand_lab = np.concatenate(labs, axis=1)
-    order = np.argsort(cand_I, axis=1, kind="stable")
-    sorted_I = np.take_along_axis(cand_I, order, axis=1)
-    pos = np.empty_like(I)
-    for r in range(q):
-        pos[r] = order[r, np.searchsorted(sorted_I[r], I[r])]
+        progress.advance(1, n)
+    progress.done()
+    if offset == 0:
+        raise BadInput(f"no codes under {cat.root}")
     return KnnResult(
-        distances=D,
-        indices=I,
-        ids=np.take_along_axis(cand_ids, pos, axis=1),
-        labels=np.take_along_axis(cand_lab, pos, axis=1),
+        distances=best[0].astype(np.int32),
+        indices=best[1],
+        ids=best_ids,
+        labels=best_lab,
         n_database=offset,
         seconds=time.perf_counter() - t0,
+        tasks=len(tasks),
     )
 
 
 # ------------------------------------------------------------------------------------- MAP
 
 
-def _shard_hist(uri, queries, qlabels, storage_options):
-    sc = load_shard(uri, storage_options)
-    all_c, rel_c = kernels.distance_histograms(queries, sc.codes, qlabels, sc.labels)
-    return all_c, rel_c, len(sc.codes)
+def _task_codes(task, meta, so):
+    t = catalogue.read_task(task, meta, so, ("code", "label"))
+    return catalogue.codes_labels(t, meta)
 
 
-def _shard_partial(uri, queries, qlabels, before_all, before_rel, storage_options):
-    sc = load_shard(uri, storage_options)
-    return kernels.ap_index_partial(queries, sc.codes, qlabels, sc.labels, before_all, before_rel)
+def _task_hist(task, meta, so, queries, qlabels):
+    codes, labels = _task_codes(task, meta, so)
+    all_c, rel_c = kernels.distance_histograms(queries, codes, qlabels, labels)
+    return all_c.astype(np.int32), rel_c.astype(np.int32), len(codes)
+
+
+def _task_partial(task, meta, so, queries, qlabels, before_all, before_rel):
+    codes, labels = _task_codes(task, meta, so)
+    return kernels.ap_index_partial(queries, codes, qlabels, labels, before_all, before_rel)
 
 
 @dataclass
@@ -263,6 +232,7 @@ class MapResult:
     n_queries: int
     n_database: int
     seconds: float
+    tasks: int = 0
 
     @property
     def comparisons_per_s(self) -> float:
@@ -274,6 +244,7 @@ class MapResult:
             "map_tie_aware": round(float(self.map_tie_aware), 6),
             "n_queries": self.n_queries,
             "n_database": self.n_database,
+            "tasks": self.tasks,
             "seconds": round(self.seconds, 3),
             "comparisons_per_s": float(f"{self.comparisons_per_s:.4g}"),
         }
@@ -282,72 +253,73 @@ class MapResult:
         return out
 
 
+def _histograms(executor, tasks, cat, qref, lref):
+    """Pass 1: per-task histograms (kept, int32, for pass 2's running prefix) and their sums."""
+    progress = Progress("benchmark pass 1/2", len(tasks))
+    per_task, total_all, total_rel, n_db = [], 0, 0, 0
+    calls = ((_task_hist, t, cat.meta, cat.storage_options, qref, lref) for t in tasks)
+    for all_c, rel_c, n in _in_order(executor, calls):
+        per_task.append((all_c, rel_c))
+        total_all = total_all + all_c.astype(np.int64)
+        total_rel = total_rel + rel_c.astype(np.int64)
+        n_db += n
+        progress.advance(1, n)
+    progress.done()
+    return per_task, total_all, total_rel, n_db
+
+
+def _index_tie_sums(executor, tasks, cat, qref, lref, per_task, total_all, total_rel):
+    """Pass 2: exact ties="index" precision sums, task by task with the running prefix."""
+    progress = Progress("benchmark pass 2/2", len(tasks))
+    before_all = np.cumsum(total_all, axis=1) - total_all  # items at smaller distances
+    before_rel = np.cumsum(total_rel, axis=1) - total_rel
+
+    def calls():
+        nonlocal before_all, before_rel
+        for task, (all_c, rel_c) in zip(tasks, per_task, strict=True):
+            ba, br = executor.put(before_all), executor.put(before_rel)
+            yield _task_partial, task, cat.meta, cat.storage_options, qref, lref, ba, br
+            before_all = before_all + all_c  # earlier tasks' items at one distance rank first
+            before_rel = before_rel + rel_c
+
+    sums = np.zeros(total_all.shape[0])
+    for part in _in_order(executor, calls()):
+        sums += part
+        progress.advance(1)
+    progress.done()
+    return sums
+
+
 def evaluate_map(
     queries: np.ndarray,
     query_labels: np.ndarray,
-    shards: Sequence[str],
-    storage_options: dict | None = None,
+    cat: Catalogue,
     executor=None,
     topk: int | None = None,
+    task_rows: int | None = None,
 ) -> MapResult:
-    """Exact MAP of labelled packed `queries` against every shard (see the module docstring)."""
-    queries = np.ascontiguousarray(queries, dtype=np.uint64)
+    """Exact MAP of labelled packed `queries` against the whole catalogue (module docstring)."""
+    queries = _check_queries(queries, cat)
     qlabels = np.asarray(query_labels, dtype=np.int64)
     keep = qlabels != NO_LABEL
     if not keep.any():
         raise BadInput("no labelled queries: MAP needs ground-truth labels")
-    queries, qlabels = queries[keep], qlabels[keep]
-    _check_width(queries, shards, storage_options)
+    queries, qlabels = np.ascontiguousarray(queries[keep]), qlabels[keep]
     executor = executor or LocalExecutor()
     t0 = time.perf_counter()
+    tasks = plan(cat, executor, task_rows)
     qref, lref = executor.put(queries), executor.put(qlabels)
-
-    # Pass 1: per-shard histograms (left in the object store on Ray), summed.
-    handles = [executor.submit(_shard_hist, u, qref, lref, storage_options) for u in shards]
-    total_all = total_rel = None
-    n_db = 0
-    for h in handles:
-        all_c, rel_c, n = executor.get(h)
-        total_all = all_c.astype(np.int64) if total_all is None else total_all + all_c
-        total_rel = rel_c.astype(np.int64) if total_rel is None else total_rel + rel_c
-        n_db += n
-    if total_all is None or n_db == 0:
-        raise BadInput("the database shards hold no codes")
+    per_task, total_all, total_rel, n_db = _histograms(executor, tasks, cat, qref, lref)
+    if n_db == 0:
+        raise BadInput(f"no codes under {cat.root}")
     aps_aware = kernels.ap_tie_aware_from_histograms(total_all, total_rel)
-
-    # Pass 2: exact ties="index" partial sums, shard by shard with the running prefix.
-    before_all = np.cumsum(total_all, axis=1) - total_all  # items at smaller distances
-    before_rel = np.cumsum(total_rel, axis=1) - total_rel
-    sums = np.zeros(len(queries))
-    pending = []
-    for u, h in zip(shards, handles, strict=True):
-        all_c, rel_c, _ = executor.get(h)
-        pending.append(
-            executor.submit(
-                _shard_partial,
-                u,
-                qref,
-                lref,
-                executor.put(before_all),
-                executor.put(before_rel),
-                storage_options,
-            )
-        )
-        before_all = before_all + all_c  # earlier shards' items at the same distance rank first
-        before_rel = before_rel + rel_c
-        if len(pending) >= 16:
-            sums += executor.get(pending.pop(0))
-    del handles
-    for p in pending:
-        sums += executor.get(p)
+    sums = _index_tie_sums(executor, tasks, cat, qref, lref, per_task, total_all, total_rel)
     n_rel = total_rel.sum(axis=1)
     aps = np.divide(sums, n_rel, out=np.zeros_like(sums), where=n_rel > 0)
-
     map_at_k = None
     if topk is not None:
-        knn = search(queries, shards, topk, storage_options, executor)
-        rel = knn.labels == qlabels[:, None]
-        map_at_k = float(kernels.ap_from_neighbors(rel).mean())
+        knn = search(queries, cat, topk, executor, task_rows)
+        map_at_k = float(kernels.ap_from_neighbors(knn.labels == qlabels[:, None]).mean())
     precision, recall = kernels.pr_curve_from_histograms(total_all, total_rel)
     return MapResult(
         map=float(aps.mean()),
@@ -361,4 +333,22 @@ def evaluate_map(
         n_queries=len(queries),
         n_database=n_db,
         seconds=time.perf_counter() - t0,
+        tasks=len(tasks),
     )
+
+
+# ------------------------------------------------------------------------------------ queries
+
+
+def load_all(cat: Catalogue) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codes, labels, ids) of a whole (small) catalogue in canonical order: query sets."""
+    codes, labels, ids = [], [], []
+    for task in catalogue.plan_tasks(cat.parts):
+        t = catalogue.read_task(task, cat.meta, cat.storage_options, ("id", "code", "label"))
+        c, lab = catalogue.codes_labels(t, cat.meta)
+        codes.append(c)
+        labels.append(lab)
+        ids.append(t.column("id").to_numpy(zero_copy_only=False))
+    if not codes:
+        raise BadInput(f"no codes under {cat.root}")
+    return np.concatenate(codes), np.concatenate(labels), np.concatenate(ids).astype(object)

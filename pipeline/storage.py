@@ -15,6 +15,74 @@ import uuid
 
 import fsspec
 
+_CRED_ENV = {
+    "key": "AWS_ACCESS_KEY_ID",
+    "secret": "AWS_SECRET_ACCESS_KEY",
+    "token": "AWS_SESSION_TOKEN",
+}
+
+
+class StorageOptions(dict):
+    """fsspec options that never print their credentials."""
+
+    def __repr__(self):
+        return repr({k: ("***" if k in _CRED_ENV else v) for k, v in self.items()})
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return (StorageOptions, (dict(self),))
+
+
+def is_s3(uri) -> bool:
+    return str(uri or "").startswith(("s3://", "s3a://"))
+
+
+def options_for(*uris, endpoint: str | None = None) -> dict:
+    """The one builder of storage options, used by every job.
+
+    Empty when none of `uris` is on S3. Otherwise: the endpoint (`endpoint`, else
+    $AWS_ENDPOINT_URL), no listing cache (jobs list prefixes that other processes write), and the
+    driver's AWS credentials, so that Ray workers on other nodes can use them; never logged.
+    """
+    if not any(is_s3(u) for u in uris):
+        return {}
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
+    opts = StorageOptions(use_listings_cache=False)
+    if endpoint:
+        opts["client_kwargs"] = {"endpoint_url": endpoint}
+    for k, env in _CRED_ENV.items():
+        if os.environ.get(env):
+            opts[k] = os.environ[env]
+    return opts
+
+
+def endpoint_of(storage_options: dict | None) -> str | None:
+    return ((storage_options or {}).get("client_kwargs") or {}).get("endpoint_url")
+
+
+def delta_options(storage_options: dict | None) -> dict:
+    """The same S3 settings for delta-rs (object_store keys) for the segment tables.
+
+    `conditional_put=etag` makes every commit of `_delta_log/N.json` a put-if-absent, so two
+    writers cannot both commit version N and no lock service is needed.
+    """
+    so = storage_options or {}
+    out = StorageOptions(conditional_put="etag")
+    endpoint = endpoint_of(so) or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        out["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            out["AWS_ALLOW_HTTP"] = "true"
+    for k, env in _CRED_ENV.items():
+        v = so.get(k) or os.environ.get(env)
+        if v:
+            out[env] = v
+    out["AWS_REGION"] = os.environ.get("AWS_REGION") or os.environ.get(
+        "AWS_DEFAULT_REGION", "us-east-1"
+    )
+    return out
+
 
 def split_uri(uri: str, storage_options: dict | None = None):
     """(filesystem, path-without-protocol, protocol) for a local path or URI."""
@@ -47,6 +115,15 @@ def list_files(
     None where the store gives none)} in URI order, from the same single listing (no extra
     request per file).
     """
+    found = list_entries(uri, storage_options, suffixes, keep, detail)
+    return {u: e[0] for u, e in found.items()} if detail else list(found)
+
+
+def list_entries(uri: str, storage_options=None, suffixes=None, keep=None, detail=True) -> dict:
+    """{uri: (mtime or None, size in bytes or None)} of the files `list_files` lists, sorted.
+
+    One listing gives both, so a planner can size work by bytes without opening any file.
+    """
     fs, path, protocol = split_uri(uri, storage_options)
     if not fs.exists(path):
         raise FileNotFoundError(uri)
@@ -64,8 +141,8 @@ def list_files(
             continue
         u = join_uri(protocol, p)
         if keep is None or keep(u):
-            out[u] = mtime_of(info) if detail else None
-    return dict(sorted(out.items())) if detail else sorted(out)
+            out[u] = (mtime_of(info), (info or {}).get("size")) if detail else None
+    return dict(sorted(out.items()))
 
 
 def mtime_of(info: dict | None) -> float | None:

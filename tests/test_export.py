@@ -10,7 +10,7 @@ import pytest
 from shard_fixtures import popcount_distances, reference_ap, write_dataset
 
 from jobs.cli import main
-from pipeline import export, search
+from pipeline import catalogue, export
 
 
 def _run(capsys, *argv):
@@ -19,43 +19,49 @@ def _run(capsys, *argv):
     return rc, json.loads(out[-1])
 
 
+def _part(root, manifest, suffix):
+    (part,) = manifest["parts"]
+    ids = suffix == ".ids.parquet"
+    (name,) = [f for f in part["files"] if f.endswith(suffix) and f.endswith(".ids.parquet") == ids]
+    return root / name
+
+
 @pytest.mark.parametrize("nbits", [12, 64, 100])
 def test_faiss_file_loads_and_searches_the_same(tmp_path, nbits):
     faiss = pytest.importorskip("faiss")
     codes, labels, ids, uris = write_dataset(tmp_path / "codes", sizes=(9, 4, 11), nbits=nbits)
-    shards, _ = search.resolve_shards(str(tmp_path / "codes"))
-    manifest = export.export(shards, str(tmp_path / "exp"), "faiss")
+    cat = catalogue.open_catalogue(str(tmp_path / "codes"))
+    manifest = export.export(cat, str(tmp_path / "exp"), "faiss")
     assert manifest["count"] == 24 and manifest["nbits"] == nbits
-    index = faiss.read_index_binary(str(tmp_path / "exp" / "codes.faissbin"))
+    index = faiss.read_index_binary(str(_part(tmp_path / "exp", manifest, ".faissbin")))
     assert index.ntotal == 24 and index.d == 64 * codes.shape[1]
     xb = codes.astype("<u8").view(np.uint8)
     D, _ = index.search(xb[:5], 24)
     ref = np.sort(popcount_distances(codes[:5], codes), axis=1)
     np.testing.assert_array_equal(D, ref)
-    table = pq.read_table(tmp_path / "exp" / "ids.parquet")
+    table = pq.read_table(_part(tmp_path / "exp", manifest, ".ids.parquet"))
     assert table.column("id").to_pylist() == list(ids)
-    assert table.column("row").to_pylist() == list(range(24))
 
 
 def test_npy_and_parquet_exports(tmp_path):
     codes, labels, ids, uris = write_dataset(tmp_path / "codes", sizes=(3, 5), nbits=48)
-    shards, _ = search.resolve_shards(str(tmp_path / "codes"))
-    export.export(shards, str(tmp_path / "n"), "npy")
-    arr = np.load(tmp_path / "n" / "codes.npy", allow_pickle=False)
+    cat = catalogue.open_catalogue(str(tmp_path / "codes"))
+    m = export.export(cat, str(tmp_path / "n"), "npy")
+    arr = np.load(_part(tmp_path / "n", m, ".npy"), allow_pickle=False)
     assert arr.dtype == np.uint8 and arr.shape == (8, 8)
     np.testing.assert_array_equal(arr.view("<u8"), codes)
-    m = export.export(shards, str(tmp_path / "p"), "parquet")
-    t = pq.read_table(tmp_path / "p" / "codes.parquet")
+    m = export.export(cat, str(tmp_path / "p"), "parquet")
+    t = pq.read_table(_part(tmp_path / "p", m, ".parquet"))
     assert t.num_rows == 8 and t.schema.metadata[b"aurorahash.nbits"] == b"48"
-    assert set(m["files"]) == {"codes.parquet", "ids.parquet"}
     on_disk = json.loads((tmp_path / "p" / "manifest.json").read_text())
-    assert on_disk["files"]["ids.parquet"]["sha256"] == m["files"]["ids.parquet"]["sha256"]
+    assert on_disk["parts"] == m["parts"] and m["count"] == 8
 
 
 def test_export_job_and_bad_usage(tmp_path, capsys):
     write_dataset(tmp_path / "codes", sizes=(3, 5))
     rc, s = _run(capsys, "export", "--codes", str(tmp_path / "codes"), "--out", str(tmp_path / "x"))
     assert rc == 0 and s["ok"] and s["count"] == 8 and s["format"] == "faiss"
+    assert s["parts"] == 1 and s["shards"] == 2 and s["segments"] == 0
     rc, s = _run(capsys, "export", "--codes", str(tmp_path / "none"), "--out", str(tmp_path / "y"))
     assert rc == 2 and not s["ok"] and "no code shards" in s["error"]
     with pytest.raises(SystemExit) as e:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from shard_fixtures import SHA_A, SHA_B, popcount_distances, reference_ap, write_dataset
 
-from pipeline import search, store
+from pipeline import catalogue, search, store
 from pipeline.errors import BadInput
 
 
@@ -27,9 +27,9 @@ def _reference_knn(q, db, k):
 @pytest.mark.parametrize("k", [1, 5, 34, 50])
 def test_search_equals_reference(dataset, k):
     root, codes, labels, ids, uris, q, ql = dataset
-    shards, meta = search.resolve_shards(str(root))
-    assert shards == sorted(uris) and meta.nbits == 12
-    res = search.search(q, shards, k)
+    cat = catalogue.open_catalogue(str(root))
+    assert [p.uri for p in cat.shards] == sorted(uris) and cat.meta.nbits == 12
+    res = search.search(q, cat, k)
     D, I = _reference_knn(q, codes, k)
     assert res.n_database == len(codes) == 34
     np.testing.assert_array_equal(res.distances, D)
@@ -40,8 +40,7 @@ def test_search_equals_reference(dataset, k):
 
 def test_map_equals_reference(dataset):
     root, codes, labels, ids, uris, q, ql = dataset
-    shards, _ = search.resolve_shards(str(root))
-    res = search.evaluate_map(q, ql, shards, topk=10)
+    res = search.evaluate_map(q, ql, catalogue.open_catalogue(str(root)), topk=10)
     d = popcount_distances(q, codes)
     ref = [reference_ap(d[i], labels == ql[i]) for i in range(len(q))]
     np.testing.assert_allclose(res.aps, ref, rtol=0, atol=1e-12)
@@ -73,7 +72,7 @@ def test_unlabelled_database_items_never_relevant(tmp_path):
     cols["label"] = [None] * t.num_rows
     store.write_shard(uris[1], cols, store.shard_meta(t))
     q, ql = codes[:3], labels[:3]
-    res = search.evaluate_map(q, ql, search.resolve_shards(str(tmp_path))[0])
+    res = search.evaluate_map(q, ql, catalogue.open_catalogue(str(tmp_path)))
     d = popcount_distances(q, codes)
     lab = labels.copy()
     lab[6:] = -1
@@ -85,32 +84,34 @@ def test_several_models_need_a_choice(tmp_path):
     write_dataset(tmp_path, sizes=(4,), model=SHA_A)
     write_dataset(tmp_path, sizes=(5,), model=SHA_B, seed=1)
     with pytest.raises(BadInput, match="several models"):
-        search.resolve_shards(str(tmp_path))
-    shards, meta = search.resolve_shards(str(tmp_path), model="bbbb")
-    assert meta.model == SHA_B and len(shards) == 1
-    assert set(search.models_under(str(tmp_path))) == {SHA_A, SHA_B}
+        catalogue.open_catalogue(str(tmp_path))
+    cat = catalogue.open_catalogue(str(tmp_path), model="bbbb")
+    assert cat.meta.model == SHA_B and len(cat.shards) == 1
+    roots = catalogue.model_roots(str(tmp_path))
+    assert [r.rsplit("/", 1)[1] for r in roots] == [SHA_A[:12], SHA_B[:12]]
     with pytest.raises(BadInput, match="no code shards"):
-        search.resolve_shards(str(tmp_path / "nothing"))
+        catalogue.open_catalogue(str(tmp_path / "nothing"))
 
 
 def test_mismatched_query_width(dataset):
     root, *_ = dataset
-    shards, _ = search.resolve_shards(str(root))
     with pytest.raises(BadInput, match="words"):
-        search.search(np.zeros((2, 2), np.uint64), shards, 3)
+        search.search(np.zeros((2, 2), np.uint64), catalogue.open_catalogue(str(root)), 3)
 
 
 @pytest.mark.integration
 def test_ray_executor_matches_local(dataset, ray_local):
     root, codes, labels, ids, uris, q, ql = dataset
-    shards, _ = search.resolve_shards(str(root))
+    cat = catalogue.open_catalogue(str(root))
     ex = search.RayExecutor()
-    local = search.search(q, shards, 8)
-    remote = search.search(q, shards, 8, executor=ex)
+    local = search.search(q, cat, 8)
+    remote = search.search(q, cat, 8, executor=ex, task_rows=10)  # several tasks in flight
+    assert remote.tasks > 2
     np.testing.assert_array_equal(local.indices, remote.indices)
     np.testing.assert_array_equal(local.distances, remote.distances)
-    m_local = search.evaluate_map(q, ql, shards, topk=5)
-    m_ray = search.evaluate_map(q, ql, shards, executor=ex, topk=5)
+    np.testing.assert_array_equal(local.ids, remote.ids)
+    m_local = search.evaluate_map(q, ql, cat, topk=5)
+    m_ray = search.evaluate_map(q, ql, cat, executor=ex, topk=5, task_rows=10)
     np.testing.assert_allclose(m_local.aps, m_ray.aps, atol=1e-12)
     assert m_local.map_tie_aware == pytest.approx(m_ray.map_tie_aware, abs=1e-12)
     assert m_local.map_at_k == pytest.approx(m_ray.map_at_k, abs=1e-12)

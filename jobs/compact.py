@@ -1,0 +1,76 @@
+"""Compact one model's per-file code shards into large search segments, then vacuum.
+
+Ingest writes one shard per archive file (20 codes for a THEMIS minute file). This job folds the
+shards not yet compacted into segments of about --target-rows codes, keeping each night (the
+first --group-depth folders of the archive path) in one segment where it can. The segments are a
+Delta Lake table at <codes>/<model12>/_segments, which search, benchmark and export read, and
+which DuckDB, Polars, Spark or `deltalake` open directly.
+
+It is incremental (a re-run reads only new or re-ingested shards), atomic (one commit; a killed
+run leaves readers on the previous state) and exactly-once (a re-ingested file's old rows are
+replaced in the same commit). Vacuum then deletes what the segments superseded: old segment files,
+compacted shards and temp files of killed writers, once older than --grace-hours.
+
+Example:
+  aurorahash compact --codes out/codes --model 3f2a9c1b0d4e
+"""
+
+import logging
+
+from jobs.common import UsageError, add_s3_options, storage_options
+
+HELP = __doc__
+log = logging.getLogger("aurorahash.compact")
+
+
+def add_arguments(p):
+    from pipeline import compact, vacuum
+
+    p.add_argument("--codes", required=True, help="an ingest --out location or one model's folder")
+    p.add_argument("--model", default=None, help="model sha256 (prefix) when --codes holds several")
+    p.add_argument(
+        "--target-rows",
+        type=int,
+        default=compact.DEFAULT_TARGET_ROWS,
+        help=f"codes per segment (default {compact.DEFAULT_TARGET_ROWS:,}; a segment is cut at a "
+        "night boundary once it has this many, anywhere once it has twice this many)",
+    )
+    p.add_argument(
+        "--group-depth",
+        type=int,
+        default=compact.DEFAULT_GROUP_DEPTH,
+        help="folders of the archive path that name a group kept together (default "
+        f"{compact.DEFAULT_GROUP_DEPTH}: stream0/YYYY/MM/DD, one night)",
+    )
+    p.add_argument("--no-vacuum", action="store_true", help="compact only; delete nothing")
+    p.add_argument(
+        "--grace-hours",
+        type=float,
+        default=vacuum.DEFAULT_GRACE_HOURS,
+        help="vacuum deletes superseded files only once they are this old, so that readers that "
+        f"started before a compaction can finish (default {vacuum.DEFAULT_GRACE_HOURS:g})",
+    )
+    add_s3_options(p)
+
+
+def run(args):
+    from pipeline import catalogue, compact, vacuum
+
+    if args.target_rows < 1 or args.group_depth < 0 or args.grace_hours < 0:
+        raise UsageError("--target-rows must be >= 1, --group-depth and --grace-hours >= 0")
+    so = storage_options(args)
+    roots = catalogue.model_roots(args.codes, so)
+    if args.model:
+        roots = [r for r in roots if catalogue.root_matches(r, args.model, so)]
+    if not roots:
+        raise UsageError(f"no code shards under {args.codes} for model {args.model}")
+    out = {}
+    for root in roots:
+        res = compact.compact(root, so, target_rows=args.target_rows, group_depth=args.group_depth)
+        if not args.no_vacuum:
+            res["vacuum"] = vacuum.vacuum(root, so, args.grace_hours)
+        out[root] = res
+    summary = {"models": out}
+    if len(out) == 1:
+        summary.update(next(iter(out.values())))
+    return summary

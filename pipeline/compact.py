@@ -1,0 +1,275 @@
+"""Compaction: merge committed per-file code shards into large search segments.
+
+Why: ingest commits one shard per archive file (20 codes for a THEMIS minute), which is right for
+exactly-once ingest and wrong for search: a year is millions of files. `compact` folds the shards
+not yet compacted into segments of `target_rows` codes (a Delta Lake table under
+`OUT/<model12>/_segments`, see `pipeline.catalogue`), cutting only between nights (the first
+`group_depth` folders of the archive path) unless a night alone exceeds twice the target.
+
+Guarantees:
+- Atomic: one Delta commit adds the new segments and removes the ones they replace; a killed run
+  leaves readers on the previous version (its half-written files are orphans, see `vacuum`).
+- Incremental: only shards that are new, or rewritten since they were compacted (re-ingested
+  files), are read. Segments are rewritten only when they hold a re-ingested file, when new files
+  fall inside their range, or (the last one) while it is below the target.
+- Exactly once: every file's rows come from one place; a re-ingested file's old rows are removed
+  in the same commit that adds its new ones. Rows stay in canonical (file, frame) order.
+- Concurrent runs: each commit carries an application transaction version, so of two runs that
+  read the same table version only the first commits; the other re-plans (up to 3 times).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import posixpath
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import catalogue, storage, store
+from pipeline.errors import BadInput
+from pipeline.progress import Progress
+
+log = logging.getLogger("aurorahash.compact")
+
+DEFAULT_TARGET_ROWS = 2_000_000
+DEFAULT_GROUP_DEPTH = 4  # stream0/YYYY/MM/DD: one night of every camera
+APP_ID = "aurorahash-compact"
+SEGMENT_COLUMNS = ("segment", "file", *store.COLUMNS, "shard_mtime")
+
+
+@dataclass
+class Plan:
+    root: str
+    meta: store.ShardMeta
+    pending: dict  # shard uri -> (relpath, mtime, size)
+    rewrite: list  # segment Parts to rewrite (minus their dropped files)
+    drop: set  # files whose segment rows are replaced by a pending shard
+    version: int | None
+
+
+def plan(root: str, so: dict, target_rows: int = DEFAULT_TARGET_ROWS) -> Plan | None:
+    """What to compact now: None when every shard is already in the segments."""
+    seg = catalogue.read_segments(root, so)
+    entries = catalogue.list_shard_entries(root, so)
+    pending, drop = catalogue._pending_shards(root, entries, seg.recorded)
+    if not pending:
+        return None
+    meta = seg.meta or store.shard_meta(next(iter(pending)), so)
+    rels = sorted(rel for rel, _, _ in pending.values())
+    rewrite = []
+    last = max(seg.parts, key=lambda p: p.hi, default=None)
+    for p in seg.parts:
+        holds_dropped = any(seg.recorded[f][1] == p.name for f in drop)
+        inside = _any_between(rels, p.lo, p.hi)
+        small_last = p is last and p.rows < target_rows and rels[-1] > p.hi
+        if holds_dropped or inside or small_last:
+            rewrite.append(p)
+    return Plan(root, meta, pending, rewrite, drop, seg.version)
+
+
+def _any_between(sorted_rels: list[str], lo: str, hi: str) -> bool:
+    import bisect
+
+    i = bisect.bisect_left(sorted_rels, lo)
+    return i < len(sorted_rels) and sorted_rels[i] <= hi
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def _read_pending(p: Plan, so: dict, progress: Progress, threads: int) -> pa.Table | None:
+    """Every pending shard as one table with its `file` and `shard_mtime` columns."""
+
+    def load(uri):
+        t = store.read_shard(uri, so)
+        m = store.ShardMeta.from_kv(t.schema.metadata, where=uri)
+        if not p.meta.compatible(m):
+            raise BadInput(f"{uri}: nbits/model/classes differ from the other codes of {p.root}")
+        return t.replace_schema_metadata(None).select(list(store.COLUMNS))
+
+    items = list(p.pending.items())
+    tables = []
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for t in pool.map(load, [u for u, _ in items]):
+            tables.append(t)
+            progress.advance(1, t.num_rows)
+    if not tables:
+        return None
+    counts = np.array([t.num_rows for t in tables])
+    t = pa.concat_tables(tables)
+    idx = pa.array(np.repeat(np.arange(len(items), dtype=np.int32), counts))
+    rels = pa.array([rel for _, (rel, _, _) in items], pa.string())
+    mtimes = np.array([np.nan if m is None else m for _, (_, m, _) in items], np.float64)
+    t = t.set_column(t.column_names.index("code"), "code", pc.cast(t["code"], pa.binary()))
+    t = t.append_column("file", pa.DictionaryArray.from_arrays(idx, rels).cast(pa.string()))
+    return t.append_column("shard_mtime", pa.array(np.repeat(mtimes, counts)))
+
+
+def _read_rewritten(p: Plan, so: dict) -> list[pa.Table]:
+    out = []
+    cols = [c for c in SEGMENT_COLUMNS if c != "segment"]
+    for part in p.rewrite:
+        t = catalogue.read_parquet(part.uri, so, columns=cols)
+        stale = set(p.drop) | {rel for rel, _, _ in p.pending.values()}
+        keep = pc.invert(pc.is_in(t.column("file"), pa.array(sorted(stale), pa.string())))
+        out.append(t.filter(keep))
+    return out
+
+
+# ---------------------------------------------------------------------------------- cutting
+
+
+def group_key(relpath: str, depth: int) -> str:
+    """The night (or other group) a file belongs to: its first `depth` folders."""
+    return "/".join(posixpath.dirname(relpath).split("/")[:depth])
+
+
+def cut_segments(files: list[str], rows: list[int], target: int, depth: int) -> list[int]:
+    """Start indices (into `files`, canonical order) of the segments: cut at a group boundary
+    once a segment has `target` rows, or anywhere once it has twice that."""
+    starts, acc = [0], 0
+    for i, (f, n) in enumerate(zip(files, rows, strict=True)):
+        new_group = i > 0 and group_key(f, depth) != group_key(files[i - 1], depth)
+        if i > starts[-1] and acc >= target and (new_group or acc >= 2 * target):
+            starts.append(i)
+            acc = 0
+        acc += n
+    return starts
+
+
+def _segment_table(tables: list[pa.Table], target: int, depth: int, version: int) -> pa.Table:
+    t = pa.concat_tables(tables, promote_options="permissive")
+    t = t.take(pc.sort_indices(t, [("file", "ascending"), ("frame", "ascending")]))
+    counts = t.group_by("file", use_threads=False).aggregate([([], "count_all")])
+    counts = counts.take(pc.sort_indices(counts, [("file", "ascending")]))
+    files = counts.column("file").to_pylist()
+    starts = cut_segments(files, counts.column("count_all").to_pylist(), target, depth)
+    tag = uuid.uuid4().hex[:8]
+    names = np.empty(len(files), dtype=object)
+    bounds = [*starts, len(files)]
+    for j in range(len(starts)):
+        names[bounds[j] : bounds[j + 1]] = f"v{version:06d}-{j:04d}-{tag}"
+    row_seg = pa.array(names).take(_file_index(t.column("file"), files))
+    return t.append_column("segment", row_seg).select(list(SEGMENT_COLUMNS))
+
+
+def _file_index(col, files: list[str]) -> pa.Array:
+    return pc.index_in(col, value_set=pa.array(files, pa.string()))
+
+
+# ---------------------------------------------------------------------------------- commit
+
+
+def _commit(p: Plan, data: pa.Table, so: dict) -> int:
+    from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties
+    from deltalake import write_deltalake as write
+
+    uri = catalogue._delta_uri(catalogue.table_uri(p.root))
+    dso = storage.delta_options(so)
+    new_names = pc.unique(data.column("segment")).to_pylist()
+    names = sorted({*new_names, *(s.name for s in p.rewrite)})
+    predicate = "segment IN (" + ", ".join(f"'{n}'" for n in names) + ")"
+    version = 0 if p.version is None else p.version + 1
+    props = CommitProperties(
+        app_transactions=[Transaction(app_id=APP_ID, version=version)],
+        custom_metadata={"aurorahash.operation": "compact", "aurorahash.files": str(len(names))},
+    )
+    target = uri if p.version is None else DeltaTable(uri, storage_options=dso, version=p.version)
+    fault_point("compact:before-commit")
+    write(
+        target,
+        data,
+        partition_by=["segment"],
+        mode="overwrite" if p.version is not None else "append",
+        predicate=predicate if p.version is not None else None,
+        description=json.dumps({k.decode(): v.decode() for k, v in p.meta.to_kv().items()}),
+        storage_options=dso,
+        target_file_size=1 << 34,
+        writer_properties=WriterProperties(
+            max_row_group_size=catalogue.SEGMENT_ROW_GROUP, compression="ZSTD"
+        ),
+        commit_properties=props,
+    )
+    fault_point("compact:after-commit")
+    return version
+
+
+def fault_point(name: str) -> None:
+    """Crash here when $AURORAHASH_FAULT names this point (tests of killed runs)."""
+    if os.environ.get("AURORAHASH_FAULT") == name:
+        log.error("fault injected at %s", name)
+        os._exit(137)
+
+
+# ---------------------------------------------------------------------------------- job
+
+
+def compact(
+    uri: str,
+    storage_options: dict | None = None,
+    model: str | None = None,
+    target_rows: int = DEFAULT_TARGET_ROWS,
+    group_depth: int = DEFAULT_GROUP_DEPTH,
+    read_threads: int | None = None,
+    retries: int = 3,
+) -> dict:
+    """Compact one model's pending shards under `uri` into segments; returns a summary."""
+    if target_rows < 1:
+        raise BadInput(f"target rows must be >= 1, got {target_rows}")
+    from deltalake.exceptions import CommitFailedError
+
+    so = storage_options or {}
+    root = catalogue.resolve_root(uri, so, model)
+    if not storage.exists(root, so):
+        raise BadInput(f"{uri}: not found")
+    read_threads = read_threads or (4 if storage.split_uri(root, so)[2] == "file" else 16)
+    t0 = time.perf_counter()
+    for attempt in range(retries + 1):
+        p = plan(root, so, target_rows)
+        if p is None:
+            log.info("compact %s: nothing new", root)
+            return {
+                "root": root,
+                "files": 0,
+                "rows": 0,
+                "segments_written": 0,
+                "segments_replaced": 0,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        log.info(
+            "compact %s: %d shards to add, %d segments to rewrite",
+            root,
+            len(p.pending),
+            len(p.rewrite),
+        )
+        progress = Progress("compact", total=len(p.pending), unit="shards")
+        pending = _read_pending(p, so, progress, read_threads)
+        tables = [t for t in [pending, *_read_rewritten(p, so)] if t is not None]
+        version = 0 if p.version is None else p.version + 1
+        data = _segment_table(tables, target_rows, group_depth, version)
+        try:
+            version = _commit(p, data, so)
+            break
+        except CommitFailedError as exc:
+            if attempt == retries:
+                raise
+            log.warning("compact: another writer committed first (%s); planning again", exc)
+    progress.done()
+    return {
+        "root": root,
+        "version": version,
+        "files": len(p.pending),
+        "rows": data.num_rows,
+        "segments_written": len(pc.unique(data.column("segment"))),
+        "segments_replaced": len(p.rewrite),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "shards_per_s": round(len(p.pending) / max(time.perf_counter() - t0, 1e-9), 1),
+    }
