@@ -37,7 +37,7 @@ from pipeline.errors import BadInput
 log = logging.getLogger(__name__)
 
 SEGMENTS_DIR = "_segments"
-SEGMENT_ROW_GROUP = 131_072  # rows per Parquet row group in segments: tasks split at these
+SEGMENT_ROW_GROUP = 131_072  # rows per Parquet row group in segments
 DEFAULT_TASK_ROWS = 1_000_000
 SHARD_BYTES_PER_ROW = 48  # row estimate for pending shards from their size (no footer opened)
 _MODEL12 = re.compile(r"^[0-9a-f]{12}$")
@@ -54,7 +54,7 @@ class Part:
     lo: str
     hi: str
     name: str  # segment name, or the shard's relative path
-    row_groups: tuple[int, ...] | None = None  # segment row groups to read (None: all)
+    row_range: tuple[int, int] | None = None  # segment rows [start, stop) to read (None: all)
     drop: frozenset = frozenset()  # files whose segment rows are stale (pending shards)
 
 
@@ -272,19 +272,16 @@ def meta_from_description(description: str | None, where: str) -> store.ShardMet
     return store.ShardMeta.from_kv(kv, where=where)
 
 
-def read_parquet(uri: str, so: dict, columns=None, row_groups=None, filters=None) -> pa.Table:
-    """One Parquet file (all of it, some row groups, or the rows matching `filters`, which
-    skips row groups by their statistics)."""
+def read_parquet(uri: str, so: dict, columns=None, filters=None) -> pa.Table:
+    """One Parquet file (all of it, or the rows matching `filters`, which skips row groups by
+    their statistics)."""
     fs, path, protocol = storage.split_uri(uri, so)
     if filters is not None:
         return pq.read_table(
             path, columns=columns, filters=filters, filesystem=None if protocol == "file" else fs
         )
     with fs.open(path, "rb") as f:
-        pf = pq.ParquetFile(f)
-        if row_groups is not None:
-            return pf.read_row_groups(list(row_groups), columns=columns)
-        return pf.read(columns=columns)
+        return pq.ParquetFile(f).read(columns=columns)
 
 
 # ------------------------------------------------------------------------------ task planning
@@ -303,8 +300,8 @@ def plan_tasks(parts: list[Part], target_rows: int = DEFAULT_TASK_ROWS) -> list[
     """Cut the catalogue into tasks of about `target_rows` rows, in canonical order.
 
     Parts whose file ranges overlap (a pending shard inside a segment's range) form one cluster,
-    read and merged together; whole segments are split at row groups when they alone exceed the
-    target, so that work spreads over the cluster's cores.
+    read and merged together; a segment that alone exceeds the target is split into row ranges,
+    so that work spreads over the cluster's cores.
     """
     clusters: list[list[Part]] = []
     hi = None
@@ -341,14 +338,34 @@ def plan_tasks(parts: list[Part], target_rows: int = DEFAULT_TASK_ROWS) -> list[
 
 
 def _split_segment(p: Part, target_rows: int) -> list[Part]:
-    n_groups = -(-p.rows // SEGMENT_ROW_GROUP)
-    per = max(1, target_rows // SEGMENT_ROW_GROUP)
-    out = []
-    for g0 in range(0, n_groups, per):
-        groups = tuple(range(g0, min(n_groups, g0 + per)))
-        rows = min(p.rows, (groups[-1] + 1) * SEGMENT_ROW_GROUP) - groups[0] * SEGMENT_ROW_GROUP
-        out.append(replace(p, row_groups=groups, rows=rows))
-    return out
+    starts = range(0, p.rows, max(1, target_rows))
+    return [
+        replace(
+            p, row_range=(a, min(p.rows, a + target_rows)), rows=min(p.rows, a + target_rows) - a
+        )
+        for a in starts
+    ]
+
+
+def read_rows(uri: str, so: dict, columns, row_range: tuple[int, int] | None) -> pa.Table:
+    """Rows [start, stop) of a Parquet file, reading only the row groups that hold them."""
+    if row_range is None:
+        return read_parquet(uri, so, columns)
+    start, stop = row_range
+    fs, path, _ = storage.split_uri(uri, so)
+    with fs.open(path, "rb") as f:
+        pf = pq.ParquetFile(f)
+        groups, first, at = [], None, 0
+        for g in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            if at < stop and at + n > start:
+                groups.append(g)
+                first = at if first is None else first
+            at += n
+        if not groups:
+            return pf.schema_arrow.empty_table().select(list(columns))
+        t = pf.read_row_groups(groups, columns=list(columns))
+    return t.slice(start - first, stop - start)
 
 
 # ------------------------------------------------------------------------------ reading tasks
@@ -373,7 +390,7 @@ def read_part(part: Part, meta: store.ShardMeta, so: dict, columns=READ_COLUMNS)
         if "frame" in t.column_names and not _is_sorted(t.column("frame")):
             t = t.take(pc.sort_indices(t, [("frame", "ascending")]))
         return t.select(list(columns))
-    t = read_parquet(part.uri, so, columns=list(columns), row_groups=part.row_groups)
+    t = read_rows(part.uri, so, list(columns), part.row_range)
     if part.drop:
         t = t.filter(pc.invert(pc.is_in(t.column("file"), pa.array(sorted(part.drop)))))
     return t
@@ -383,7 +400,7 @@ def read_task(task: Task, meta: store.ShardMeta, so: dict, columns=READ_COLUMNS)
     cols = tuple(dict.fromkeys(("file", "frame", *columns)))
     tables = [read_part(p, meta, so, cols) for p in task.parts]
     tables = [_unify_code(t, meta) for t in tables]
-    t = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    t = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     if task.overlapping:
         t = t.take(pc.sort_indices(t, [("file", "ascending"), ("frame", "ascending")]))
     return t.select(list(columns))
@@ -435,7 +452,7 @@ def lookup_ids(cat: Catalogue, ids: list[str]) -> pa.Table:
         tables.append(_unify_code(t.filter(pc.is_in(t.column("id"), pa.array(want))), cat.meta))
     if not tables:
         return pa.table({"id": pa.array([], pa.string())})
-    return pa.concat_tables(tables)
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _part_for(cat: Catalogue, rel: str) -> Part | None:
@@ -445,5 +462,5 @@ def _part_for(cat: Catalogue, rel: str) -> Part | None:
     for p in cat.parts:
         held = cat.recorded.get(rel, (None, None))[1] == p.name and rel not in p.drop
         if p.kind == "segment" and held and p.lo <= rel <= p.hi:
-            return replace(p, row_groups=None)
+            return replace(p, row_range=None)
     return None

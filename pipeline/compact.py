@@ -168,29 +168,69 @@ def _file_index(col, files: list[str]) -> pa.Array:
 # ---------------------------------------------------------------------------------- commit
 
 
+SEGMENT_SCHEMA = pa.schema(
+    [
+        ("segment", pa.string()),
+        ("file", pa.string()),
+        ("id", pa.string()),
+        ("source", pa.string()),
+        ("frame", pa.int32()),
+        ("site", pa.string()),
+        ("time", pa.timestamp("us", tz="UTC")),
+        ("code", pa.binary()),  # Delta has no fixed-size binary; width = aurorahash.nbits
+        ("label", pa.int16()),
+        ("pred", pa.int16()),
+        ("score", pa.float32()),
+        ("shard_mtime", pa.float64()),  # the shard's listing mtime when it was compacted
+    ]
+)
+
+
+def _create_table(root: str, so: dict, meta: store.ShardMeta) -> None:
+    """Create the empty segment table once, so that every compaction is an overwrite of a
+    version it read (two first runs racing on a missing table could both append)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    uri = catalogue._delta_uri(catalogue.table_uri(root))
+    description = json.dumps({k.decode(): v.decode() for k, v in meta.to_kv().items()})
+    try:
+        DeltaTable.create(
+            uri,
+            schema=SEGMENT_SCHEMA,
+            mode="ignore",
+            partition_by=["segment"],
+            description=description,
+            storage_options=storage.delta_options(so),
+        )
+    except DeltaError as exc:  # another run created it first
+        log.info("segment table created concurrently (%s)", exc)
+
+
 def _commit(p: Plan, data: pa.Table, so: dict) -> int:
+    """One atomic commit: remove the rewritten segments, add the new ones. The application
+    transaction version (= table version + 1) makes a concurrent compaction's commit fail."""
     from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties
     from deltalake import write_deltalake as write
 
     uri = catalogue._delta_uri(catalogue.table_uri(p.root))
     dso = storage.delta_options(so)
-    new_names = pc.unique(data.column("segment")).to_pylist()
-    names = sorted({*new_names, *(s.name for s in p.rewrite)})
-    predicate = "segment IN (" + ", ".join(f"'{n}'" for n in names) + ")"
-    version = 0 if p.version is None else p.version + 1
+    names = sorted({*pc.unique(data.column("segment")).to_pylist(), *(s.name for s in p.rewrite)})
+    version = p.version + 1
     props = CommitProperties(
         app_transactions=[Transaction(app_id=APP_ID, version=version)],
-        custom_metadata={"aurorahash.operation": "compact", "aurorahash.files": str(len(names))},
+        custom_metadata={
+            "aurorahash.operation": "compact",
+            "aurorahash.files": str(len(p.pending)),
+        },
     )
-    target = uri if p.version is None else DeltaTable(uri, storage_options=dso, version=p.version)
     fault_point("compact:before-commit")
     write(
-        target,
-        data,
+        DeltaTable(uri, storage_options=dso, version=p.version),
+        data.cast(SEGMENT_SCHEMA),
         partition_by=["segment"],
-        mode="overwrite" if p.version is not None else "append",
-        predicate=predicate if p.version is not None else None,
-        description=json.dumps({k.decode(): v.decode() for k, v in p.meta.to_kv().items()}),
+        mode="overwrite",
+        predicate="segment IN (" + ", ".join(f"'{n}'" for n in names) + ")",
         storage_options=dso,
         target_file_size=1 << 34,
         writer_properties=WriterProperties(
@@ -234,6 +274,9 @@ def compact(
     t0 = time.perf_counter()
     for attempt in range(retries + 1):
         p = plan(root, so, target_rows)
+        if p is not None and p.version is None:
+            _create_table(root, so, p.meta)
+            p = plan(root, so, target_rows)
         if p is None:
             log.info("compact %s: nothing new", root)
             return {
@@ -253,8 +296,7 @@ def compact(
         progress = Progress("compact", total=len(p.pending), unit="shards")
         pending = _read_pending(p, so, progress, read_threads)
         tables = [t for t in [pending, *_read_rewritten(p, so)] if t is not None]
-        version = 0 if p.version is None else p.version + 1
-        data = _segment_table(tables, target_rows, group_depth, version)
+        data = _segment_table(tables, target_rows, group_depth, p.version + 1)
         try:
             version = _commit(p, data, so)
             break

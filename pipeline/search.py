@@ -111,7 +111,7 @@ def plan(cat: Catalogue, executor, task_rows: int | None = None) -> list[Task]:
         task_rows = catalogue.DEFAULT_TASK_ROWS
         par = getattr(executor, "parallelism", 1)
         if par > 1:
-            task_rows = max(catalogue.SEGMENT_ROW_GROUP, min(task_rows, cat.n_rows // (2 * par)))
+            task_rows = max(100_000, min(task_rows, cat.n_rows // (2 * par)))
     return catalogue.plan_tasks(cat.parts, task_rows)
 
 

@@ -18,5 +18,5 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-from fixtures_ray import ray_local  # noqa: E402, F401  (one local Ray instance per test module)
+from fixtures_ray import ray_cluster, ray_local  # noqa: E402, F401  (local Ray per test module)
 from fixtures_s3 import s3, s3_server  # noqa: E402, F401  (ingest/store: moto S3 on loopback)

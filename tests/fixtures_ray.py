@@ -45,3 +45,25 @@ def ray_local():
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A multi-node Ray cluster in this machine for fault tests: a head without CPUs (so that
+    work lands on workers) and two worker nodes of 2 CPUs; yields (cluster, worker nodes)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    mb = 1024 * 1024
+    if ray.is_initialized():
+        ray.shutdown()
+    os.environ.update(worker_env())
+    c = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 80 * mb}
+    )
+    workers = [c.add_node(num_cpus=2, object_store_memory=80 * mb) for _ in range(2)]
+    c.wait_for_nodes()
+    try:
+        yield c, workers
+    finally:
+        c.shutdown()

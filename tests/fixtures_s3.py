@@ -2,8 +2,9 @@
 
 Import into conftest.py:  from tests.fixtures_s3 import s3_server, s3  # noqa: F401
 
-`s3_server` (session) starts one server on a free loopback port and sets dummy AWS credentials in
-the environment (before any Ray instance a test starts, so local Ray workers inherit them).
+`s3_server` (session) starts one server process on a free loopback port and sets dummy AWS
+credentials in the environment (before any Ray instance a test starts, so local Ray workers
+inherit them).
 `s3` (function) gives a helper with fresh, uniquely named buckets for one test.
 """
 
@@ -11,6 +12,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -32,23 +36,46 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """Endpoint URL of a moto S3 server on 127.0.0.1 for the whole session."""
-    from moto.server import ThreadedMotoServer
+    """Endpoint URL of a moto S3 server on 127.0.0.1 for the whole session.
 
+    The server runs in its own process (as s3fs's tests run it): delta-rs holds the GIL while it
+    waits for S3, so a server thread inside the test process could never answer it.
+    """
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    _wait_until_up(endpoint, proc)
     saved = {k: os.environ.get(k) for k in _CRED_ENV}
     os.environ.update(_CRED_ENV)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield endpoint
     finally:
-        server.stop()
+        proc.terminate()
+        proc.wait(timeout=30)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _wait_until_up(endpoint: str, proc, timeout: float = 60.0) -> None:
+    import urllib.request
+
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"moto server at {endpoint} did not start in {timeout:.0f} s")
 
 
 class S3Helper:

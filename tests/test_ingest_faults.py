@@ -25,27 +25,6 @@ from pipeline import store
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 COPIES = 8  # x 6 real PGM minute files = 48 archive files, 960 frames
-MB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    os.environ.update(worker_env())
-    c = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 0, "object_store_memory": 80 * MB},
-    )
-    workers = [c.add_node(num_cpus=2, object_store_memory=80 * MB) for _ in range(2)]
-    c.wait_for_nodes()
-    try:
-        yield c, workers
-    finally:
-        c.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +78,8 @@ def _assert_exactly_once(out, expected_ids):
     assert len(store.list_shards(str(out))) == len({i.split("#")[0] for i in expected_ids})
 
 
-def test_driver_killed_mid_run_then_rerun_completes_only_the_rest(cluster, model_dir, tmp_path):
-    c, _ = cluster
+def test_driver_killed_mid_run_then_rerun_completes_only_the_rest(ray_cluster, model_dir, tmp_path):
+    c, _ = ray_cluster
     expected = _archive(tmp_path / "archive")
     n_files = len({i.split("#")[0] for i in expected})
     out = tmp_path / "out"
@@ -120,8 +99,8 @@ def test_driver_killed_mid_run_then_rerun_completes_only_the_rest(cluster, model
     _assert_exactly_once(out, expected)
 
 
-def test_worker_node_lost_mid_run_job_still_completes(cluster, model_dir, tmp_path):
-    c, workers = cluster
+def test_worker_node_lost_mid_run_job_still_completes(ray_cluster, model_dir, tmp_path):
+    c, workers = ray_cluster
     expected = _archive(tmp_path / "archive")
     n_files = len({i.split("#")[0] for i in expected})
     out = tmp_path / "out"
