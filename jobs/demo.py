@@ -1,12 +1,14 @@
-"""End-to-end demo on built-in defaults: synthesise, train, ingest, benchmark, search, export.
+"""End-to-end demo on built-in defaults: synthesise, train, ingest, compact, benchmark, search,
+export.
 
 1. synth: a labelled synthetic THEMIS-style archive (stream0 PGM minute files) for the database,
    and a second one, from another seed, for the queries;
 2. train: a compact Im-AlexNet-SP-style hashing model on synthetic aurora frames;
 3. ingest: both archives through Ray (read -> preprocess -> HashEncoder actors -> Parquet shards);
-4. benchmark: MAP of the query frames against the archive, from the shards;
-5. search: the nearest frames of one query frame;
-6. export: the archive's codes as a FAISS binary index.
+4. compact: the archive's per-file shards into search segments (a Delta Lake table);
+5. benchmark: MAP of the query frames against the archive, from the catalogue;
+6. search: the nearest frames of one query frame;
+7. export: the archive's codes as FAISS binary index parts, one per segment.
 
 Everything lands under --workdir; a re-run reuses what is there (training resumes, ingestion skips
 committed shards). The summary line holds each step's figures.
@@ -93,6 +95,8 @@ def run(args):
             out[name] = _pick(
                 s, "files_done", "files_skipped", "frames", "quarantined", "frames_per_s", "seconds"
             )
+        s = _job("compact", ["--codes", codes])
+        out["compact"] = _pick(s, "files", "rows", "segments_written", "seconds")
         s = _job("benchmark", ["--database", codes, "--queries", qcodes, "--topk", "50"])
         out["benchmark"] = _pick(
             s, "map", "map_tie_aware", "map@50", "n_queries", "n_database", "seconds"
@@ -106,6 +110,6 @@ def run(args):
     out["search"] = {"query": qid, "neighbors": neighbours}
 
     s = _job("export", ["--codes", codes, "--out", f"{w}/export", "--format", "faiss"])
-    out["export"] = _pick(s, "out", "count", "files")
+    out["export"] = _pick(s, "out", "count", "segments", "parts")
     out["total_seconds"] = round(time.perf_counter() - t0, 1)
     return out

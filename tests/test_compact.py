@@ -255,3 +255,17 @@ def test_read_rows_spans_row_groups(tmp_path, row_range):
     pq.write_table(t, tmp_path / "f.parquet", row_group_size=7)
     got = catalogue.read_rows(str(tmp_path / "f.parquet"), {}, ["x"], row_range)
     assert got.column("x").to_pylist() == list(range(*row_range))
+
+
+def test_compact_job_summary_and_bad_usage(arch, capsys):
+    from jobs.cli import main
+
+    rc = main(["compact", "--codes", str(arch.root), "--target-rows", "1000", "--grace-hours", "0"])
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and s["files"] == 120 and s["rows"] == 2400
+    assert s["vacuum"]["shards_removed"] == 120
+    rc = main(["compact", "--codes", str(arch.root) + "/nope"])
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 2 and "not found" in s["error"]
+    rc = main(["compact", "--codes", str(arch.root), "--target-rows", "0"])
+    assert rc == 2

@@ -132,3 +132,76 @@ def test_benchmark_job(tmp_path, capsys):
     report = json.loads((tmp_path / "report.json").read_text())
     (entry,) = report.values()
     assert len(entry["pr_precision"]) == len(entry["pr_recall"]) > 0
+
+
+def test_reexport_adds_parts_for_new_segments_and_keeps_the_rest(tmp_path, capsys):
+    from code_archive import Archive
+
+    from pipeline import compact
+    from pipeline.synth.codes import archive_relpaths
+
+    a = Archive(tmp_path / "codes")
+    night = lambda d, n: [r.replace("/10/", f"/{d}/") for r in archive_relpaths(n)]  # noqa: E731
+    a.write(night(10, 40))
+    compact.compact(a.root, target_rows=800)
+    out = str(tmp_path / "exp") + "/"
+    rc, s = _run(capsys, "export", "--codes", a.root, "--out", out, "--format", "npy")
+    assert rc == 0 and (s["parts"], s["parts_written"], s["segments"]) == (1, 1, 1)
+    first = json.loads((tmp_path / "exp" / "manifest.json").read_text())
+    part0 = first["parts"][0]
+    mtime0 = {f: (tmp_path / "exp" / f).stat().st_mtime_ns for f in part0["files"]}
+    # a new night: its own segment; one pending shard of a third night
+    a.write(night(11, 40), seed=1)
+    compact.compact(a.root, target_rows=800)
+    a.write(night(12, 1), seed=2)
+    rc, s = _run(capsys, "export", "--codes", a.root, "--out", out, "--format", "npy")
+    assert rc == 0 and (s["parts"], s["parts_written"], s["parts_kept"]) == (3, 2, 1)
+    m = json.loads((tmp_path / "exp" / "manifest.json").read_text())
+    assert m["parts"][0]["name"] == part0["name"] and m["shards"] == 1
+    assert m["segments"] == [p["name"] for p in m["parts"][:2]]
+    assert {f: (tmp_path / "exp" / f).stat().st_mtime_ns for f in part0["files"]} == mtime0
+    # the parts in manifest order are the catalogue in canonical order, offsets included
+    codes, _, ids = a.reference()
+    got = np.concatenate(
+        [np.load(tmp_path / "exp" / f"parts/{p['name']}.npy") for p in m["parts"]]
+    ).view("<u8")
+    np.testing.assert_array_equal(got, codes)
+    got_ids = sum(
+        (
+            pq.read_table(tmp_path / "exp" / f"parts/{p['name']}.ids.parquet")["id"].to_pylist()
+            for p in m["parts"]
+        ),
+        [],
+    )
+    assert got_ids == list(ids)
+    assert [p["offset"] for p in m["parts"]] == [0, 800, 1600] and m["count"] == 1620
+    # once compacted, the pending shard is a segment of its own: the pending part goes
+    compact.compact(a.root, target_rows=800)
+    rc, s = _run(capsys, "export", "--codes", a.root, "--out", out, "--format", "npy")
+    assert rc == 0 and (s["parts"], s["parts_written"], s["parts_kept"]) == (3, 1, 2)
+    assert s["parts_removed"] == 1 and s["segments"] == 3 and s["shards"] == 0
+    files = {str(p.relative_to(tmp_path / "exp")) for p in (tmp_path / "exp").rglob("*.*")}
+    m = json.loads((tmp_path / "exp" / "manifest.json").read_text())
+    assert files == {"manifest.json"} | {f for p in m["parts"] for f in p["files"]}
+
+
+def test_query_id_reads_only_the_part_that_holds_the_file(tmp_path, capsys, monkeypatch):
+    from code_archive import Archive
+
+    from pipeline import catalogue, compact
+    from pipeline.synth.codes import archive_relpaths
+
+    a = Archive(tmp_path / "codes")
+    a.write([r.replace("/10/", f"/1{i % 3}/") for i, r in enumerate(archive_relpaths(60))])
+    compact.compact(a.root, target_rows=300)
+    codes, _, ids = a.reference()
+    reads = []
+    real = catalogue.read_parquet
+    monkeypatch.setattr(
+        catalogue, "read_parquet", lambda uri, *x, **kw: reads.append(uri) or real(uri, *x, **kw)
+    )
+    cat = a.catalogue()
+    reads.clear()
+    found = catalogue.lookup_ids(cat, [ids[777]])
+    assert found.column("id").to_pylist() == [ids[777]] and len(set(reads)) == 1
+    assert len(cat.segments) >= 3
