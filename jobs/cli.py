@@ -40,7 +40,9 @@ def _available_jobs() -> dict:
     return mods
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict]:
+    """The CLI parser. With `only`, the other jobs get no options (building train's imports
+    torch, which would add seconds to every search or benchmark start)."""
     mods = _available_jobs()
     parser = argparse.ArgumentParser(
         prog="aurorahash",
@@ -56,12 +58,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
             description=mod.HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        mod.add_arguments(p)
+        if only is None or only == name:
+            mod.add_arguments(p)
     return parser, mods
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, mods = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    job = next((a for a in argv if not a.startswith("-")), None)
+    parser, mods = build_parser(job if job in JOBS else None)
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:
