@@ -21,7 +21,9 @@ def init_ray(address: str | None = None, storage_env: dict | None = None) -> boo
 
     if ray.is_initialized():
         return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    # "local": a new instance of our own. Without it ray.init() joins whatever cluster the
+    # machine's last `ray start` (or a test's Cluster) recorded, even a dead one, and waits.
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     kwargs = dict(
         include_dashboard=False,
         configure_logging=True,
