@@ -72,7 +72,7 @@ def run(args):
         for root in roots:
             cat = catalogue.open_catalogue(root, so)
             log.info(
-                "model %s: %d codes in %d segments + %d shards, %d bits",
+                "model %s: ~%d codes in %d segments + %d shards, %d bits",
                 cat.meta.model12,
                 cat.n_rows,
                 len(cat.segments),

@@ -34,7 +34,7 @@ def run(args):
     so = storage_options(args)
     cat = catalogue.open_catalogue(args.codes, so, args.model)
     log.info(
-        "exporting %d codes in %d segments + %d shards (%d-bit codes, model %s)",
+        "exporting ~%d codes in %d segments + %d shards (%d-bit codes, model %s)",
         cat.n_rows,
         len(cat.segments),
         len(cat.shards),

@@ -121,7 +121,7 @@ def run(args):
     cat = catalogue.open_catalogue(args.codes, so, args.model)
     queries, qids = _query_codes(args, so, cat)
     log.info(
-        "%d queries over %d codes in %d segments + %d shards (%d-bit codes)",
+        "%d queries over ~%d codes in %d segments + %d shards (%d-bit codes)",
         len(queries),
         cat.n_rows,
         len(cat.segments),
