@@ -43,20 +43,30 @@ def add_arguments(p):
     add_s3_options(p)
 
 
-def _bench_model(cat, args, so, executor):
+def _load(root, args, so):
+    """One model's catalogue and its labelled queries (the driver's part, before any task)."""
     from pipeline import catalogue, search
 
-    qcat = catalogue.open_catalogue(args.queries, so, cat.meta.model)
-    qcodes, qlabels, _ = search.load_all(qcat)
+    cat = catalogue.open_catalogue(root, so)
+    qcodes, qlabels, _ = search.load_all(catalogue.open_catalogue(args.queries, so, cat.meta.model))
     if args.n_queries is not None:
         qcodes, qlabels = qcodes[: args.n_queries], qlabels[: args.n_queries]
-    return search.evaluate_map(qcodes, qlabels, cat, executor, args.topk)
+    log.info(
+        "model %s: ~%d codes in %d segments + %d shards, %d bits; %d queries",
+        cat.meta.model12,
+        cat.n_rows,
+        len(cat.segments),
+        len(cat.shards),
+        cat.meta.nbits,
+        len(qcodes),
+    )
+    return cat, qcodes, qlabels
 
 
 def run(args):
     from jobs.search import out_file
     from pipeline import catalogue, search, storage
-    from pipeline.ray_runtime import ray_session
+    from pipeline.ray_runtime import session_with
 
     if args.topk is not None and args.topk < 1:
         raise UsageError(f"--topk must be >= 1, got {args.topk}")
@@ -67,19 +77,12 @@ def run(args):
     if not roots:
         raise UsageError(f"no codes under {args.database} for {args.model}")
     results, report = {}, {}
-    with ray_session(ray_address(args), ray_storage_env(so)) if not args.no_ray else _null():
-        executor = None if args.no_ray else search.RayExecutor()
-        for root in roots:
-            cat = catalogue.open_catalogue(root, so)
-            log.info(
-                "model %s: ~%d codes in %d segments + %d shards, %d bits",
-                cat.meta.model12,
-                cat.n_rows,
-                len(cat.segments),
-                len(cat.shards),
-                cat.meta.nbits,
-            )
-            res = _bench_model(cat, args, so, executor)
+    use_ray = not args.no_ray
+    prepare = lambda: [_load(r, args, so) for r in roots]  # noqa: E731
+    with session_with(prepare, ray_address(args), ray_storage_env(so), use_ray) as models:
+        executor = search.RayExecutor() if use_ray else None
+        for cat, qcodes, qlabels in models:
+            res = search.evaluate_map(qcodes, qlabels, cat, executor, args.topk)
             results[cat.meta.model12] = {
                 "nbits": cat.meta.nbits,
                 "segments": len(cat.segments),
@@ -98,9 +101,3 @@ def run(args):
     if len(results) == 1:
         summary.update(next(iter(results.values())))
     return summary
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()

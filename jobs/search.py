@@ -110,7 +110,7 @@ def out_file(uri: str, default_name: str) -> str:
 
 def run(args):
     from pipeline import catalogue, search
-    from pipeline.ray_runtime import ray_session
+    from pipeline.ray_runtime import session_with
 
     if args.k < 1:
         raise UsageError(f"--k must be >= 1, got {args.k}")
@@ -118,21 +118,24 @@ def run(args):
     if out and not out.endswith((".parquet", ".jsonl")):
         raise UsageError(f"--out must end in .parquet, .jsonl or /: {args.out}")
     so = storage_options(args)
-    cat = catalogue.open_catalogue(args.codes, so, args.model)
-    queries, qids = _query_codes(args, so, cat)
-    log.info(
-        "%d queries over ~%d codes in %d segments + %d shards (%d-bit codes)",
-        len(queries),
-        cat.n_rows,
-        len(cat.segments),
-        len(cat.shards),
-        cat.meta.nbits,
-    )
-    if args.no_ray:
-        res = search.search(queries, cat, args.k)
-    else:
-        with ray_session(ray_address(args), ray_storage_env(so)):
-            res = search.search(queries, cat, args.k, search.RayExecutor())
+
+    def prepare():
+        cat = catalogue.open_catalogue(args.codes, so, args.model)
+        queries, qids = _query_codes(args, so, cat)
+        log.info(
+            "%d queries over ~%d codes in %d segments + %d shards (%d-bit codes)",
+            len(queries),
+            cat.n_rows,
+            len(cat.segments),
+            len(cat.shards),
+            cat.meta.nbits,
+        )
+        return cat, queries, qids
+
+    use_ray = not args.no_ray
+    with session_with(prepare, ray_address(args), ray_storage_env(so), use_ray) as prepared:
+        cat, queries, qids = prepared
+        res = search.search(queries, cat, args.k, search.RayExecutor() if use_ray else None)
     summary = {
         "n_queries": len(queries),
         "k": int(res.indices.shape[1]),

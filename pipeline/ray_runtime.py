@@ -21,6 +21,9 @@ def init_ray(address: str | None = None, storage_env: dict | None = None) -> boo
 
     if ray.is_initialized():
         return False
+    if address is None and not os.environ.get("RAY_ADDRESS"):  # our own instance: no metrics
+        os.environ.setdefault("RAY_enable_metrics_collection", "0")  # server, no usage report
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # "local": a new instance of our own. Without it ray.init() joins whatever cluster the
     # machine's last `ray start` (or a test's Cluster) recorded, even a dead one, and waits.
     address = address or os.environ.get("RAY_ADDRESS") or "local"
@@ -47,3 +50,22 @@ def ray_session(address: str | None = None, storage_env: dict | None = None):
             import ray
 
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def session_with(prepare, address: str | None, storage_env: dict | None, use_ray: bool = True):
+    """Yield `prepare()`'s result, inside a Ray session when `use_ray`.
+
+    Starting a local Ray takes seconds, so the driver's own work (listing the catalogue, reading
+    the queries) runs in a thread meanwhile. ray.init stays on the main thread: Ray does not
+    support starting from another one.
+    """
+    if not use_ray:
+        yield prepare()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        prepared = pool.submit(prepare)
+        with ray_session(address, storage_env):
+            yield prepared.result()
