@@ -95,16 +95,22 @@ def _read_pending(p: Plan, so: dict, progress: Progress, threads: int) -> pa.Tab
             raise BadInput(f"{uri}: nbits/model/classes differ from the other codes of {p.root}")
         return t.replace_schema_metadata(None).select(list(store.COLUMNS))
 
-    items = list(p.pending.items())
-    tables = []
+    items = sorted(p.pending.items(), key=lambda it: it[1][0])  # canonical (file) order
+    batches, tables, counts = [], [], []
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for t in pool.map(load, [u for u, _ in items]):
             tables.append(t)
+            counts.append(t.num_rows)
             progress.advance(1, t.num_rows)
-    if not tables:
+            if len(tables) == 1000:  # one contiguous chunk per 1,000 shards: small tables
+                batches.append(pa.concat_tables(tables).combine_chunks())  # cost ~1 kB each
+                tables = []
+    if tables:
+        batches.append(pa.concat_tables(tables).combine_chunks())
+    if not batches:
         return None
-    counts = np.array([t.num_rows for t in tables])
-    t = pa.concat_tables(tables)
+    counts = np.array(counts)
+    t = pa.concat_tables(batches)
     idx = pa.array(np.repeat(np.arange(len(items), dtype=np.int32), counts))
     rels = pa.array([rel for _, (rel, _, _) in items], pa.string())
     mtimes = np.array([np.nan if m is None else m for _, (_, m, _) in items], np.float64)
@@ -147,7 +153,8 @@ def cut_segments(files: list[str], rows: list[int], target: int, depth: int) -> 
 
 def _segment_table(tables: list[pa.Table], target: int, depth: int, version: int) -> pa.Table:
     t = pa.concat_tables(tables, promote_options="permissive")
-    t = t.take(pc.sort_indices(t, [("file", "ascending"), ("frame", "ascending")]))
+    if not _is_canonical(t):  # pending shards are read in order; merging segments needs a sort
+        t = t.take(pc.sort_indices(t, [("file", "ascending"), ("frame", "ascending")]))
     counts = t.group_by("file", use_threads=False).aggregate([([], "count_all")])
     counts = counts.take(pc.sort_indices(counts, [("file", "ascending")]))
     files = counts.column("file").to_pylist()
@@ -159,6 +166,18 @@ def _segment_table(tables: list[pa.Table], target: int, depth: int, version: int
         names[bounds[j] : bounds[j + 1]] = f"v{version:06d}-{j:04d}-{tag}"
     row_seg = pa.array(names).take(_file_index(t.column("file"), files))
     return t.append_column("segment", row_seg).select(list(SEGMENT_COLUMNS))
+
+
+def _is_canonical(t: pa.Table) -> bool:
+    """Rows already in (file, frame) order: file non-decreasing, frame rising within a file."""
+    if t.num_rows < 2:
+        return True
+    f, fr = t.column("file"), t.column("frame")
+    f0, f1 = f.slice(0, t.num_rows - 1), f.slice(1)
+    fr0, fr1 = fr.slice(0, t.num_rows - 1), fr.slice(1)
+    same = pc.equal(f0, f1)
+    ok = pc.or_(pc.less(f0, f1), pc.and_(same, pc.less(fr0, fr1)))
+    return bool(pc.all(ok).as_py())
 
 
 def _file_index(col, files: list[str]) -> pa.Array:
@@ -227,7 +246,9 @@ def _commit(p: Plan, data: pa.Table, so: dict) -> int:
     fault_point("compact:before-commit")
     write(
         DeltaTable(uri, storage_options=dso, version=p.version),
-        data.cast(SEGMENT_SCHEMA),
+        pa.RecordBatchReader.from_batches(  # streamed: delta-rs keeps no second copy
+            SEGMENT_SCHEMA, data.cast(SEGMENT_SCHEMA).to_batches(max_chunksize=65_536)
+        ),
         partition_by=["segment"],
         mode="overwrite",
         predicate="segment IN (" + ", ".join(f"'{n}'" for n in names) + ")",
