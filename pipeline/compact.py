@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipeline import catalogue, storage, store
 from pipeline.errors import BadInput
@@ -203,6 +204,7 @@ SEGMENT_SCHEMA = pa.schema(
         ("shard_mtime", pa.float64()),  # the shard's listing mtime when it was compacted
     ]
 )
+FILE_SCHEMA = SEGMENT_SCHEMA.remove(0)  # in the Parquet files: `segment` is the partition
 
 
 def _create_table(root: str, so: dict, meta: store.ShardMeta) -> None:
@@ -227,14 +229,25 @@ def _create_table(root: str, so: dict, meta: store.ShardMeta) -> None:
 
 
 def _commit(p: Plan, data: pa.Table, so: dict) -> int:
-    """One atomic commit: remove the rewritten segments, add the new ones. The application
-    transaction version (= table version + 1) makes a concurrent compaction's commit fail."""
-    from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties
-    from deltalake import write_deltalake as write
+    """Write the new segment files, then one atomic commit that adds them and removes the
+    segments they replace. The application transaction version (= table version + 1) makes a
+    concurrent compaction's commit fail. Killed before the commit, the written files are orphans
+    that no reader sees (vacuum deletes them)."""
+    from deltalake import CommitProperties, DeltaTable, Transaction
+    from deltalake.transaction import RemoveAction
 
-    uri = catalogue._delta_uri(catalogue.table_uri(p.root))
-    dso = storage.delta_options(so)
-    names = sorted({*pc.unique(data.column("segment")).to_pylist(), *(s.name for s in p.rewrite)})
+    adds = _write_segment_files(p.root, data, so)
+    now = int(time.time() * 1000)
+    base = catalogue.table_uri(p.root) + "/"
+    removes = [
+        RemoveAction(
+            path=s.uri[len(base) :],
+            data_change=True,
+            deletion_timestamp=now,
+            partition_values={"segment": s.name},
+        )
+        for s in p.rewrite
+    ]
     version = p.version + 1
     props = CommitProperties(
         app_transactions=[Transaction(app_id=APP_ID, version=version)],
@@ -244,23 +257,58 @@ def _commit(p: Plan, data: pa.Table, so: dict) -> int:
         },
     )
     fault_point("compact:before-commit")
-    write(
-        DeltaTable(uri, storage_options=dso, version=p.version),
-        pa.RecordBatchReader.from_batches(  # streamed: delta-rs keeps no second copy
-            SEGMENT_SCHEMA, data.cast(SEGMENT_SCHEMA).to_batches(max_chunksize=65_536)
-        ),
+    dt = DeltaTable(
+        catalogue._delta_uri(catalogue.table_uri(p.root)),
+        storage_options=storage.delta_options(so),
+        version=p.version,
+    )
+    dt.create_write_transaction(
+        adds + removes,
+        mode="append",
+        schema=SEGMENT_SCHEMA,
         partition_by=["segment"],
-        mode="overwrite",
-        predicate="segment IN (" + ", ".join(f"'{n}'" for n in names) + ")",
-        storage_options=dso,
-        target_file_size=1 << 34,
-        writer_properties=WriterProperties(
-            max_row_group_size=catalogue.SEGMENT_ROW_GROUP, compression="ZSTD"
-        ),
         commit_properties=props,
     )
     fault_point("compact:after-commit")
     return version
+
+
+def _write_segment_files(root: str, data: pa.Table, so: dict) -> list:
+    """One Parquet file per segment, rows in canonical order, row groups of SEGMENT_ROW_GROUP,
+    written by us (delta-rs's writer may reorder batches); returns their Delta add actions."""
+    from deltalake.transaction import AddAction
+
+    names = data.column("segment")
+    body = data.drop_columns(["segment"]).cast(FILE_SCHEMA)
+    bounds = np.flatnonzero(pc.not_equal(names.slice(1), names.slice(0, len(names) - 1)))
+    starts = [0, *(bounds + 1).tolist()]
+    stops = [*starts[1:], data.num_rows]
+    fs, base, _ = storage.split_uri(catalogue.table_uri(root), so)
+    adds = []
+    for a, b in zip(starts, stops, strict=True):
+        name = names[a].as_py()
+        rel = f"segment={name}/part-{uuid.uuid4().hex}.zstd.parquet"
+        seg = body.slice(a, b - a)
+        fs.makedirs(f"{base}/segment={name}", exist_ok=True)
+        with fs.open(f"{base}/{rel}", "wb") as f:
+            pq.write_table(seg, f, row_group_size=catalogue.SEGMENT_ROW_GROUP, compression="zstd")
+        stats = {
+            "numRecords": b - a,
+            "minValues": {"file": seg.column("file")[0].as_py()},
+            "maxValues": {"file": seg.column("file")[-1].as_py()},
+            "nullCount": {"file": 0},
+        }
+        adds.append(
+            AddAction(
+                path=rel,
+                size=fs.size(f"{base}/{rel}"),
+                partition_values={"segment": name},
+                modification_time=int(time.time() * 1000),
+                data_change=True,
+                stats=json.dumps(stats),
+            )
+        )
+    return adds
 
 
 def fault_point(name: str) -> None:
