@@ -71,11 +71,7 @@ def run(args):
     if args.topk is not None and args.topk < 1:
         raise UsageError(f"--topk must be >= 1, got {args.topk}")
     so = storage_options(args)
-    roots = catalogue.model_roots(args.database, so)
-    if args.model:
-        roots = [r for r in roots if catalogue.root_matches(r, args.model, so)]
-    if not roots:
-        raise UsageError(f"no codes under {args.database} for {args.model}")
+    roots = catalogue.select_roots(args.database, so, args.model)
     results, report = {}, {}
     use_ray = not args.no_ray
     prepare = lambda: [_load(r, args, so) for r in roots]  # noqa: E731

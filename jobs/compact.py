@@ -59,11 +59,7 @@ def run(args):
     if args.target_rows < 1 or args.group_depth < 0 or args.grace_hours < 0:
         raise UsageError("--target-rows must be >= 1, --group-depth and --grace-hours >= 0")
     so = storage_options(args)
-    roots = catalogue.model_roots(args.codes, so)
-    if args.model:
-        roots = [r for r in roots if catalogue.root_matches(r, args.model, so)]
-    if not roots:
-        raise UsageError(f"no code shards under {args.codes} for model {args.model}")
+    roots = catalogue.select_roots(args.codes, so, args.model)
     out = {}
     for root in roots:
         res = compact.compact(root, so, target_rows=args.target_rows, group_depth=args.group_depth)

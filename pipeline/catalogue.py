@@ -98,6 +98,16 @@ def model_roots(uri: str, storage_options: dict | None = None) -> list[str]:
     return [f"{str(uri).rstrip('/')}/{m}" for m in models]
 
 
+def select_roots(uri: str, so: dict | None = None, model: str | None = None) -> list[str]:
+    """The model roots under `uri` (all, or those of `model`); BadInput when there is none."""
+    roots = model_roots(uri, so)
+    if model:
+        roots = [r for r in roots if root_matches(r, model, so)]
+    if not roots:
+        raise BadInput(f"no codes under {uri}" + (f" for model {model}" if model else ""))
+    return roots
+
+
 def root_matches(root: str, model: str, so: dict | None = None) -> bool:
     """Whether `root` (a model folder, or any dataset) holds codes of `model` (a sha prefix)."""
     name = posixpath.basename(str(root).rstrip("/"))

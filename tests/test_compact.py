@@ -142,6 +142,16 @@ def _run(cmd, env=None, timeout=300):
     return p.returncode, (json.loads(lines[-1]) if lines else {}), p.stderr
 
 
+def _run_two_at_once(cmd, env=None) -> list[dict]:
+    """Start `cmd` twice at the same moment; both must succeed; their JSON summaries."""
+    env = dict(os.environ, **worker_env(), **(env or {}))
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, **pipes) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    return [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("point", ["compact:before-commit", "compact:after-commit"])
 def test_compaction_killed_at_commit_then_rerun(arch, point):
@@ -189,21 +199,8 @@ def test_compaction_sigkilled_at_random_moments(tmp_path):
 
 @pytest.mark.integration
 def test_concurrent_compactions_commit_each_frame_once(arch):
-    env = dict(os.environ, **worker_env())
-    procs = [
-        subprocess.Popen(
-            _compact_cmd(arch.root, "--no-vacuum"),
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
-    files = [json.loads(o[0].strip().splitlines()[-1])["files"] for o in outs]
+    summaries = _run_two_at_once(_compact_cmd(arch.root, "--no-vacuum"))
+    files = [sm["files"] for sm in summaries]
     assert sorted(files) in ([0, 120], [120, 120])  # the loser re-planned: nothing or all left
     assert not arch.catalogue().shards
     assert_exactly_once(arch)
@@ -230,19 +227,7 @@ def test_compaction_through_s3(s3):
     assert_exactly_once(a)
     assert_equals_kernels(a)
     a.write(archive_relpaths(80)[60:], seed=5)
-    procs = [
-        subprocess.Popen(
-            _compact_cmd(a.root, "--no-vacuum"),
-            cwd=REPO,
-            env=dict(os.environ, **worker_env(), **env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    _run_two_at_once(_compact_cmd(a.root, "--no-vacuum"), env)
     assert_exactly_once(a)
     assert_equals_kernels(a)
 
