@@ -65,8 +65,6 @@ class FileTask:
     path: str = ""  # what the reader opens; defaults to `uri` as given
 
     def __post_init__(self):
-        from pipeline.storage import safe_text
-
         object.__setattr__(self, "path", self.path or self.uri)
         object.__setattr__(self, "uri", safe_text(self.uri))
         object.__setattr__(self, "rel", safe_text(self.rel))

@@ -297,9 +297,12 @@ def _frames(uri: str, storage_options: dict | None):
         f = stack.enter_context(fs.open(path, "rb"))
         # page headers are read through their own unbuffered handle on object stores, so the
         # walk costs one small ranged read per page instead of re-fetching Arrow's blocks
-        hf = (
-            f if protocol == "file" else stack.enter_context(fs.open(path, "rb", cache_type="none"))
-        )
+        hf = f
+        if protocol != "file":
+            try:
+                hf = stack.enter_context(fs.open(path, "rb", cache_type="none"))
+            except TypeError:  # a file system without fsspec's cache options
+                hf = f
         try:
             pf = pq.ParquetFile(f, buffer_size=STREAM_BUFFER, pre_buffer=False)
             schema = pf.schema_arrow

@@ -36,7 +36,6 @@ SUFFIXES = (".tar", ".tar.gz", ".tgz")
 IMAGE_EXTS = ("png", "jpg", "jpeg", "tif", "tiff")
 MAX_CLS_BYTES = 256
 MAX_SHOWN_MEMBERS = 16  # member names kept per sample for its error message
-MAX_SPARSE_BLOCKS = 64  # GNU sparse extension blocks (21 map entries each)
 
 
 def _show(name: str) -> str:
@@ -77,7 +76,7 @@ class _CappedTarInfo(tarfile.TarInfo):
 
     def _proc_sparse(self, tf):
         structs, isextended, origsize = self._sparse_structs
-        if isextended:  # the extension blocks follow: count them without keeping them
+        if isextended:  # tarfile would collect any number of extension blocks into its map
             raise LimitExceeded("GNU sparse member with extension blocks (not supported)")
         return super()._proc_sparse(tf)
 
