@@ -31,6 +31,8 @@ import pyarrow as pa
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
+from pipeline.storage import safe_text
+
 log = logging.getLogger("aurorahash.ingest")
 
 ROW_SCHEMA = pa.schema(
@@ -54,8 +56,18 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 @dataclass(frozen=True)
 class FileTask:
-    uri: str  # the archive file
-    rel: str  # its path relative to the archive root (frame ids, shard names)
+    """One archive file. `uri` and `rel` are safe text (pipeline.storage.safe_text: bytes of
+    the name that are not UTF-8 are written %XX), so rows, records, shards and logs can carry
+    them; `path` is the name as listed (possibly surrogate-escaped), which is what is opened."""
+
+    uri: str  # the archive file, as text
+    rel: str  # its path relative to the archive root (frame ids, shard names), as text
+    path: str = ""  # what the reader opens; defaults to `uri` as given
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", self.path or self.uri)
+        object.__setattr__(self, "uri", safe_text(self.uri))
+        object.__setattr__(self, "rel", safe_text(self.rel))
 
 
 def time_to_us(t) -> int | None:
@@ -79,6 +91,10 @@ class _Rows:
         self.seq = 0
 
     def add(self, kind, frame=None, site=None, time_us=None, label=None, reason=None, x=None):
+        # every text field as safe text: an exception message or tar member name may hold
+        # surrogate-escaped bytes, which Arrow cannot encode (and would fail the whole task)
+        site = None if site is None else safe_text(site)
+        reason = None if reason is None else safe_text(reason)
         c = self.cols
         c["source"].append(self.task.uri)
         c["rel"].append(self.task.rel)
@@ -118,17 +134,23 @@ def read_file_rows(
     storage_options: dict | None = None,
     rows_per_block: int = 32,
 ) -> Iterator[pa.Table]:
-    """The body of one read task (also usable without Ray): blocks of ROW_SCHEMA rows."""
-    from pipeline.errors import BadInput
+    """The body of one read task (also usable without Ray): blocks of ROW_SCHEMA rows.
+
+    Whatever the file holds, the task ends with its "end" row: an exception from the reader is
+    classified by pipeline.readers.base.classify_error (the file's fault -> "corrupt", with the
+    frames already read kept; infrastructure -> "fail"), and one frame whose conversion to a
+    row fails is an "error" row for that frame.
+    """
     from pipeline.preprocess import PreprocessConfig, preprocess
-    from pipeline.readers import CorruptFile, FrameError, SkipFile, read_frames
+    from pipeline.readers import FrameError, read_frames
+    from pipeline.readers.base import classify_error
 
     cfg = PreprocessConfig.from_dict(dict(preprocess_cfg))
     rows = _Rows(task, rows_per_block)
     t_read = t_prep = 0.0
     try:
         t0 = time.perf_counter()
-        it = iter(read_frames(task.uri, storage_options=storage_options or {}))
+        it = iter(read_frames(task.path, storage_options=storage_options or {}))
         t_read += time.perf_counter() - t0
         while True:
             t0 = time.perf_counter()
@@ -149,25 +171,23 @@ def read_file_rows(
                 else:
                     dt_prep = time.perf_counter() - t1
                     t_prep += dt_prep
-                    rows.add(
-                        "frame",
-                        frame=item.index,
-                        site=None if item.site is None else str(item.site),
-                        time_us=time_to_us(item.time),
-                        label=_label(item.label),
-                        x=x.tobytes(),
-                    )
+                    try:
+                        fields = dict(
+                            site=None if item.site is None else str(item.site),
+                            time_us=time_to_us(item.time),
+                            label=_label(item.label),
+                        )
+                    except Exception as exc:  # metadata that no row can hold
+                        rows.add("error", frame=item.index, reason=f"metadata: {exc}")
+                    else:
+                        rows.add("frame", frame=item.index, x=x.tobytes(), **fields)
             if rows.full():
                 yield rows.take()
-    except SkipFile as exc:
-        rows.add("skip", reason=str(getattr(exc, "reason", exc)))
-    except (CorruptFile, BadInput) as exc:
-        rows.add("corrupt", reason=str(getattr(exc, "reason", exc)))
-    except MemoryError as exc:
-        rows.add("corrupt", reason=f"out of memory while reading: {exc}")
-    except Exception as exc:  # I/O trouble or a reader bug: not committed, retried next run
-        log.warning("reading %s failed: %s: %s", task.uri, type(exc).__name__, exc)
-        rows.add("fail", reason=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        kind, reason = classify_error(exc)
+        if kind == "fail":  # I/O trouble or a lost node: not committed, retried next run
+            log.warning("reading %s failed: %s", task.uri, safe_text(reason))
+        rows.add(kind, reason=reason)
     # the end row carries the file's read and preprocessing seconds (reported, not used)
     rows.add("end", reason=json.dumps({"read_s": t_read, "preprocess_s": t_prep}))
     yield rows.take()

@@ -22,9 +22,10 @@ Batches are processed in chunks, vectorised over frames; percentiles use a 2x-su
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -109,12 +110,41 @@ class PreprocessConfig:
         )
 
 
-@lru_cache(maxsize=32)
+MASK_CACHE_BYTES = 32 << 20  # field-of-view masks kept per process (1 byte per pixel)
+_masks: OrderedDict = OrderedDict()
+_masks_lock = threading.Lock()
+
+
 def fov_mask(h: int, w: int, radius: float) -> np.ndarray:
-    """(h, w) bool: inside the circle of `radius` x half the shorter side, at the centre."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    """(h, w) bool: inside the circle of `radius` x half the shorter side, at the centre.
+
+    Cached (read-only arrays) up to MASK_CACHE_BYTES in all, least recently used first out; a
+    mask larger than the whole budget is computed each time and not kept. Why by bytes: one
+    16-megapixel frame's mask is 16 MB, and a count-bounded cache of 32 would hold 512 MB.
+    """
+    key = (int(h), int(w), float(radius))
+    with _masks_lock:
+        m = _masks.get(key)
+        if m is not None:
+            _masks.move_to_end(key)
+            return m
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    xx = np.arange(w, dtype=np.float32)[None, :]
     r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2)
-    return r <= radius * min(h, w) / 2
+    m = r <= radius * min(h, w) / 2
+    m.flags.writeable = False
+    if m.nbytes <= MASK_CACHE_BYTES:
+        with _masks_lock:
+            _masks[key] = m
+            while sum(v.nbytes for v in _masks.values()) > MASK_CACHE_BYTES:
+                _masks.popitem(last=False)
+    return m
+
+
+def mask_cache_bytes() -> int:
+    """Bytes held by the field-of-view mask cache now."""
+    with _masks_lock:
+        return sum(v.nbytes for v in _masks.values())
 
 
 def _as_nchw(stack: np.ndarray) -> np.ndarray:
@@ -196,7 +226,7 @@ def _chunk(stack: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
     std = torch.tensor(cfg.std, dtype=torch.float32).expand(c).view(1, c, 1, 1)
     t = (t - mean) / std
     if cfg.mask:
-        t = t.masked_fill(~torch.from_numpy(fov_mask(s, s, cfg.mask_radius)), 0.0)
+        t = t.masked_fill(torch.from_numpy(~fov_mask(s, s, cfg.mask_radius)), 0.0)
     return t.contiguous()
 
 

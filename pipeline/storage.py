@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import os
 import posixpath
+import re
 import uuid
 
 import fsspec
@@ -162,8 +163,39 @@ def mtime_of(info: dict | None) -> float | None:
     return None
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def safe_text(name) -> str:
+    """`name` as text that always encodes as UTF-8 (Arrow strings, JSON records, logs).
+
+    Why: POSIX file names and tar member names are bytes; Python carries the bytes that are not
+    UTF-8 as lone surrogates (os.fsdecode's 'surrogateescape'), which no UTF-8 writer accepts.
+    The rule (docs/LIMITS.md): each such byte becomes `%XX` (two upper-case hex digits), so
+    b'\\xff\\xfe_20140310.pgm' is carried as '%FF%FE_20140310.pgm'; any other lone surrogate
+    becomes `%uXXXX`; bytes objects are decoded the same way. Valid UTF-8 text, '%' included,
+    is returned unchanged (so names that were always readable keep their ids).
+    """
+    if isinstance(name, (bytes, bytearray, memoryview)):
+        name = bytes(name).decode("utf-8", "surrogateescape")
+    name = str(name)
+    if not _SURROGATE.search(name):
+        return name
+
+    def esc(m):
+        c = ord(m.group(0))
+        return f"%{c - 0xDC00:02X}" if 0xDC80 <= c <= 0xDCFF else f"%u{c:04X}"
+
+    return _SURROGATE.sub(esc, name)
+
+
 def relative_path(uri: str, root_uri: str) -> str:
-    """Path of `uri` relative to the archive root (used in stable frame ids)."""
+    """Path of `uri` relative to the archive root (used in stable frame ids), as safe text
+    (see safe_text: non-UTF-8 bytes of a name are written %XX)."""
+    return safe_text(_relative_path(uri, root_uri))
+
+
+def _relative_path(uri: str, root_uri: str) -> str:
     a, b = str(uri), str(root_uri).rstrip("/")
     for prefix in ("file://",):
         a = a[len(prefix) :] if a.startswith(prefix) else a

@@ -97,3 +97,37 @@ def make_tar(path, members) -> None:
             else:
                 info.size = len(data)
                 tf.addfile(info, io.BytesIO(data))
+
+
+def hostile_tar_gz(path, claimed: int, after, kind: str = "gnu-longname", fill: bytes = b"\0"):
+    """A .tar.gz whose first member carries an extended header declaring `claimed` bytes (a GNU
+    long name, a GNU long link name or a pax header: `kind`), written in 1 MiB pieces so the
+    file is small to make; then the members `after` ((name, bytes) pairs) as usual.
+
+    What the header precedes is a 1-byte member "victim.png" (its data is not an image)."""
+    import gzip as _gzip
+
+    types = {
+        "gnu-longname": tarfile.GNUTYPE_LONGNAME,
+        "gnu-longlink": tarfile.GNUTYPE_LONGLINK,
+        "pax": tarfile.XHDTYPE,
+    }
+    head = tarfile.TarInfo("././@LongLink" if kind.startswith("gnu") else "PaxHeader/victim")
+    head.type = types[kind]
+    head.size = claimed
+    with open(path, "wb") as raw, _gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as gz:
+        gz.write(head.tobuf(tarfile.GNU_FORMAT))
+        piece = fill * (1 << 20)
+        left = claimed
+        while left > 0:
+            gz.write(piece[: min(left, len(piece))])
+            left -= len(piece)
+        gz.write(b"\0" * (-claimed % 512))
+        victim = tarfile.TarInfo("victim.png")
+        victim.size = 1
+        gz.write(victim.tobuf(tarfile.GNU_FORMAT) + b"x" + b"\0" * 511)
+        for name, data in after:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            gz.write(info.tobuf(tarfile.GNU_FORMAT) + data + b"\0" * (-len(data) % 512))
+        gz.write(b"\0" * 1024)

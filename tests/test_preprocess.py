@@ -144,3 +144,24 @@ def test_real_themis_frames():
     m = fov_mask(64, 64, 0.95)
     assert (X[:, 0][:, ~m] == 0).all()
     assert X[:, 0][:, m].std() > 0.1
+
+
+def test_mask_cache_is_bounded_by_bytes(monkeypatch):
+    from pipeline import preprocess as pp
+
+    def reference(h, w, radius):  # the former formula
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        return np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) <= radius * min(h, w) / 2
+
+    for h, w in [(1, 1), (7, 12), (64, 64), (256, 200)]:
+        np.testing.assert_array_equal(fov_mask(h, w, 0.95), reference(h, w, 0.95))
+    monkeypatch.setattr(pp, "MASK_CACHE_BYTES", 1 << 20)
+    monkeypatch.setattr(pp, "_masks", pp.OrderedDict())
+    for side in range(200, 600, 10):  # 40 masks of 40-350 kB: 8 MB if all were kept
+        m = fov_mask(side, side, 0.95)
+        assert m.shape == (side, side) and not m.flags.writeable
+        assert pp.mask_cache_bytes() <= 1 << 20
+    assert fov_mask(590, 590, 0.95) is fov_mask(590, 590, 0.95)  # the recent ones are kept
+    big = fov_mask(2048, 2048, 0.95)  # 4 MB > the whole budget: computed, never kept
+    assert big.shape == (2048, 2048) and pp.mask_cache_bytes() <= 1 << 20
+    assert all(k[0] != 2048 for k in pp._masks)

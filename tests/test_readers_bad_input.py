@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import tarfile
 import tracemalloc
 from datetime import datetime, timezone
@@ -280,3 +281,330 @@ def test_truncated_cdf_is_reported(tmp_path):
     assert bad, "a half CDF cannot be read whole"
     for f in good:
         np.testing.assert_array_equal(f.pixels, frames[f.index])
+
+
+# ------------------------------------------------------------------ poison inputs (issue 12)
+# Each is a CorruptFile (whole file) or a FrameError (one frame) with a clear reason; the
+# frames beside it come through; and the read task (read_file_rows, what Ray runs) never
+# reports it as "fail" (that is kept for infrastructure) nor raises.
+
+EDGES = ["0001-01-01 00:00:00+05:00", "9999-12-31 23:59:59-05:00"]
+
+
+def _pgm(frames, times) -> bytes:
+    parts = []
+    for f, t in zip(frames, times, strict=True):
+        h, w = f.shape
+        parts.append(f'P5\n#"Image request start" {t}\n{w} {h}\n65535\n'.encode())
+        parts.append(f.astype(">u2").tobytes())
+    return b"".join(parts)
+
+
+def _rows(path, rel=None):
+    """All rows read_file_rows (the read task's body, without Ray) makes of one file."""
+    from pipeline.datasource import FileTask, read_file_rows
+    from pipeline.preprocess import PreprocessConfig
+
+    task = FileTask(str(path), rel or os.path.basename(str(path)))
+    blocks = list(read_file_rows(task, PreprocessConfig(size=16).to_dict(), rows_per_block=4))
+    return pa.concat_tables(blocks).to_pylist()
+
+
+def _kinds(rows):
+    out = {}
+    for r in rows:
+        out.setdefault(r["kind"], []).append(r)
+    return out
+
+
+@pytest.mark.parametrize("edge", EDGES)
+def test_pgm_time_header_at_the_calendar_limits_is_one_frame_error(tmp_path, five, edge):
+    frames = five[0]
+    ok = "2021-12-01 09:30:00.000000 UTC"
+    p = tmp_path / "20211201_0930_synt_themis99_full.pgm"
+    p.write_bytes(_pgm(frames[:3], [ok, edge, ok]))
+    good, bad = _split(list(read_frames(str(p))))
+    assert [f.index for f in good] == [0, 2]  # the frame after it is read too
+    np.testing.assert_array_equal(good[1].pixels, frames[2])
+    assert good[0].time == T0
+    assert [b.index for b in bad] == [1]
+    assert "Image request start" in bad[0].reason and "outside the representable range" in (
+        bad[0].reason
+    )
+    kinds = _kinds(_rows(p))
+    assert len(kinds["frame"]) == 2 and len(kinds["error"]) == 1 and "fail" not in kinds
+
+
+@pytest.mark.parametrize("edge", EDGES)
+def test_png_and_tar_time_text_at_the_calendar_limits(tmp_path, edge):
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Image request start", edge)
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 3, np.uint8)).save(buf, format="PNG", pnginfo=info)
+    p = tmp_path / "edge.png"
+    p.write_bytes(buf.getvalue())
+    (bad,) = list(read_frames(str(p)))
+    assert isinstance(bad, FrameError) and "outside the representable range" in bad.reason
+    ok = rf.png_bytes(np.full((8, 8), 5, np.uint8))
+    t = tmp_path / "edge.tar"
+    rf.make_tar(t, [("a.png", ok), ("b.png", buf.getvalue()), ("c.png", ok)])
+    good, bad = _split(list(read_frames(str(t))))
+    assert [f.meta["key"] for f in good] == ["a", "c"]
+    assert len(bad) == 1 and "'b.png'" in bad[0].reason and "representable" in bad[0].reason
+
+
+def test_parquet_image_struct_of_int64_is_corrupt_with_its_type(tmp_path):
+    p = tmp_path / "s.parquet"
+    image = pa.array([{"bytes": 5}, {"bytes": 7}], pa.struct([("bytes", pa.int64())]))
+    pq.write_table(pa.table({"image": image, "label": [1, 2]}), p)
+    with pytest.raises(CorruptFile) as exc:
+        list(read_frames(str(p)))
+    assert "no binary image column" in exc.value.reason
+    assert "struct<bytes: int64>" in exc.value.reason
+    (row, end) = _rows(p)
+    assert row["kind"] == "corrupt" and "struct<bytes: int64>" in row["reason"]
+    assert end["kind"] == "end" and end["expected"] == 1
+
+
+def test_parquet_time_beyond_year_9999_is_one_frame_error(tmp_path):
+    img = rf.png_bytes(np.full((6, 6), 9, np.uint8))
+    p = tmp_path / "t.parquet"
+    times = pa.array([0, 10**13, 86_400], pa.timestamp("s"))
+    pq.write_table(pa.table({"image": [img] * 3, "time": times, "label": [0, 1, 2]}), p)
+    items = list(read_frames(str(p)))
+    good, bad = _split(items)
+    assert [f.index for f in good] == [0, 2] and [f.label for f in good] == [0, 2]
+    assert good[1].time == datetime(1970, 1, 2, tzinfo=timezone.utc)
+    assert [b.index for b in bad] == [1] and "outside the representable range" in bad[0].reason
+    kinds = _kinds(_rows(p))
+    assert len(kinds["frame"]) == 2 and len(kinds["error"]) == 1 and "fail" not in kinds
+
+
+def test_parquet_wrongly_typed_cells_are_row_errors(tmp_path):
+    img = rf.png_bytes(np.full((6, 6), 9, np.uint8))
+    # a table whose first binary column is the image, and whose label is a list: no crash
+    p = tmp_path / "w.parquet"
+    labels = pa.array([[1], None, [2, 3]], pa.list_(pa.int64()))
+    pq.write_table(pa.table({"image": [img, None, b"\x89PNG junk"], "label": labels}), p)
+    good, bad = _split(list(read_frames(str(p))))
+    assert [f.index for f in good] == [0] and good[0].label is None
+    assert [b.index for b in bad] == [1, 2] and "no image bytes" in bad[0].reason
+
+
+def test_symlink_loop_and_dangling_link_are_corrupt_not_failed(tmp_path):
+    a, b = tmp_path / "20140310_0600_a.pgm", tmp_path / "20140310_0600_b.pgm"
+    os.symlink(b, a)
+    os.symlink(a, b)
+    with pytest.raises(CorruptFile, match="symlink loop"):
+        list(read_frames(str(a)))
+    (row, _) = _rows(a)
+    assert row["kind"] == "corrupt" and "symlink loop" in row["reason"]
+    d = tmp_path / "x.png"
+    os.symlink(tmp_path / "nowhere.png", d)
+    with pytest.raises(CorruptFile, match="dangling symlink"):
+        list(read_frames(str(d)))
+
+
+@pytest.mark.parametrize("name", ["f.pgm", "f.pgm.gz", "f.png", "f.parquet", "f.tar"])
+def test_fifo_is_not_a_regular_file(tmp_path, name):
+    p = tmp_path / name
+    os.mkfifo(p)
+    with pytest.raises(CorruptFile) as exc:  # and it does not block on the open
+        list(read_frames(str(p)))
+    assert exc.value.reason == "not a regular file: a FIFO (named pipe)"
+    assert "0 bytes" not in exc.value.reason
+
+
+def test_huge_pgm_comment_line_says_so(tmp_path, five):
+    frames, _, raw = five
+    p = tmp_path / "comment.pgm"
+    p.write_bytes(b"P5\n#" + b"A" * (1 << 20) + b"\n4 4\n255\n" + bytes(16))
+    (bad,) = list(read_frames(str(p)))
+    assert isinstance(bad, FrameError)
+    assert "comment line longer than 4096 bytes" in bad.reason and "AAAA" not in bad.reason
+    q = tmp_path / "after.pgm"
+    q.write_bytes(pgm_minute_bytes(frames[:2], T0) + b"P5\n#" + b"A" * (1 << 20))
+    good, bad = _split(list(read_frames(str(q))))
+    assert [f.index for f in good] == [0, 1] and "comment line longer" in bad[0].reason
+
+
+def test_non_utf8_file_name_is_read_and_carried_as_escaped_text(tmp_path, five):
+    from pipeline.storage import relative_path, safe_text
+
+    frames, _, raw = five
+    name = os.fsdecode(b"\xff\xfe_20140310.pgm")
+    p = os.path.join(str(tmp_path), name)
+    with open(p, "wb") as f:
+        f.write(raw)
+    assert safe_text(name) == "%FF%FE_20140310.pgm"
+    assert relative_path(p, str(tmp_path)) == "%FF%FE_20140310.pgm"
+    assert safe_text(b"caf\xc3\xa9\xff") == "café%FF" and safe_text("100%.pgm") == "100%.pgm"
+    rows = _rows(p, rel=name)  # the FileTask escapes uri and rel, and opens the listed name
+    kinds = _kinds(rows)
+    assert len(kinds["frame"]) == 5 and set(kinds) == {"frame", "end"}
+    assert {r["rel"] for r in rows} == {"%FF%FE_20140310.pgm"}
+    assert {r["source"] for r in rows} == {os.path.join(str(tmp_path), "%FF%FE_20140310.pgm")}
+    # a bad file with such a name is quarantined, not failed
+    q = os.path.join(str(tmp_path), os.fsdecode(b"\xfe_bad.pgm"))
+    with open(q, "wb") as f:
+        f.write(b"GIF89a" + bytes(64))
+    (row, _) = _rows(q)
+    assert row["kind"] == "corrupt" and row["source"].endswith("%FE_bad.pgm")
+
+
+def test_non_utf8_tar_member_names(tmp_path):
+    img = rf.png_bytes(np.full((6, 6), 4, np.uint8))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        for raw_name, data in [
+            (b"\xff\xfe.png", img),
+            (b"\xfa.txt", b"no image here"),
+            (b"ok.png", img),
+        ]:
+            info = tarfile.TarInfo(os.fsdecode(raw_name))
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    p = tmp_path / "names.tar"
+    p.write_bytes(buf.getvalue())
+    good, bad = _split(list(read_frames(str(p))))
+    assert [f.meta["key"] for f in good] == ["%FF%FE", "ok"]
+    assert len(bad) == 1 and "'%FA'" in bad[0].reason and "no image" in bad[0].reason
+    kinds = _kinds(_rows(p))
+    assert len(kinds["frame"]) == 2 and "%FA" in kinds["error"][0]["reason"]
+
+
+@pytest.mark.parametrize("kind", ["gnu-longname", "gnu-longlink", "pax"])
+def test_tar_extended_header_claiming_100_mib_is_skipped_not_read(tmp_path, kind):
+    good_img = np.full((8, 8), 7, np.uint8)
+    p = tmp_path / "long.tar.gz"
+    rf.hostile_tar_gz(p, 100 << 20, [("good.png", rf.png_bytes(good_img))], kind=kind)
+    assert p.stat().st_size < 1 << 20  # a small file that claims more
+    tracemalloc.start()
+    try:
+        items = list(read_frames(str(p)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    good, bad = _split(items)
+    assert peak < 8 << 20  # the claimed 100 MiB never sits in memory
+    assert [f.meta["key"] for f in good] == ["good"]  # the image after it is read
+    np.testing.assert_array_equal(good[0].pixels, good_img)
+    assert len(bad) == 1 and bad[0].index == 0
+    assert "'victim.png'" in bad[0].reason and "104857600 bytes" in bad[0].reason
+    assert "MAX_TAR_HEADER_BYTES" in bad[0].reason and "no image" not in bad[0].reason
+
+
+def test_tar_long_name_within_the_cap_still_works(tmp_path):
+    img = np.full((4, 4), 2, np.uint8)
+    name = "d/" + "n" * 300 + ".png"
+    p = tmp_path / "ok.tar"
+    with tarfile.open(p, "w", format=tarfile.GNU_FORMAT) as tf:
+        data = rf.png_bytes(img)
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    (f,) = list(read_frames(str(p)))
+    assert isinstance(f, Frame) and f.meta["member"] == name
+
+
+def test_parquet_page_larger_than_the_cap_is_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(limits, "MAX_PARQUET_PAGE_BYTES", 4 << 20)
+    img = rf.png_bytes(np.full((6, 6), 9, np.uint8))
+    p = tmp_path / "blob.parquet"
+    schema = pa.schema([("image", pa.binary()), ("label", pa.int64())])
+    with pq.ParquetWriter(p, schema, compression="zstd") as w:
+        w.write_table(pa.table({"image": [img], "label": [1]}, schema=schema))
+        w.write_table(pa.table({"image": [b"\0" * (16 << 20)], "label": [2]}, schema=schema))
+        w.write_table(pa.table({"image": [img, img], "label": [3, 0]}, schema=schema))
+    assert p.stat().st_size < 64 << 10  # 16 MiB claimed by a few KB
+    pool = pa.default_memory_pool()
+    before = pool.bytes_allocated()
+    tracemalloc.start()
+    try:
+        items = list(read_frames(str(p)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    good, bad = _split(items)
+    assert [(f.index, f.label) for f in good] == [(0, 1), (2, 3), (3, 0)]
+    assert [b.index for b in bad] == [1]
+    assert "row group 1" in bad[0].reason and "MAX_PARQUET_PAGE_BYTES" in bad[0].reason
+    assert "16777" in bad[0].reason and "1 rows are skipped" in bad[0].reason
+    assert peak < 4 << 20 and pool.bytes_allocated() - before < 4 << 20
+
+
+def test_parquet_big_row_group_of_small_pages_is_read_in_batches(tmp_path, monkeypatch):
+    # the chunk is larger than the page cap, its pages are not: read, in several batches
+    monkeypatch.setattr(limits, "MAX_PARQUET_PAGE_BYTES", 128 << 10)
+    monkeypatch.setattr(limits, "MAX_PARQUET_BATCH_BYTES", 32 << 10)
+    sizes = []
+    real = pq.ParquetFile.iter_batches
+
+    def spy(self, batch_size=65536, **kw):
+        for b in real(self, batch_size=batch_size, **kw):
+            sizes.append(b.num_rows)
+            yield b
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    rng = np.random.default_rng(3)
+    imgs = [rf.png_bytes(rng.integers(0, 255, (64, 64), dtype=np.uint8)) for _ in range(60)]
+    p = tmp_path / "big.parquet"
+    pq.write_table(
+        pa.table({"image": imgs, "label": list(range(60))}),
+        p,
+        data_page_size=64 << 10,
+        compression="none",
+        use_dictionary=False,
+        write_batch_size=4,
+    )
+    md = pq.ParquetFile(p).metadata
+    assert md.num_row_groups == 1 and md.row_group(0).column(0).total_uncompressed_size > 128 << 10
+    items = list(read_frames(str(p)))
+    assert [(f.index, f.label) for f in items] == [(i, i) for i in range(60)]
+    assert len(sizes) > 4 and sum(sizes) == 60 and max(sizes) <= 8  # ~32 KiB a batch
+
+
+def test_read_task_classifies_errors(tmp_path, five, monkeypatch):
+    """Reader exceptions that are the file's fault -> corrupt (frames before kept); storage
+    trouble -> fail; nothing escapes the read task."""
+    import errno
+
+    from pipeline.readers import base, pgm
+
+    frames, _, raw = five
+    p = tmp_path / "20211201_0930_synt_themis99_full.pgm"
+    p.write_bytes(raw)
+    real = pgm._frames
+
+    def breaking(exc):
+        def frames_then_raise(uri, so):
+            it = real(uri, so)
+            yield next(it)
+            yield next(it)
+            raise exc
+
+        return frames_then_raise
+
+    for exc, kind, words in [
+        (TypeError("object of type 'int' has no len()"), "corrupt", "TypeError"),
+        (OverflowError("date value out of range"), "corrupt", "OverflowError"),
+        (UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates"), "corrupt", "Unicode"),
+        (OSError(errno.ELOOP, "Too many levels of symbolic links"), "corrupt", "symlink loop"),
+        (OSError("Not a gzipped file"), "corrupt", "unreadable data"),
+        (ConnectionResetError(errno.ECONNRESET, "reset"), "fail", "ConnectionResetError"),
+        (TimeoutError("read timed out"), "fail", "TimeoutError"),
+        (OSError(errno.EIO, "I/O error"), "fail", "I/O error"),
+        (PermissionError(errno.EACCES, "denied"), "fail", "PermissionError"),
+    ]:
+        monkeypatch.setattr(pgm, "_frames", breaking(exc))
+        kinds = _kinds(_rows(p))
+        assert len(kinds["frame"]) == 2, exc
+        (row,) = kinds[kind]
+        assert words in row["reason"], (exc, row["reason"])
+        assert set(kinds) == {"frame", kind, "end"}
+
+    infra = type("EndpointConnectionError", (Exception,), {"__module__": "botocore.exceptions"})
+    assert base.classify_error(infra("unreachable"))[0] == "fail"
+    assert base.classify_error(MemoryError())[0] == "corrupt"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pipeline import storage
 from pipeline.readers import limits
-from pipeline.readers.base import CorruptFile, Frame, FrameError, LimitExceeded
+from pipeline.readers.base import BadValue, CorruptFile, Frame, FrameError, LimitExceeded
 from pipeline.readers.decode import ImageDecodeError, iter_pages, open_image, text_info
 from pipeline.readers.labels import label_index
 from pipeline.readers.pgm import parse_time
@@ -47,11 +47,16 @@ def _frames(uri: str, storage_options: dict | None):
         meta = {"format": fmt}
         if "Aurora class" in text:
             meta["label_name"] = text["Aurora class"]
+        try:
+            t = parse_time(text.get("Image request start"))
+        except BadValue as exc:
+            yield FrameError(uri, k, f"text chunk 'Image request start': {exc}")
+            continue
         yield Frame(
             index=k,
             pixels=item,
             site=text.get("Site unique ID"),
-            time=parse_time(text.get("Image request start")),
+            time=t,
             label=label_index(text.get("Aurora class")),
             meta=meta,
         )

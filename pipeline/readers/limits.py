@@ -14,3 +14,6 @@ MAX_IMAGE_BYTES = 64 << 20  # one encoded image (a file, a Parquet cell, a tar m
 MAX_HEADER_BYTES = 64 << 10  # one PGM frame header
 MAX_HEADER_LINE = 4096  # one PGM header line
 MAX_FRAMES_PER_FILE = 1_000_000  # frames, rows, records or tar members in one file
+MAX_TAR_HEADER_BYTES = 1 << 20  # one tar GNU long name / long link or pax extended header
+MAX_PARQUET_PAGE_BYTES = 128 << 20  # one Parquet page of a column read, uncompressed (declared)
+MAX_PARQUET_BATCH_BYTES = 64 << 20  # uncompressed bytes decoded per Parquet batch (estimated)

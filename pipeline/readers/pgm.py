@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from pipeline.readers import limits
-from pipeline.readers.base import CorruptFile, Frame, FrameError, LimitExceeded
+from pipeline.readers.base import BadValue, CorruptFile, Frame, FrameError, LimitExceeded
 from pipeline.readers.labels import label_index
 from pipeline.readers.streams import open_stream
 
@@ -39,7 +39,12 @@ class _BadFrame(Exception):
 
 
 def parse_time(value: str | None) -> datetime | None:
-    """'2014-03-10 06:05:00.058114 UTC' -> aware UTC datetime; None if absent or unparsable."""
+    """'2014-03-10 06:05:00.058114 UTC' -> aware UTC datetime; None if absent or unparsable.
+
+    Raises BadValue for a time that parses but has no UTC datetime (at the calendar's limits,
+    e.g. '0001-01-01 00:00:00+05:00' or '9999-12-31 23:59:59-05:00'): readers make that frame a
+    FrameError.
+    """
     if not value:
         return None
     v = value.strip()
@@ -51,7 +56,14 @@ def parse_time(value: str | None) -> datetime | None:
         t = datetime.fromisoformat(v)
     except ValueError:
         return None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    if t.tzinfo is None:
+        return t.replace(tzinfo=timezone.utc)
+    try:
+        return t.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise BadValue(
+            f"time {value.strip()[:60]!r} is outside the representable range (years 1..9999 UTC)"
+        ) from None
 
 
 def _float(value: str | None) -> float | None:
@@ -85,6 +97,12 @@ def _read_header(stream):
         if not line:
             raise _BadFrame("truncated: the stream ends inside a frame header")
         stripped = line.lstrip(WHITESPACE)
+        cut = len(line) >= limits.MAX_HEADER_LINE and not line.endswith(b"\n")
+        if cut and stripped.startswith(b"#"):
+            raise _BadFrame(
+                f"header comment line longer than {limits.MAX_HEADER_LINE} bytes "
+                "(limits.MAX_HEADER_LINE)"
+            )
         if stripped.startswith(b"#"):
             m = KEY_RE.match(stripped)
             if m:
@@ -94,6 +112,11 @@ def _read_header(stream):
             pos = len(line) - len(stripped)
             for tok in body.split():
                 if not tok.isdigit() or len(tok) > 9:
+                    if cut:
+                        raise _BadFrame(
+                            f"header line longer than {limits.MAX_HEADER_LINE} bytes "
+                            "(limits.MAX_HEADER_LINE)"
+                        )
                     raise _BadFrame(f"bad PGM header token {tok[:20]!r}")
                 numbers.append(int(tok))
                 if len(numbers) == 3:
@@ -178,14 +201,19 @@ def _frames(uri: str, storage_options: dict | None):
             pixels = pixels.astype(np.uint16 if bpp == 2 else np.uint8)
             meta = _frame_meta(ctx, own, width, height, maxval)
             meta["imager"] = meta["imager"] or name_imager
-            yield Frame(
-                index=index,
-                pixels=pixels,
-                site=(ctx.get("Site unique ID") or name_site or None),
-                time=parse_time(own.get("Image request start")),
-                label=label_index(own.get("Aurora class")),
-                meta=meta,
-            )
+            try:
+                t = parse_time(own.get("Image request start"))
+            except BadValue as exc:  # this frame only: the next one starts after its raster
+                yield FrameError(uri, index, f"header 'Image request start': {exc}")
+            else:
+                yield Frame(
+                    index=index,
+                    pixels=pixels,
+                    site=(ctx.get("Site unique ID") or name_site or None),
+                    time=t,
+                    label=label_index(own.get("Aurora class")),
+                    meta=meta,
+                )
             index += 1
             if index >= limits.MAX_FRAMES_PER_FILE:
                 yield FrameError(uri, index, f"more than {limits.MAX_FRAMES_PER_FILE} frames")

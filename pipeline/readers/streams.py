@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import gzip
+import os
 import posixpath
+import stat
 
 from pipeline import storage
 from pipeline.readers import limits
 from pipeline.readers.base import CorruptFile, LimitExceeded
+from pipeline.storage import safe_text
 
 CHUNK = 1 << 16
 
@@ -92,22 +96,58 @@ def compression_of(uri: str) -> str | None:
 
 
 def file_size(uri: str, storage_options: dict | None) -> int | None:
-    fs, path, _ = storage.split_uri(uri, storage_options)
+    """The file's size in bytes (None if the store cannot say); CorruptFile for a zero-byte
+    file, and for a local path that is not a regular file (a FIFO or device, which would block
+    or never end, a directory, a symlink loop or a dangling symlink), each with its reason."""
+    fs, path, protocol = storage.split_uri(uri, storage_options)
+    if protocol == "file":
+        return _local_size(uri, path)
     try:
-        return int(fs.size(path))
+        size = int(fs.size(path))
     except Exception:  # size unknown: checks against it are skipped, the caps still hold
         return None
+    if size == 0:
+        raise CorruptFile(uri, "empty file (0 bytes)")
+    return size
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _local_size(uri: str, path: str) -> int:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CorruptFile(uri, "symlink loop (ELOOP): the link cannot be resolved") from None
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            target = safe_text(os.readlink(path))
+            raise CorruptFile(uri, f"dangling symlink (to {target!r})") from None
+        raise  # gone since it was listed, permissions, I/O: not the file's bytes
+    if not stat.S_ISREG(st.st_mode):
+        kind = next(
+            (k for test, k in _KINDS if test(st.st_mode)), f"type {stat.S_IFMT(st.st_mode):o}"
+        )
+        raise CorruptFile(uri, f"not a regular file: {kind}")
+    if st.st_size == 0:
+        raise CorruptFile(uri, "empty file (0 bytes)")
+    return int(st.st_size)
 
 
 @contextlib.contextmanager
 def open_stream(uri: str, storage_options: dict | None = None):
     """(ByteStream of the decompressed content, compressed?) for one archive file.
 
-    Raises CorruptFile for a zero-byte or missing-compression-header file.
+    Raises CorruptFile for a zero-byte file, one that is not a regular file (file_size) or one
+    missing the compression header its name promises.
     """
     size = file_size(uri, storage_options)
-    if size == 0:
-        raise CorruptFile(uri, "empty file (0 bytes)")
     fs, path, _ = storage.split_uri(uri, storage_options)
     comp = compression_of(uri)
     with fs.open(path, "rb") as raw:
