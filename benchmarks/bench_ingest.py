@@ -100,7 +100,7 @@ def bare_loop(archive: Path, model_dir: str, out: Path, device: str, batch_size:
     enc = HashEncoder(model_dir=model_dir, device=device)
     cfg = PreprocessConfig.from_dict(enc.config["preprocess"])
     meta = store.ShardMeta(
-        nbits=enc.nbits, model=enc.config["model_sha256"], classes=enc.config["classes"]
+        nbits=enc.nbits, model=enc.config["model_id"], classes=enc.config["classes"]
     )
     t = dict(read_s=0.0, preprocess_s=0.0, model_s=0.0, write_s=0.0)
     files = list_archive(str(archive))
