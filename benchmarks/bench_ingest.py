@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=None, help="default 64 on CPU, 256 on GPU")
     p.add_argument("--actors", type=int, default=None)
     p.add_argument("--encoder-threads", type=int, default=None)
-    p.add_argument("--rows-per-block", type=int, default=32)
+    p.add_argument("--rows-per-block", type=int, default=None)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--workdir", default=None, help="keeps the archive and model between runs")
     p.add_argument("--json", default=None, help="also write the result here")

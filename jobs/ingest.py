@@ -94,8 +94,9 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--rows-per-block",
         type=int,
-        default=32,
-        help="frames per block that a read task emits (default 32)",
+        default=None,
+        help="frames per block that a read task emits, and so per encoder call (default and "
+        "at most --batch-size; a block holds one file's frames only)",
     )
     parser.add_argument(
         "--progress-interval",
@@ -125,7 +126,7 @@ def run(args) -> dict:
     from pipeline.ingest import IngestConfig, IngestFailed, parse_since, run_ingest
 
     for name in ("batch_size", "rows_per_block"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     for name in ("actors", "encoder_threads", "max_files"):
         v = getattr(args, name)

@@ -2,12 +2,15 @@
 
     plan:    list the archive (fsspec), apply --since, list this model's shards once and skip
              every archive file that already has one (unless the file is newer than its shard)
-    read:    one Ray read task per archive file (pipeline.datasource): frames -> preprocess
-    encode:  map_batches(HashEncoder, compute=ActorPoolStrategy): num_gpus=1 per actor when the
-             cluster has GPUs, CPU actors otherwise
+    read:    one Ray read task per archive file (pipeline.datasource): frames -> preprocess,
+             in blocks of batch_size frames; smallest files first (`read_order`)
+    encode:  map_batches(HashEncoder, compute=ActorPoolStrategy), one block (one file's rows)
+             per call: num_gpus=1 per actor when the cluster has GPUs, CPU actors otherwise
     commit:  the driver streams the encoded rows back (iter_batches), groups them by archive
              file and, once all rows of a file have arrived (its read task sends the row count
              last), writes its quarantine record (if any) and then its shard, each atomically
+             (what bounds the delay from a file's last encoded frame to its commit: the
+             `_run_pipeline` docstring, "Commit delay")
 
 Changed archive files: a file modified after its shard was written (listing times, no extra
 request per file) is read again and its shard replaced atomically: an archive still being
@@ -67,7 +70,9 @@ class IngestConfig:
     s3_endpoint: str | None = None
     actors: int | None = None  # encoder actors (default: GPUs, else a share of the CPUs)
     encoder_threads: int | None = None  # torch threads per CPU actor (default: its num_cpus)
-    rows_per_block: int = 32  # rows per read block
+    rows_per_block: int | None = None  # rows per read block = per encoder call (batch_size)
+    read_cpus: float = 0.5  # CPU slots per read task: two reads share a core, so one slow read
+    # (a huge file, slow storage) leaves the other slot reading the rest
     commit_threads: int = 8  # shard/quarantine writes in flight
     progress_interval: float = 5.0  # seconds between progress lines
     dry_run: bool = False
@@ -200,6 +205,7 @@ class Plan:
     not_since: int = 0
     ignored: int = 0  # known from an earlier run to be skipped on purpose
     changed: set = field(default_factory=set)  # relpaths re-encoded: the source is newer
+    sizes: dict = field(default_factory=dict)  # uri -> bytes (listing), to read small files first
 
 
 @dataclass
@@ -207,13 +213,14 @@ class Listing:
     files: dict  # uri -> modification time (or None), after --since and --out exclusion
     root: str  # the archive root: frame ids and shard names are paths relative to it
     not_since: int = 0
+    sizes: dict = field(default_factory=dict)  # uri -> size in bytes (or None), same listing
 
 
 def list_source(
     source: str, since: _dt.date | None, src_opts: dict, out: str | None = None, out_opts=None
 ) -> Listing:
     """The archive files under `source` that a run would consider (reads nothing else)."""
-    from pipeline.readers import list_archive
+    from pipeline.readers import format_of
 
     for what, uri in (("--source", source), ("--out", out)):
         if uri and "://" in uri and not uri.split("://", 1)[1].strip("/"):
@@ -221,8 +228,10 @@ def list_source(
     fs, src_path, _ = storage.split_uri(source, src_opts)
     if not fs.exists(src_path):
         raise BadInput(f"--source {source}: not found")
-    src_mtimes = list_archive(source, storage_options=src_opts, detail=True)
-    files = list(src_mtimes)
+    # pipeline.readers.list_archive's listing (the same storage call and filter; a test keeps
+    # the two equal), with the sizes that the same single listing gives (to read small first)
+    entries = storage.list_entries(source, src_opts, keep=lambda f: format_of(f) is not None)
+    files = list(entries)
     root = source if fs.isdir(src_path) else posixpath.dirname(source.rstrip("/"))
 
     if out:  # never ingest our own output when --out lies inside --source
@@ -240,7 +249,9 @@ def list_source(
                 continue
             kept.append(f)
         files = kept
-    return Listing({f: src_mtimes[f] for f in files}, root, not_since)
+    return Listing(
+        {f: entries[f][0] for f in files}, root, not_since, {f: entries[f][1] for f in files}
+    )
 
 
 def plan_files(cfg: IngestConfig, model_id: str, src_opts: dict, out_opts: dict) -> Plan:
@@ -265,6 +276,7 @@ def plan_files(cfg: IngestConfig, model_id: str, src_opts: dict, out_opts: dict)
             continue
         todo.append(FileTask(uri=f, rel=rel))
     return Plan(
+        sizes={t.uri: listing.sizes.get(t.uri) for t in todo},
         todo=todo,
         seen=len(listing.files),
         skipped=skipped,
@@ -594,34 +606,63 @@ def _actor_plan(cfg: IngestConfig) -> tuple[int, int, float, int | None]:
     return n, 0, 1.0, threads
 
 
+def read_order(plan: Plan) -> list[FileTask]:
+    """The files in the order their read tasks start: smallest first (listing sizes; unknown
+    sizes last), then by path. Ray Data starts read tasks in this order and the encoders take
+    blocks first in, first out, so a huge file read early would put all its rows ahead of the
+    files after it; read last, it delays none of them."""
+    big = float("inf")
+    return sorted(plan.todo, key=lambda t: (plan.sizes.get(t.uri) or big, t.uri))
+
+
 def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, committer):
+    """Read -> encode -> commit, with no file's rows waiting for another file's.
+
+    Commit delay. Every encoder call gets exactly one block of one read task: the rows of one
+    file, at most `batch_size` of them (map_batches(batch_size=None) over blocks of that size).
+    So after a file's last frame is encoded, its rows (the "end" row travels in the same or the
+    next block of that file) reach the driver when that one call returns; the driver groups them
+    (`Committer.consume`, milliseconds a block, at most 2 blocks prefetched ahead) and hands the
+    file to the commit pool, where the delay is the shard writes queued before it,
+    `commit_threads` at a time, plus its own write. Nothing in that path waits for another
+    file's reading or encoding.
+
+    What it replaces: with map_batches(batch_size=N) Ray Data bundles rows of several files into
+    each call and holds a finished file's last rows until N rows of other files arrive (or all
+    reading ends); and its default 128 MiB output blocks turned a 10,000-frame file into one or
+    two blocks, i.e. one actor call of minutes, while other files' calls queued behind it on the
+    same actor: no shard of any other file for 146 s. Also: small files are read first
+    (`read_order`) and a read task takes half a CPU slot (`read_cpus`), so one slow read does not
+    hold the only read slot of a small cluster.
+    """
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
-    from pipeline.encoder import HashEncoder
+    from pipeline.encoder import HashEncoder, input_shape
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = cfg.ray_progress_bars
     ctx.print_on_execution_start = cfg.ray_progress_bars
 
     actors, num_gpus, num_cpus, threads = _actor_plan(cfg)
+    rows = min(cfg.rows_per_block or cfg.batch_size, cfg.batch_size)
     log.info(
         "ingest: %d files to encode with %d %s actor(s)%s, batch %d",
         len(plan.todo),
         actors,
         "GPU" if num_gpus else "CPU",
         "" if num_gpus else f" of {threads} torch threads",
-        cfg.batch_size,
+        rows,
     )
     files_ref = ray.put(model.files)
-    source = ArchiveDatasource(plan.todo, model.preprocess, src_opts, cfg.rows_per_block)
-    # Read tasks keep Ray's default retries for system failures (a lost node); reading errors
-    # never raise out of a task (they become "fail" rows), so application retries are moot.
-    # override_num_blocks = one per file: otherwise Ray Data splits each task's output into
-    # many tiny blocks to reach its default parallelism, which costs per-block overhead.
-    ds = ray.data.read_datasource(source, num_cpus=1, override_num_blocks=len(plan.todo))
-    ds = ds.map_batches(
-        HashEncoder,
+    source = ArchiveDatasource(read_order(plan), model.preprocess, src_opts, rows)
+    # Blocks as the read task yields them (`rows` frames): Ray Data merges yielded tables into
+    # blocks of up to target_max_block_size (128 MiB by default), so set it to one table's
+    # pixel bytes; a table is a little larger (other columns) and leaves as one block.
+    c, h, w = input_shape(model.config)
+    old_block_size = ctx.target_max_block_size
+    ctx.target_max_block_size = max(1, rows * 4 * c * h * w)
+    encode_args = dict(
         fn_constructor_kwargs={
             # nested in a tuple: the actor fetches it itself, so a restarted actor (lost node)
             # re-fetches from the driver-owned object instead of failing on a lost argument
@@ -629,13 +670,30 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, com
             "threads": threads,
         },
         compute=ActorPoolStrategy(min_size=1, max_size=actors),
-        batch_size=cfg.batch_size,
+        batch_size=None,  # one block (one file's rows) per call: no bundling across files
         batch_format="pyarrow",
         num_cpus=num_cpus,
         num_gpus=num_gpus,
     )
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
-        committer.consume(batch)
+    try:
+        # Read tasks keep Ray's default retries for system failures (a lost node); reading
+        # errors never raise out of a task (they become "fail" rows), so application retries
+        # are moot. override_num_blocks = one read task per file.
+        ds = ray.data.read_datasource(
+            source, num_cpus=cfg.read_cpus, override_num_blocks=len(plan.todo)
+        )
+        # map_batches refuses batch_size=None with GPUs (a guard for users); the internal entry
+        # takes it, and our blocks are already `batch_size` rows
+        mapper = getattr(ds, "map_batches_internal", None) if num_gpus else None
+        if mapper is None:
+            mapper = ds.map_batches
+            if num_gpus:
+                encode_args["batch_size"] = rows
+        ds = mapper(HashEncoder, **encode_args)
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
+            committer.consume(batch)
+    finally:
+        ctx.target_max_block_size = old_block_size
 
 
 # -------------------------------------------------------------------------------------- job

@@ -321,3 +321,27 @@ def test_check_usage_errors(tmp_path, capsys):
     assert "--out needs --model" in _last_json(capsys)["error"]
     assert main(["check", "--source", str(tmp_path), "--workers", "0"]) == 2
     capsys.readouterr()
+
+
+def test_listing_is_the_readers_listing_with_sizes(tmp_path):
+    from pipeline.ingest import list_source
+    from pipeline.readers import list_archive
+
+    root = tmp_path / "a"
+    (root / "sub").mkdir(parents=True)
+    for name in ("x.pgm", "sub/y.png", "notes.txt", "_tmp/z.pgm", ".hidden.pgm", "sub/w.tar"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"1" * len(name))
+    for src in (str(root), str(THEMIS), str(THEMIS / GOOD)):
+        listing = list_source(src, None, {})
+        assert listing.files == list_archive(src, detail=True)
+        assert all(listing.sizes[f] == os.path.getsize(f) for f in listing.files)
+
+
+def test_read_order_is_smallest_first():
+    from pipeline.ingest import read_order
+
+    tasks = [FileTask(f"/a/{n}", n) for n in ("big", "small", "unknown", "mid")]
+    plan = Plan(todo=tasks, seen=4, skipped=0, prefix="p")
+    plan.sizes = {"/a/big": 10**9, "/a/small": 10, "/a/unknown": None, "/a/mid": 10**5}
+    assert [t.rel for t in read_order(plan)] == ["small", "mid", "big", "unknown"]
