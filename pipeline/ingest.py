@@ -627,13 +627,17 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, com
     `commit_threads` at a time, plus its own write. Nothing in that path waits for another
     file's reading or encoding.
 
-    What it replaces: with map_batches(batch_size=N) Ray Data bundles rows of several files into
-    each call and holds a finished file's last rows until N rows of other files arrive (or all
-    reading ends); and its default 128 MiB output blocks turned a 10,000-frame file into one or
-    two blocks, i.e. one actor call of minutes, while other files' calls queued behind it on the
-    same actor: no shard of any other file for 146 s. Also: small files are read first
-    (`read_order`) and a read task takes half a CPU slot (`read_cpus`), so one slow read does not
-    hold the only read slot of a small cluster.
+    Why a big file held back the rest (146 s without a shard): read tasks asked for the same
+    resources as the encoder actors (num_cpus=1), so Ray Data fused each read into an actor
+    call ("ReadArchiveRead->MapBatches(HashEncoder)"): one call read and encoded a whole file,
+    its output one block at the end, and the calls of the other files queued behind it on the
+    actor. Now read tasks take `read_cpus` (0.5: two reads per core, which also keeps one slow
+    read from holding the only read slot of a small cluster); they must not ask for the same
+    resources as the actors, or the fusion comes back. Also: without batch_size=None, Ray Data
+    bundles rows of several files into one call and holds a finished file's last rows until
+    `batch_size` rows of other files arrive; and files are read smallest first (`read_order`).
+    Not bounded: a file small in bytes but with very many frames (say a gzip of identical
+    frames) is read early and its queued rows delay the encoding of files read after it.
     """
     import ray
     from ray.data import ActorPoolStrategy, DataContext
@@ -679,8 +683,11 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, com
         # Read tasks keep Ray's default retries for system failures (a lost node); reading
         # errors never raise out of a task (they become "fail" rows), so application retries
         # are moot. override_num_blocks = one read task per file.
+        read_cpus = cfg.read_cpus
+        if not num_gpus and read_cpus == num_cpus:  # the same resources would fuse them
+            read_cpus = num_cpus / 2
         ds = ray.data.read_datasource(
-            source, num_cpus=cfg.read_cpus, override_num_blocks=len(plan.todo)
+            source, num_cpus=read_cpus, override_num_blocks=len(plan.todo)
         )
         # map_batches refuses batch_size=None with GPUs (a guard for users); the internal entry
         # takes it, and our blocks are already `batch_size` rows
@@ -727,6 +734,8 @@ def run_ingest(cfg: IngestConfig) -> dict:
         raise BadInput("--batch-size must be at least 1")
     if cfg.actors is not None and cfg.actors < 1:
         raise BadInput("--actors must be at least 1")
+    if not 0 < cfg.read_cpus <= 64:
+        raise BadInput("read_cpus must be in (0, 64]")
     if cfg.dry_run:
         return _dry_run(cfg)
     src_opts = storage_options_for(cfg.source, cfg.s3_endpoint)
