@@ -636,8 +636,10 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, com
     resources as the actors, or the fusion comes back. Also: without batch_size=None, Ray Data
     bundles rows of several files into one call and holds a finished file's last rows until
     `batch_size` rows of other files arrive; and files are read smallest first (`read_order`).
-    Not bounded: a file small in bytes but with very many frames (say a gzip of identical
-    frames) is read early and its queued rows delay the encoding of files read after it.
+    Not bounded: encoders take blocks first in, first out, so rows queued by a file read earlier
+    delay the files behind them: a file small in bytes but with very many frames (say a gzip of
+    identical frames) is read early, and a file read in the other slot while a bigger file
+    starts can queue behind part of its rows.
     """
     import ray
     from ray.data import ActorPoolStrategy, DataContext

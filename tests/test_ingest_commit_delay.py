@@ -58,6 +58,10 @@ def test_small_files_are_committed_while_a_big_file_is_still_encoding(ray_local,
 
     t_big = committed(big)
     t_small = sorted(committed(r) for r in small)
-    # every small file's shard exists while the big file (~93% of the frames, >= 5 s of
-    # encoding on this machine's one CPU actor) is still being encoded
-    assert t_small[-1] < t_big - 3.0, ([round(t - t_big, 2) for t in t_small], s)
+    gaps = [round(t_big - t, 2) for t in t_small]
+    # every small file's shard exists before the big file's (before the fix: all at its end)
+    assert t_small[-1] < t_big, (gaps, s)
+    # and all but one long before, while the big file (~93% of the frames, >= 5 s of encoding
+    # on one CPU actor) is still being encoded. The exception allowed: the small file read in
+    # the second read slot while the big file's read starts can queue behind some of its rows
+    assert sum(g > 3.0 for g in gaps) >= SMALL_FILES - 1, (gaps, s)
