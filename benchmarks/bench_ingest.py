@@ -100,7 +100,7 @@ def bare_loop(archive: Path, model_dir: str, out: Path, device: str, batch_size:
     enc = HashEncoder(model_dir=model_dir, device=device)
     cfg = PreprocessConfig.from_dict(enc.config["preprocess"])
     meta = store.ShardMeta(
-        nbits=enc.nbits, model=enc.config["model_sha256"], classes=enc.config["classes"]
+        nbits=enc.nbits, model=enc.config["model_id"], classes=enc.config["classes"]
     )
     t = dict(read_s=0.0, preprocess_s=0.0, model_s=0.0, write_s=0.0)
     files = list_archive(str(archive))
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=None, help="default 64 on CPU, 256 on GPU")
     p.add_argument("--actors", type=int, default=None)
     p.add_argument("--encoder-threads", type=int, default=None)
-    p.add_argument("--rows-per-block", type=int, default=32)
+    p.add_argument("--rows-per-block", type=int, default=None)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--workdir", default=None, help="keeps the archive and model between runs")
     p.add_argument("--json", default=None, help="also write the result here")

@@ -1,6 +1,9 @@
 """The `aurorahash` console script: one subcommand per job, a JSON summary line on stdout.
 
 Exit codes: 0 done, 1 failed work, 2 bad usage or bad input.
+
+The summary's `error` is one line (`pipeline.messages.one_line`: the exception type and message,
+no traceback, no terminal colour codes); tracebacks go to the stderr log only.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import sys
 
 from jobs.common import JobFailed, emit_summary, setup_logging
 from pipeline.errors import BadInput
+from pipeline.messages import clean_text, one_line
 
 # Job name -> module. Each module defines HELP, add_arguments(parser) and run(args) -> dict.
 JOBS = {
@@ -19,6 +23,7 @@ JOBS = {
     "train": "jobs.train",
     "evaluate": "jobs.evaluate",
     "ingest": "jobs.ingest",
+    "check": "jobs.check",
     "compact": "jobs.compact",
     "search": "jobs.search",
     "benchmark": "jobs.benchmark",
@@ -73,22 +78,22 @@ def main(argv: list[str] | None = None) -> int:
         summary = mods[args.job].run(args)
     except BadInput as exc:
         log.error("%s", exc)
-        emit_summary({"job": args.job, "ok": False, "error": str(exc)})
+        emit_summary({"job": args.job, "ok": False, "error": clean_text(exc)})
         return 2
     except FileNotFoundError as exc:
         log.error("not found: %s", exc)
-        emit_summary({"job": args.job, "ok": False, "error": f"not found: {exc}"})
+        emit_summary({"job": args.job, "ok": False, "error": f"not found: {clean_text(exc)}"})
         return 2
     except JobFailed as exc:
         log.error("%s", exc)
-        emit_summary({"job": args.job, "ok": False, "error": str(exc), **exc.summary})
+        emit_summary({"job": args.job, "ok": False, **exc.summary, "error": clean_text(exc)})
         return 1
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
     except Exception as exc:  # the work failed: report it, exit 1
         log.exception("job %s failed", args.job)
-        emit_summary({"job": args.job, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        emit_summary({"job": args.job, "ok": False, "error": one_line(exc)})
         return 1
     emit_summary({"job": args.job, "ok": True, **summary})
     return 0

@@ -8,10 +8,18 @@ GPUs, CPU otherwise) and commits one Parquet shard per archive file, atomically:
   OUT/<model12>/<path relative to SOURCE>.parquet           codes, ids, sites, times, classes
   OUT/_quarantine/<model12>/<relative path>.jsonl           one JSON line per unreadable frame
                                                             or file: file, frame, reason, time
+                                                            (at most 100 a file, then one line
+                                                            with the exact count of the rest)
 
-<model12> is the first 12 hex digits of the checkpoint's sha256; another model writes its own
-set. Re-running is safe at any time, also after a crash or kill: finished files are skipped and
-every frame ends up exactly once. An archive file modified after its shard was written (e.g.
+<model12> is the first 12 hex digits of the model id: the sha256 of the weights' sha256, the
+architecture, bits, input size and channels, class names, preprocessing and encode settings
+(anything that changes the codes); another model or another preprocessing writes its own set.
+The checkpoint is validated before any work (value ranges, preprocessing that matches the
+model's input: README "Checkpoints and ingestion safeguards"); a bad one exits 2 and writes
+nothing.
+
+Re-running is safe at any time, also after a crash or kill: finished files are skipped and every
+frame ends up exactly once. An archive file modified after its shard was written (e.g.
 still being synced when an earlier run read it) is read again and its shard replaced. Always
 point --source at the same archive root (frame ids are paths relative to it) and narrow the run
 with --since instead.
@@ -23,9 +31,13 @@ files_failed, files_ignored (deliberately not ingested, e.g. THEMIS thumbnails),
 written now), frames_per_s (frames / pipeline time, Ray start-up excluded; `seconds` is the
 whole run).
 
+--dry-run reads every file still to do through the readers and preprocessing (as
+`aurorahash check` does) and reports per file what ingestion would do; it encodes and writes
+nothing.
+
 Exit codes: 0 every readable frame was written (quarantined input does not fail the job);
 1 some files could not be processed (re-run to retry them); 2 bad usage or input (missing
---source or --model, bad --since).
+--source or --model, a bad checkpoint, bad --since).
 """
 
 from __future__ import annotations
@@ -82,8 +94,9 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--rows-per-block",
         type=int,
-        default=32,
-        help="frames per block that a read task emits (default 32)",
+        default=None,
+        help="frames per block that a read task emits, and so per encoder call (default and "
+        "at most --batch-size; a block holds one file's frames only)",
     )
     parser.add_argument(
         "--progress-interval",
@@ -100,7 +113,9 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="list and plan only: report how many files would be encoded",
+        help="validate the checkpoint and read every file still to do through the readers "
+        "(as `aurorahash check`): per-file frames and quarantine reasons; encodes and writes "
+        "nothing",
     )
     parser.add_argument(
         "--ray-progress", action="store_true", help="also show Ray Data's own progress bars"
@@ -111,7 +126,7 @@ def run(args) -> dict:
     from pipeline.ingest import IngestConfig, IngestFailed, parse_since, run_ingest
 
     for name in ("batch_size", "rows_per_block"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     for name in ("actors", "encoder_threads", "max_files"):
         v = getattr(args, name)

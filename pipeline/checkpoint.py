@@ -8,8 +8,22 @@ config.json holds what is needed to rebuild and use the model:
     preprocess (the shared preprocessing parameters), normalization (mean/std, also inside the
     weights as buffers), data (dataset, URI, protocol, seed, limit), train (the recipe),
     epochs_done, weights_sha256 (sha256 of model.safetensors as written), format.
-`load_checkpoint` adds config["model_sha256"] (the sha256 of the file it read) and refuses a weights
-file whose hash, tensor names or shapes do not match the config, naming the file.
+`load_checkpoint` adds config["model_sha256"] (the sha256 of the weights file it read) and
+config["model_id"] (`model_id`: what names the codes), and refuses a weights file whose hash,
+tensor names or shapes do not match the config, naming the file.
+
+Validation (`validate_config`, run by `read_config`, so before any weights are read or any work
+is done): config.json is plain JSON that nothing signs, so its numbers are checked against
+documented ranges (LIMITS; README "Checkpoints") and its `preprocess` against the model input
+(preprocess.size == input_size, preprocess.channels == in_channels). A bad config is BadInput
+(the jobs exit 2).
+
+Model id (`model_id`): sha256 of a canonical JSON document holding everything that changes the
+codes a checkpoint produces: the weights' sha256 (normalisation buffers included), the
+architecture and its options, bits, input channels and size, the class names, the normalised
+preprocessing parameters and the encode settings (`pipeline.encoder.ENCODE_SETTINGS`). Ingestion
+names its output after it (OUT/<model_id[:12]>, shard metadata `aurorahash.model`), so a changed
+preprocessing writes a new set of shards instead of mixing incompatible codes under one name.
 
 optimizer.safetensors (resume only) holds the optimiser's per-parameter buffers as
 `state.<param index>.<name>`, the lookahead/EMA copy as `ema.<name>`, and a JSON `meta` entry in
@@ -20,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import posixpath
 
 import torch
@@ -35,6 +50,15 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 OPTIM_FILE = "optimizer.safetensors"
 REQUIRED = ("arch", "bits", "classes", "in_channels", "input_size")
+MODEL_ID_FORMAT = "aurorahash-model-id/1"
+
+# Documented ranges of config.json values (README "Checkpoints"); inclusive.
+LIMITS = {
+    "bits": (1, 4096),  # the hash layer (build_model, train --bits)
+    "classes": (2, 32767),  # class names; `pred` is int16
+    "input_size": (16, 1024),  # px, square model input (= preprocess.size)
+}
+IN_CHANNELS = (1, 3)  # grey or RGB (= preprocess.channels)
 
 
 def _join(d: str, name: str) -> str:
@@ -89,7 +113,128 @@ def read_config(model_dir: str, storage_options: dict | None = None) -> dict:
     missing = [k for k in REQUIRED if k not in cfg]
     if missing:
         raise BadInput(f"{uri}: checkpoint config lacks {missing}")
+    validate_config(cfg, uri)
     return cfg
+
+
+def _int_in(cfg: dict, key: str, lo: int, hi: int, where: str) -> int:
+    v = cfg.get(key)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise BadInput(f"{where}: {key} must be an integer, not {v!r}")
+    if not lo <= v <= hi:
+        raise BadInput(f"{where}: {key} = {v} is outside the supported range {lo}..{hi}")
+    return v
+
+
+def _preprocess_config(pre, where: str):
+    from pipeline.preprocess import PreprocessConfig
+
+    if not isinstance(pre, dict):
+        raise BadInput(f"{where}: preprocess must be a JSON object, not {type(pre).__name__}")
+    try:
+        pc = PreprocessConfig.from_dict(pre)
+    except BadInput as exc:
+        raise BadInput(f"{where}: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadInput(f"{where}: bad preprocess settings: {exc}") from None
+    numbers = {
+        "mean": pc.mean,
+        "std": pc.std,
+        "stretch_scale": (pc.stretch_scale,),
+        "mask_radius": (pc.mask_radius,),
+        "background_percentile": (pc.background_percentile,),
+        "white_percentile": (pc.white_percentile,),
+    }
+    for name in ("background", "white"):
+        v = getattr(pc, name)
+        if isinstance(v, bool):
+            raise BadInput(f"{where}: preprocess {name} must be 'auto', a number or null")
+        if isinstance(v, int | float):
+            numbers[name] = (v,)
+    for name, vals in numbers.items():
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in vals):
+            raise BadInput(f"{where}: preprocess {name} must be finite numbers, not {vals!r}")
+    for name in ("background_percentile", "white_percentile"):
+        if not 0 <= getattr(pc, name) <= 100:
+            raise BadInput(f"{where}: preprocess {name} must be in [0, 100]")
+    return pc
+
+
+def validate_config(cfg: dict, where: str = CONFIG_FILE, require_preprocess: bool = False) -> None:
+    """Refuse (BadInput) a config whose values are outside LIMITS or whose preprocessing does not
+    produce the model's input. Only checks; changes nothing."""
+    from pipeline.model import ARCHS
+
+    if cfg.get("arch") not in ARCHS:
+        raise BadInput(f"{where}: arch {cfg.get('arch')!r} is not one of {ARCHS}")
+    _int_in(cfg, "bits", *LIMITS["bits"], where)
+    size = _int_in(cfg, "input_size", *LIMITS["input_size"], where)
+    ch = cfg.get("in_channels")
+    if isinstance(ch, bool) or ch not in IN_CHANNELS:
+        raise BadInput(f"{where}: in_channels must be one of {IN_CHANNELS}, not {ch!r}")
+    classes = cfg.get("classes")
+    lo, hi = LIMITS["classes"]
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise BadInput(f"{where}: classes must be a list of class names")
+    if not lo <= len(classes) <= hi or len(set(classes)) != len(classes):
+        raise BadInput(f"{where}: classes must be {lo}..{hi} distinct names, not {len(classes)}")
+    opts = cfg.get("model_options")
+    if opts is not None and not isinstance(opts, dict):
+        raise BadInput(f"{where}: model_options must be a JSON object")
+    pre = cfg.get("preprocess")
+    if pre is None:
+        if require_preprocess:
+            raise BadInput(f"{where}: config lacks 'preprocess' (ingestion needs it)")
+        return
+    pc = _preprocess_config(pre, where)
+    if pc.size != size or pc.channels != ch:
+        raise BadInput(
+            f"{where}: preprocess gives {pc.channels} x {pc.size} x {pc.size} inputs, the model "
+            f"takes {ch} x {size} x {size} (in_channels, input_size): they must agree"
+        )
+
+
+def _canonical_preprocess(pre: dict) -> dict:
+    """Preprocess settings with defaults filled in and numbers as floats (5 == 5.0)."""
+    from pipeline.preprocess import PreprocessConfig
+
+    d = PreprocessConfig.from_dict(dict(pre)).to_dict()
+    out = {}
+    for k, v in d.items():
+        if k in ("size", "channels") or isinstance(v, bool) or v is None or isinstance(v, str):
+            out[k] = v
+        elif isinstance(v, list | tuple):
+            out[k] = [float(x) for x in v]
+        else:
+            out[k] = float(v)
+    return out
+
+
+def model_id(cfg: dict, weights_sha256: str | None = None) -> str:
+    """The id of the codes this checkpoint produces (64 hex digits, deterministic): sha256 of
+    the canonical JSON of the weights' sha256, arch, model_options, bits, in_channels,
+    input_size, classes, the canonical preprocess settings and the encode settings."""
+    from pipeline.encoder import ENCODE_SETTINGS
+
+    sha = weights_sha256 or cfg.get("model_sha256") or cfg.get("weights_sha256")
+    if not sha:
+        raise BadInput("model id: no sha256 of the weights")
+    opts = {k: v for k, v in (cfg.get("model_options") or {}).items() if v is not None}
+    pre = cfg.get("preprocess")
+    doc = {
+        "format": MODEL_ID_FORMAT,
+        "weights_sha256": str(sha),
+        "arch": cfg["arch"],
+        "model_options": opts,
+        "bits": int(cfg["bits"]),
+        "in_channels": int(cfg["in_channels"]),
+        "input_size": int(cfg["input_size"]),
+        "classes": list(cfg["classes"]),
+        "preprocess": None if pre is None else _canonical_preprocess(pre),
+        "encode": ENCODE_SETTINGS,
+    }
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _read_safetensors(uri: str, storage_options, expect_sha: str | None, what: str):
@@ -157,6 +302,7 @@ def load_checkpoint(model_dir: str, device: str = "cpu", storage_options: dict |
     model.to(device).eval()
     cfg = dict(cfg)
     cfg["model_sha256"] = sha
+    cfg["model_id"] = model_id(cfg, sha)
     return model, cfg
 
 

@@ -34,6 +34,16 @@ MODEL_FILE_LIMIT = 4 << 30  # bytes per checkpoint file we are willing to load
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors")  # DESIGN.md: safetensors beside JSON
 
+# How `HashEncoder` turns model outputs into codes. Part of the model id
+# (`pipeline.checkpoint.model_id`): change anything here that changes the codes (a threshold, test-
+# time augmentation, the packing) and say so in this dict, so that the new codes get a new id.
+ENCODE_SETTINGS = {
+    "input": "preprocess(frame) as float32 (C, S, S), one forward pass in eval mode",
+    "tta": "none",
+    "bit": "h > 0",
+    "layout": "1",  # pipeline.store.LAYOUT: little-endian uint64 words, bit j -> word j // 64
+}
+
 
 def read_model_files(model_uri: str, storage_options: dict | None = None) -> dict[str, bytes]:
     """The checkpoint files that inference needs (local or s3:// directory), as bytes."""

@@ -2,12 +2,15 @@
 
     plan:    list the archive (fsspec), apply --since, list this model's shards once and skip
              every archive file that already has one (unless the file is newer than its shard)
-    read:    one Ray read task per archive file (pipeline.datasource): frames -> preprocess
-    encode:  map_batches(HashEncoder, compute=ActorPoolStrategy): num_gpus=1 per actor when the
-             cluster has GPUs, CPU actors otherwise
+    read:    one Ray read task per archive file (pipeline.datasource): frames -> preprocess,
+             in blocks of batch_size frames; smallest files first (`read_order`)
+    encode:  map_batches(HashEncoder, compute=ActorPoolStrategy), one block (one file's rows)
+             per call: num_gpus=1 per actor when the cluster has GPUs, CPU actors otherwise
     commit:  the driver streams the encoded rows back (iter_batches), groups them by archive
              file and, once all rows of a file have arrived (its read task sends the row count
              last), writes its quarantine record (if any) and then its shard, each atomically
+             (what bounds the delay from a file's last encoded frame to its commit: the
+             `_run_pipeline` docstring, "Commit delay")
 
 Changed archive files: a file modified after its shard was written (listing times, no extra
 request per file) is read again and its shard replaced atomically: an archive still being
@@ -36,12 +39,14 @@ import posixpath
 import re
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pipeline import catalogue, storage, store
 from pipeline.datasource import ArchiveDatasource, FileTask
 from pipeline.errors import BadInput
+from pipeline.messages import clean_text, one_line
 
 log = logging.getLogger("aurorahash.ingest")
 
@@ -65,12 +70,16 @@ class IngestConfig:
     s3_endpoint: str | None = None
     actors: int | None = None  # encoder actors (default: GPUs, else a share of the CPUs)
     encoder_threads: int | None = None  # torch threads per CPU actor (default: its num_cpus)
-    rows_per_block: int = 32  # rows per read block
+    rows_per_block: int | None = None  # rows per read block = per encoder call (batch_size)
+    read_cpus: float = 0.5  # CPU slots per read task: two reads share a core, so one slow read
+    # (a huge file, slow storage) leaves the other slot reading the rest
     commit_threads: int = 8  # shard/quarantine writes in flight
     progress_interval: float = 5.0  # seconds between progress lines
     dry_run: bool = False
     ray_progress_bars: bool = False
     max_files: int | None = None  # take only the first N files still to do (testing, staging)
+    quarantine_per_file: int = 100  # records listed per file; the rest summed up in one record
+    check_workers: int = 2  # dry run: files read at once
 
 
 # ---------------------------------------------------------------------------------- options
@@ -134,18 +143,22 @@ def _mtime_date(uri: str, storage_options: dict) -> _dt.date | None:
 class ModelInfo:
     files: dict
     config: dict
-    sha: str
+    id: str  # pipeline.checkpoint.model_id: weights + preprocessing + encode settings
+    weights_sha: str
     nbits: int
     classes: list
     preprocess: dict
 
     @property
     def meta(self) -> store.ShardMeta:
-        return store.ShardMeta(nbits=self.nbits, model=self.sha, classes=self.classes)
+        return store.ShardMeta(nbits=self.nbits, model=self.id, classes=self.classes)
 
 
 def load_model_info(model_uri: str, storage_options: dict | None = None) -> ModelInfo:
-    """Read and validate the checkpoint on the driver (bad or missing -> BadInput, exit 2)."""
+    """Read and validate the checkpoint on the driver, before any work (bad or missing ->
+    BadInput, exit 2): config values in range, preprocessing that gives the model's input
+    (`pipeline.checkpoint.validate_config`), weights that match the config."""
+    from pipeline.checkpoint import REQUIRED, model_id, validate_config
     from pipeline.encoder import load_model, read_model_files
 
     try:
@@ -153,27 +166,27 @@ def load_model_info(model_uri: str, storage_options: dict | None = None) -> Mode
     except FileNotFoundError:
         raise BadInput(f"--model {model_uri}: no such checkpoint directory") from None
     try:
+        raw = json.loads(files["config.json"])
+    except (ValueError, UnicodeDecodeError):
+        raw = None  # load_model names the problem
+    where = f"--model {model_uri}: config.json"
+    if isinstance(raw, dict) and all(k in raw for k in REQUIRED):  # before the weights are parsed
+        validate_config(raw, where, require_preprocess=True)
+    try:
         _, config = load_model(files, "cpu")
-    except BadInput:
-        raise
+    except BadInput as exc:
+        raise BadInput(f"--model {model_uri}: {exc}") from None
     except FileNotFoundError as exc:
         raise BadInput(f"--model {model_uri}: incomplete checkpoint ({exc})") from None
     except Exception as exc:
-        what = f"{type(exc).__name__}: {exc}"
-        raise BadInput(f"--model {model_uri}: unusable checkpoint ({what})") from None
-    sha = config.get("model_sha256")
-    if not sha:
-        weights = files.get("model.safetensors")
-        if weights is None:
-            raise BadInput(f"--model {model_uri}: no model_sha256 and no model.safetensors")
-        sha = hashlib.sha256(weights).hexdigest()
-    for key in ("bits", "classes", "preprocess"):
-        if not config.get(key):
-            raise BadInput(f"--model {model_uri}: config lacks {key!r} (ingest needs it)")
+        raise BadInput(f"--model {model_uri}: unusable checkpoint ({one_line(exc)})") from None
+    validate_config(config, where, require_preprocess=True)
+    sha = config.get("model_sha256") or hashlib.sha256(files["model.safetensors"]).hexdigest()
     return ModelInfo(
         files=files,
         config=config,
-        sha=str(sha),
+        id=config.get("model_id") or model_id(config, sha),
+        weights_sha=str(sha),
         nbits=int(config["bits"]),
         classes=list(config["classes"]),
         preprocess=dict(config["preprocess"]),
@@ -192,49 +205,69 @@ class Plan:
     not_since: int = 0
     ignored: int = 0  # known from an earlier run to be skipped on purpose
     changed: set = field(default_factory=set)  # relpaths re-encoded: the source is newer
+    sizes: dict = field(default_factory=dict)  # uri -> bytes (listing), to read small files first
 
 
-def plan_files(cfg: IngestConfig, model_sha: str, src_opts: dict, out_opts: dict) -> Plan:
-    from pipeline.readers import list_archive
+@dataclass
+class Listing:
+    files: dict  # uri -> modification time (or None), after --since and --out exclusion
+    root: str  # the archive root: frame ids and shard names are paths relative to it
+    not_since: int = 0
+    sizes: dict = field(default_factory=dict)  # uri -> size in bytes (or None), same listing
 
-    for what, uri in (("--source", cfg.source), ("--out", cfg.out)):
-        if "://" in uri and not uri.split("://", 1)[1].strip("/"):
+
+def list_source(
+    source: str, since: _dt.date | None, src_opts: dict, out: str | None = None, out_opts=None
+) -> Listing:
+    """The archive files under `source` that a run would consider (reads nothing else)."""
+    from pipeline.readers import format_of
+
+    for what, uri in (("--source", source), ("--out", out)):
+        if uri and "://" in uri and not uri.split("://", 1)[1].strip("/"):
             raise BadInput(f"{what} {uri}: names no bucket or folder")
-    fs, src_path, _ = storage.split_uri(cfg.source, src_opts)
+    fs, src_path, _ = storage.split_uri(source, src_opts)
     if not fs.exists(src_path):
-        raise BadInput(f"--source {cfg.source}: not found")
-    src_mtimes = list_archive(cfg.source, storage_options=src_opts, detail=True)
-    files = list(src_mtimes)
-    root = cfg.source if fs.isdir(src_path) else posixpath.dirname(cfg.source.rstrip("/"))
+        raise BadInput(f"--source {source}: not found")
+    # pipeline.readers.list_archive's listing (the same storage call and filter; a test keeps
+    # the two equal), with the sizes that the same single listing gives (to read small first)
+    entries = storage.list_entries(source, src_opts, keep=lambda f: format_of(f) is not None)
+    files = list(entries)
+    root = source if fs.isdir(src_path) else posixpath.dirname(source.rstrip("/"))
 
-    # Never ingest our own output when --out lies inside --source.
-    _, out_path, out_proto = storage.split_uri(cfg.out, out_opts)
-    out_full = storage.join_uri(out_proto, out_path).rstrip("/") + "/"
-    files = [f for f in files if not f.startswith(out_full)]
+    if out:  # never ingest our own output when --out lies inside --source
+        _, out_path, out_proto = storage.split_uri(out, out_opts or {})
+        out_full = storage.join_uri(out_proto, out_path).rstrip("/") + "/"
+        files = [f for f in files if not f.startswith(out_full)]
 
     not_since = 0
-    if cfg.since is not None:
+    if since is not None:
         kept = []
         for f in files:
             d = date_from_name(f) or _mtime_date(f, src_opts)
-            if d is not None and d < cfg.since:
+            if d is not None and d < since:
                 not_since += 1
                 continue
             kept.append(f)
         files = kept
+    return Listing(
+        {f: entries[f][0] for f in files}, root, not_since, {f: entries[f][1] for f in files}
+    )
 
-    prefix = store.model_prefix(cfg.out, model_sha)
+
+def plan_files(cfg: IngestConfig, model_id: str, src_opts: dict, out_opts: dict) -> Plan:
+    listing = list_source(cfg.source, cfg.since, src_opts, cfg.out, out_opts)
+    prefix = store.model_prefix(cfg.out, model_id)
     done = catalogue.committed_files(prefix, out_opts)  # relpath -> its shard's mtime
-    ignored_prefix = store.ignored_uri(cfg.out, "x", model_sha)[: -len("/x.json")]
+    ignored_prefix = store.ignored_uri(cfg.out, "x", model_id)[: -len("/x.json")]
     ignored = set()
     for m in _list_quiet(ignored_prefix, out_opts):
         if m.endswith(".json") and m.startswith(ignored_prefix + "/"):
             ignored.add(m[len(ignored_prefix) + 1 : -len(".json")])
     todo, skipped, n_ignored, changed = [], 0, 0, set()
-    for f in files:
-        rel = storage.relative_path(f, root)
+    for f, mtime in listing.files.items():
+        rel = storage.relative_path(f, listing.root)
         if rel in done:
-            if not _newer(src_mtimes[f], done[rel]):
+            if not _newer(mtime, done[rel]):
                 skipped += 1
                 continue
             changed.add(rel)
@@ -243,11 +276,12 @@ def plan_files(cfg: IngestConfig, model_sha: str, src_opts: dict, out_opts: dict
             continue
         todo.append(FileTask(uri=f, rel=rel))
     return Plan(
+        sizes={t.uri: listing.sizes.get(t.uri) for t in todo},
         todo=todo,
-        seen=len(files),
+        seen=len(listing.files),
         skipped=skipped,
         prefix=prefix,
-        not_since=not_since,
+        not_since=listing.not_since,
         ignored=n_ignored,
         changed=changed,
     )
@@ -274,8 +308,13 @@ def _list_quiet(uri: str, opts: dict) -> list[str]:
 @dataclass
 class _FileState:
     task: FileTask
-    rows: dict = field(default_factory=dict)  # seq -> row dict
+    rows: dict = field(default_factory=dict)  # seq -> row dict; None: a problem past the cap
     expected: int | None = None
+    problems_kept: int = 0  # "error" rows kept whole (at most cfg.quarantine_per_file)
+    more: Counter = field(default_factory=Counter)  # reason -> count, of the rows not kept
+
+
+_MORE_REASONS = 1000  # distinct reasons counted per file for the summary record; then "(other)"
 
 
 def _utcnow() -> str:
@@ -325,8 +364,17 @@ class Committer:
                 st.expected = cols["expected"][i]
             else:
                 seq = cols["seq"][i]
-                if seq not in st.rows:
+                if seq in st.rows:
+                    pass
+                elif kind == "error" and st.problems_kept >= self.cfg.quarantine_per_file:
+                    st.rows[seq] = None  # counted exactly, kept as one summary record
+                    reason = clean_text(cols["reason"][i] or kind, 200)
+                    if reason not in st.more and len(st.more) >= _MORE_REASONS:
+                        reason = "(other)"
+                    st.more[reason] += 1
+                else:
                     st.rows[seq] = {k: cols[k][i] for k in cols}
+                    st.problems_kept += kind == "error"
                     if kind == "frame":
                         self.frames_seen += 1
                         self.costs["model_s"] += cols["cost"][i] or 0.0
@@ -347,14 +395,15 @@ class Committer:
             pass
 
     def _dispatch(self, st: _FileState) -> None:
-        kinds = {r["kind"] for r in st.rows.values()}
+        rows = [r for r in st.rows.values() if r is not None]
+        kinds = {r["kind"] for r in rows}
         if "skip" in kinds:
-            reason = next(r["reason"] for r in st.rows.values() if r["kind"] == "skip")
+            reason = next(r["reason"] for r in rows if r["kind"] == "skip")
             log.info("not ingested: %s (%s)", st.task.uri, reason)
             self.futures.append(self.pool.submit(self._mark_ignored, st, reason))
             return
         if "fail" in kinds:
-            reason = next(r["reason"] for r in st.rows.values() if r["kind"] == "fail")
+            reason = next(r["reason"] for r in rows if r["kind"] == "fail")
             self._fail(st.task.uri, reason)
             return
         self.futures.append(self.pool.submit(self._commit, st))
@@ -376,14 +425,15 @@ class Committer:
         log.warning("failed: %s: %s", uri, reason)
         with self.lock:
             self.counts["failed"] += 1
-            self.failed[uri] = reason
+            self.failed[uri] = clean_text(reason or "failed")
 
     def _commit(self, st: _FileState) -> None:
         t0 = time.perf_counter()
         try:
             n_frames, n_q, corrupt = self._write(st)
         except Exception as exc:
-            self._fail(st.task.uri, f"commit failed: {type(exc).__name__}: {exc}")
+            log.debug("commit of %s failed", st.task.uri, exc_info=True)
+            self._fail(st.task.uri, f"commit failed: {one_line(exc)}")
             return
         with self.lock:
             self.counts["done"] += 1
@@ -396,7 +446,7 @@ class Committer:
 
     def _write(self, st: _FileState) -> tuple[int, int, bool]:
         rel, uri = st.task.rel, st.task.uri
-        rows = [st.rows[s] for s in sorted(st.rows)]
+        rows = [st.rows[s] for s in sorted(st.rows) if st.rows[s] is not None]
         problems, frames, seen_idx = [], [], set()
         corrupt = False
         for r in rows:
@@ -410,25 +460,11 @@ class Committer:
                 corrupt = corrupt or r["kind"] == "corrupt"
                 frame = None if r["kind"] == "corrupt" or r["frame"] < 0 else r["frame"]
                 problems.append((frame, r["reason"] or r["kind"]))
-        if problems:
-            now = _utcnow()
-            lines = [
-                json.dumps(
-                    {
-                        "file": uri,
-                        "rel": rel,
-                        "frame": f,
-                        "reason": reason,
-                        "time": now,
-                        "model": self.meta.model12,
-                    },
-                    sort_keys=True,
-                )
-                for f, reason in problems
-            ]
+        n_problems = len(problems) + sum(st.more.values())
+        if n_problems:
             storage.atomic_write_bytes(
                 store.quarantine_uri(self.cfg.out, rel, self.meta.model),
-                ("\n".join(lines) + "\n").encode(),
+                self._quarantine_lines(st, problems),
                 self.out_opts,
             )
         import numpy as np
@@ -456,11 +492,41 @@ class Committer:
         store.write_shard(
             store.shard_uri(self.cfg.out, rel, self.meta.model), columns, self.meta, self.out_opts
         )
-        if not problems and rel in self.plan.changed:  # an earlier read's problems are gone
+        if not n_problems and rel in self.plan.changed:  # an earlier read's problems are gone
             storage.remove_if_exists(
                 store.quarantine_uri(self.cfg.out, rel, self.meta.model), self.out_opts
             )
-        return len(frames), len(problems), corrupt
+        return len(frames), n_problems, corrupt
+
+    def _quarantine_lines(self, st: _FileState, problems: list) -> bytes:
+        """One JSON line per problem, at most `quarantine_per_file`; the rest (problems past the
+        cap, whether dropped on arrival or found at commit) summed up in one last record:
+        frame null, `more` = their exact count, `reasons` = {reason: count}."""
+        cap = max(0, self.cfg.quarantine_per_file)
+        base = {"file": st.task.uri, "rel": st.task.rel, "time": _utcnow()}
+        base["model"] = self.meta.model12
+        lines = [
+            json.dumps({**base, "frame": f, "reason": reason}, sort_keys=True)
+            for f, reason in problems[:cap]
+        ]
+        more = Counter(st.more)
+        for _, reason in problems[cap:]:
+            more[clean_text(reason, 200)] += 1
+        if more:
+            n = sum(more.values())
+            top = dict(more.most_common(20))
+            if len(more) > len(top):
+                top["(other reasons)"] = n - sum(top.values())
+            rec = {
+                **base,
+                "frame": None,
+                "reason": f"{n} more problems in this file, not listed one by one (the first "
+                f"{cap} are above)",
+                "more": n,
+                "reasons": top,
+            }
+            lines.append(json.dumps(rec, sort_keys=True))
+        return ("\n".join(lines) + "\n").encode()
 
     def start_progress(self) -> None:
         """Progress lines also while nothing arrives (actor start-up, a node being replaced)."""
@@ -540,34 +606,69 @@ def _actor_plan(cfg: IngestConfig) -> tuple[int, int, float, int | None]:
     return n, 0, 1.0, threads
 
 
+def read_order(plan: Plan) -> list[FileTask]:
+    """The files in the order their read tasks start: smallest first (listing sizes; unknown
+    sizes last), then by path. Ray Data starts read tasks in this order and the encoders take
+    blocks first in, first out, so a huge file read early would put all its rows ahead of the
+    files after it; read last, it delays none of them."""
+    big = float("inf")
+    return sorted(plan.todo, key=lambda t: (plan.sizes.get(t.uri) or big, t.uri))
+
+
 def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, committer):
+    """Read -> encode -> commit, with no file's rows waiting for another file's.
+
+    Commit delay. Every encoder call gets exactly one block of one read task: the rows of one
+    file, at most `batch_size` of them (map_batches(batch_size=None) over blocks of that size).
+    So after a file's last frame is encoded, its rows (the "end" row travels in the same or the
+    next block of that file) reach the driver when that one call returns; the driver groups them
+    (`Committer.consume`, milliseconds a block, at most 2 blocks prefetched ahead) and hands the
+    file to the commit pool, where the delay is the shard writes queued before it,
+    `commit_threads` at a time, plus its own write. Nothing in that path waits for another
+    file's reading or encoding.
+
+    Why a big file held back the rest (146 s without a shard): read tasks asked for the same
+    resources as the encoder actors (num_cpus=1), so Ray Data fused each read into an actor
+    call ("ReadArchiveRead->MapBatches(HashEncoder)"): one call read and encoded a whole file,
+    its output one block at the end, and the calls of the other files queued behind it on the
+    actor. Now read tasks take `read_cpus` (0.5: two reads per core, which also keeps one slow
+    read from holding the only read slot of a small cluster); they must not ask for the same
+    resources as the actors, or the fusion comes back. Also: without batch_size=None, Ray Data
+    bundles rows of several files into one call and holds a finished file's last rows until
+    `batch_size` rows of other files arrive; and files are read smallest first (`read_order`).
+    Not bounded: encoders take blocks first in, first out, so rows queued by a file read earlier
+    delay the files behind them: a file small in bytes but with very many frames (say a gzip of
+    identical frames) is read early, and a file read in the other slot while a bigger file
+    starts can queue behind part of its rows.
+    """
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
-    from pipeline.encoder import HashEncoder
+    from pipeline.encoder import HashEncoder, input_shape
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = cfg.ray_progress_bars
     ctx.print_on_execution_start = cfg.ray_progress_bars
 
     actors, num_gpus, num_cpus, threads = _actor_plan(cfg)
+    rows = min(cfg.rows_per_block or cfg.batch_size, cfg.batch_size)
     log.info(
         "ingest: %d files to encode with %d %s actor(s)%s, batch %d",
         len(plan.todo),
         actors,
         "GPU" if num_gpus else "CPU",
         "" if num_gpus else f" of {threads} torch threads",
-        cfg.batch_size,
+        rows,
     )
     files_ref = ray.put(model.files)
-    source = ArchiveDatasource(plan.todo, model.preprocess, src_opts, cfg.rows_per_block)
-    # Read tasks keep Ray's default retries for system failures (a lost node); reading errors
-    # never raise out of a task (they become "fail" rows), so application retries are moot.
-    # override_num_blocks = one per file: otherwise Ray Data splits each task's output into
-    # many tiny blocks to reach its default parallelism, which costs per-block overhead.
-    ds = ray.data.read_datasource(source, num_cpus=1, override_num_blocks=len(plan.todo))
-    ds = ds.map_batches(
-        HashEncoder,
+    source = ArchiveDatasource(read_order(plan), model.preprocess, src_opts, rows)
+    # Blocks as the read task yields them (`rows` frames): Ray Data merges yielded tables into
+    # blocks of up to target_max_block_size (128 MiB by default), so set it to one table's
+    # pixel bytes; a table is a little larger (other columns) and leaves as one block.
+    c, h, w = input_shape(model.config)
+    old_block_size = ctx.target_max_block_size
+    ctx.target_max_block_size = max(1, rows * 4 * c * h * w)
+    encode_args = dict(
         fn_constructor_kwargs={
             # nested in a tuple: the actor fetches it itself, so a restarted actor (lost node)
             # re-fetches from the driver-owned object instead of failing on a lost argument
@@ -575,16 +676,57 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, com
             "threads": threads,
         },
         compute=ActorPoolStrategy(min_size=1, max_size=actors),
-        batch_size=cfg.batch_size,
+        batch_size=None,  # one block (one file's rows) per call: no bundling across files
         batch_format="pyarrow",
         num_cpus=num_cpus,
         num_gpus=num_gpus,
     )
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
-        committer.consume(batch)
+    try:
+        # Read tasks keep Ray's default retries for system failures (a lost node); reading
+        # errors never raise out of a task (they become "fail" rows), so application retries
+        # are moot. override_num_blocks = one read task per file.
+        read_cpus = cfg.read_cpus
+        if not num_gpus and read_cpus == num_cpus:  # the same resources would fuse them
+            read_cpus = num_cpus / 2
+        ds = ray.data.read_datasource(
+            source, num_cpus=read_cpus, override_num_blocks=len(plan.todo)
+        )
+        # map_batches refuses batch_size=None with GPUs (a guard for users); the internal entry
+        # takes it, and our blocks are already `batch_size` rows
+        mapper = getattr(ds, "map_batches_internal", None) if num_gpus else None
+        if mapper is None:
+            mapper = ds.map_batches
+            if num_gpus:
+                encode_args["batch_size"] = rows
+        ds = mapper(HashEncoder, **encode_args)
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
+            committer.consume(batch)
+    finally:
+        ctx.target_max_block_size = old_block_size
 
 
 # -------------------------------------------------------------------------------------- job
+
+
+def _dry_run(cfg: IngestConfig) -> dict:
+    """--dry-run: validate the checkpoint, plan, and read every file still to do through the
+    readers and preprocessing, as `aurorahash check` does; nothing is encoded or written."""
+    from pipeline.vet import CheckConfig, CheckFailed, check_archive
+
+    ccfg = CheckConfig(
+        source=cfg.source,
+        model=cfg.model,
+        out=cfg.out,
+        since=cfg.since,
+        s3_endpoint=cfg.s3_endpoint,
+        workers=cfg.check_workers,
+        max_files=cfg.max_files,
+        progress_interval=cfg.progress_interval,
+    )
+    try:
+        return check_archive(ccfg)
+    except CheckFailed as exc:
+        raise IngestFailed(str(exc), exc.summary) from None
 
 
 def run_ingest(cfg: IngestConfig) -> dict:
@@ -594,12 +736,16 @@ def run_ingest(cfg: IngestConfig) -> dict:
         raise BadInput("--batch-size must be at least 1")
     if cfg.actors is not None and cfg.actors < 1:
         raise BadInput("--actors must be at least 1")
+    if not 0 < cfg.read_cpus <= 64:
+        raise BadInput("read_cpus must be in (0, 64]")
+    if cfg.dry_run:
+        return _dry_run(cfg)
     src_opts = storage_options_for(cfg.source, cfg.s3_endpoint)
     out_opts = storage_options_for(cfg.out, cfg.s3_endpoint)
     model_opts = storage_options_for(cfg.model, cfg.s3_endpoint)
 
     model = load_model_info(cfg.model, model_opts)
-    plan = plan_files(cfg, model.sha, src_opts, out_opts)
+    plan = plan_files(cfg, model.id, src_opts, out_opts)
     if cfg.max_files is not None:
         plan.todo = plan.todo[: cfg.max_files]
     log.info(
@@ -609,7 +755,7 @@ def run_ingest(cfg: IngestConfig) -> dict:
         cfg.source,
         plan.not_since,
         plan.skipped,
-        model.sha[:12],
+        model.id[:12],
         len(plan.todo),
         len(plan.changed),
     )
@@ -626,14 +772,9 @@ def run_ingest(cfg: IngestConfig) -> dict:
         "frames_per_s": 0.0,
         "seconds": 0.0,
         "pipeline_seconds": 0.0,
-        "model": model.sha[:12],
+        "model": model.id[:12],
         "out": plan.prefix,
     }
-    if cfg.dry_run:
-        summary["dry_run"] = True
-        summary["files_todo"] = len(plan.todo)
-        summary["seconds"] = round(time.monotonic() - t_start, 3)
-        return summary
     if not plan.todo:
         summary["seconds"] = round(time.monotonic() - t_start, 3)
         return summary
@@ -647,8 +788,8 @@ def run_ingest(cfg: IngestConfig) -> dict:
     try:
         _run_pipeline(cfg, plan, model, src_opts, committer)
     except Exception as exc:  # the pipeline broke: keep what was committed, report the rest
-        log.error("pipeline failed: %s: %s", type(exc).__name__, exc)
-        error = f"{type(exc).__name__}: {exc}"
+        log.error("pipeline failed", exc_info=True)  # the whole traceback: stderr only
+        error = f"pipeline failed: {one_line(exc)}"  # the summary: one clean line
     finally:
         committer.finish()
         if started:

@@ -14,8 +14,9 @@ Layout of a dataset written by `aurorahash ingest --out OUT`:
     OUT/_quarantine/<model12>/<archive relative path>.jsonl   problems met in that file
     OUT/_ignored/<model12>/<archive relative path>.json       files readers skip on purpose
 
-`<model12>` is the first 12 hex digits of the checkpoint's sha256, so a different model writes its
-own set of shards next to the first. The shard path mirrors the archive file's path relative to
+`<model12>` is the first 12 hex digits of the model id (`pipeline.checkpoint.model_id`: weights,
+preprocessing and encode settings), so a different model writes its own set of shards next to
+the first. The shard path mirrors the archive file's path relative to
 `--source` (plus `.parquet`), which makes it deterministic, collision-free and readable; a re-run
 finds it by name. Readers ignore every path component that starts with `_` or `.` (temporary
 files, quarantine).

@@ -33,7 +33,10 @@ def ray_local():
     if ray.is_initialized():  # another module's instance left running: start clean
         ray.shutdown()
     os.environ.update(worker_env())  # the local raylet and its workers inherit it
+    # address="local": a new instance of our own, even while another Ray runs on this machine
+    # (without it ray.init() joins that one and refuses num_cpus)
     ray.init(
+        address="local",
         num_cpus=2,
         num_gpus=0,
         object_store_memory=150 * 1024 * 1024,

@@ -7,7 +7,13 @@ import pickle
 import pytest
 import torch
 
-from pipeline.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
+from pipeline.checkpoint import (
+    LIMITS,
+    load_checkpoint,
+    load_optimizer_state,
+    model_id,
+    save_checkpoint,
+)
 from pipeline.errors import BadInput
 from pipeline.model import build_model
 
@@ -30,7 +36,7 @@ def _cfg(arch="compact", bits=16, classes=("a", "b", "c"), size=32, ch=3):
         "in_channels": ch,
         "input_size": size,
         "model_options": {},
-        "preprocess": {"size": size},
+        "preprocess": {"size": size, "channels": ch},
         "data": {"dataset": "test", "seed": 0},
     }
 
@@ -123,7 +129,11 @@ def test_missing_and_bad_config(tmp_path, saved):
         load_checkpoint(d)
     cfg = _cfg(arch="resnet")
     _write(os.path.join(d, "config.json"), json.dumps(cfg))
-    with pytest.raises(BadInput, match="buildable"):
+    with pytest.raises(BadInput, match="arch 'resnet' is not one of"):
+        load_checkpoint(d)
+    cfg = _cfg(arch="alexnet")  # in range, but alexnet needs 63 px or more
+    _write(os.path.join(d, "config.json"), json.dumps(cfg))
+    with pytest.raises(BadInput, match="buildable.*63 px"):
         load_checkpoint(d)
 
 
@@ -132,3 +142,80 @@ def test_missing_weights_file(saved):
     os.remove(os.path.join(d, "model.safetensors"))
     with pytest.raises(BadInput, match="model.safetensors"):
         load_checkpoint(d)
+
+
+def _tamper(d, **changes):
+    cp = os.path.join(d, "config.json")
+    cfg = json.loads(_read(cp, "r"))
+    for k, v in changes.items():
+        if k.startswith("pre_"):
+            cfg["preprocess"][k[4:]] = v
+        else:
+            cfg[k] = v
+    _write(cp, json.dumps(cfg))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        # the report of issue 12: both sizes 10^6 agree with each other, but not with any range
+        (dict(input_size=10**6, pre_size=10**6), "input_size = 1000000 is outside .*16..1024"),
+        (dict(input_size=64), "preprocess gives 3 x 32 x 32 inputs, the model takes 3 x 64"),
+        (dict(pre_size=64), "preprocess gives 3 x 64 x 64 inputs, the model takes 3 x 32"),
+        (dict(pre_channels=1), "preprocess gives 1 x 32 x 32"),
+        (dict(bits=0), "bits = 0 is outside"),
+        (dict(bits=5000), "bits = 5000 is outside"),
+        (dict(bits="16"), "bits must be an integer"),
+        (dict(bits=True), "bits must be an integer"),
+        (dict(input_size=32.0), "input_size must be an integer"),
+        (dict(in_channels=2), "in_channels must be one of"),
+        (dict(classes=["a"]), "classes must be 2..32767 distinct names"),
+        (dict(classes=["a", "a", "b"]), "distinct"),
+        (dict(classes="abc"), "list of class names"),
+        (dict(pre_mean=[float("nan")]), "finite"),
+        (dict(pre_white_percentile=150), r"white_percentile must be in \[0, 100\]"),
+        (dict(pre_size="big"), "preprocess size"),
+        (dict(pre_bogus=1), "unknown preprocess settings: bogus"),
+        (dict(preprocess=[1, 2]), "preprocess must be a JSON object"),
+        (dict(arch="resnet"), "arch 'resnet' is not one of"),
+    ],
+)
+def test_tampered_config_is_refused_before_the_weights(saved, changes, message):
+    d, _ = saved
+    _tamper(d, **changes)
+    with pytest.raises(BadInput, match=message):
+        load_checkpoint(d)
+
+
+def test_limits_are_the_documented_ones():
+    readme = _read(os.path.join(os.path.dirname(__file__), "..", "README.md"), "r")
+    for key, (lo, hi) in LIMITS.items():
+        assert f"`{key}` {lo}..{hi}" in readme, key
+
+
+def test_model_id_covers_weights_preprocessing_and_settings(saved, tmp_path):
+    d, m = saved
+    _, cfg = load_checkpoint(d)
+    _, again = load_checkpoint(d)
+    mid = cfg["model_id"]
+    assert len(mid) == 64 and mid == again["model_id"] == model_id(cfg)
+    assert mid != cfg["model_sha256"]  # not the weights alone
+    # the same settings spelled differently (defaults filled in, 5 == 5.0): the same id
+    spelled = dict(cfg, preprocess={"size": 32, "channels": 3, "background_percentile": 5})
+    assert model_id(spelled) == mid
+    # anything that changes the codes changes the id
+    for change in (
+        {"preprocess": {"size": 32, "channels": 3, "stretch": "log"}},
+        {"preprocess": {"size": 32, "channels": 3, "mask": False}},
+        {"model_options": {"widths": [32, 64, 64]}},
+        {"bits": 32},
+        {"classes": ["a", "b", "d"]},
+    ):
+        assert model_id(dict(cfg, **change)) != mid, change
+    assert model_id(cfg, "0" * 64) != mid  # other weights
+    # and re-saving other weights under the same config gives another id
+    torch.manual_seed(1)
+    other = build_model("compact", 16, 3)
+    d2 = str(tmp_path / "other")
+    save_checkpoint(d2, other, _cfg())
+    assert load_checkpoint(d2)[1]["model_id"] != mid

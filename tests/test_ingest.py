@@ -50,7 +50,7 @@ def themis_run(ray_local, model_dir, tmp_path_factory):
     return out, summary
 
 
-def test_themis_one_row_per_frame_with_header_sites_and_times(themis_run):
+def test_themis_one_row_per_frame_with_header_sites_and_times(themis_run, model_dir):
     out, summary = themis_run
     expected = themis_expected()
     n_frames = sum(len(v) for v in expected.values())
@@ -77,6 +77,13 @@ def test_themis_one_row_per_frame_with_header_sites_and_times(themis_run):
     meta = store.shard_meta(table)
     assert meta.nbits == 32 and len(meta.classes) == 4
     assert prefix.endswith(meta.model12)
+    # `aurorahash.model` is the model id (weights + preprocessing + encode settings), not the
+    # sha256 of the weights alone
+    from pipeline.checkpoint import load_checkpoint
+
+    _, cfg = load_checkpoint(model_dir)
+    assert meta.model == cfg["model_id"] != cfg["model_sha256"]
+    assert summary["model"] == cfg["model_id"][:12]
 
 
 def test_codes_equal_the_bare_model(themis_run, model_dir):
@@ -147,7 +154,7 @@ def test_s3_source_and_output_match_the_local_run(themis_run, model_dir, s3):
         assert {c: v for c, v in a[k].items() if c != "source"} == {
             c: v for c, v in b[k].items() if c != "source"
         }
-    # a re-run skips everything, also with the checkpoint itself read from S3 (same sha256)
+    # a re-run skips everything, also with the checkpoint itself read from S3 (same model id)
     s3.upload_dir(model_dir, src_bucket, "models/tiny")
     cfg.model = f"s3://{src_bucket}/models/tiny"
     again = run_ingest(cfg)
@@ -390,3 +397,21 @@ def test_archive_file_changed_after_ingest_is_read_again(ray_local, model_dir, t
 
     third = run_ingest(IngestConfig(source=str(src), out=str(out), model=model_dir))
     assert third["files_skipped"] == 2 and third["files_changed"] == 0 and third["files_done"] == 0
+
+
+def test_quarantine_of_a_tar_of_many_bad_members_is_bounded(ray_local, model_dir, tmp_path):
+    """Issue 12: a tar of 100,000 one-byte members wrote 100,000 quarantine lines (20 MB); now
+    100 lines and one more with the exact count of the rest (here 1,500 members + 1 good)."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    members = {f"m{i:05d}.png": b"x" for i in range(1500)}
+    members["zz.png"] = _png_bytes()
+    _tar(src / "many.tar", members)
+    s = run_ingest(IngestConfig(source=str(src), out=str(out), model=model_dir))
+    assert s["files_done"] == 1 and s["frames"] == 1 and s["quarantined"] == 1500
+    (q,) = list((out / "_quarantine").rglob("many.tar.jsonl"))
+    lines = [json.loads(x) for x in q.read_text().splitlines()]
+    assert len(lines) == 101 and q.stat().st_size < 100_000
+    assert all(r["frame"] is not None for r in lines[:100])
+    assert lines[-1]["frame"] is None and lines[-1]["more"] == 1400
+    assert sum(lines[-1]["reasons"].values()) == 1400

@@ -1,0 +1,347 @@
+"""The ingest driver without Ray: checkpoint validation at the CLI, the commit path (Committer) fed
+with encoded batches as the pipeline delivers them, bounded quarantine records, one-line errors,
+and the `check` / `--dry-run` vet mode (which reads files in-process, without Ray)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from ingest_helpers import THEMIS, make_model
+
+from pipeline import store
+from pipeline.datasource import FileTask
+from pipeline.ingest import Committer, IngestConfig, ModelInfo, Plan
+from pipeline.messages import clean_text, one_line
+
+GOOD = "20140310_0601_gill_themis19_full.pgm.gz"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_model(tmp_path_factory.mktemp("model") / "ckpt", size=32, bits=32, seed=0)
+
+
+def _last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def _tamper(src, dst, **changes):
+    shutil.copytree(src, dst)
+    p = os.path.join(dst, "config.json")
+    with open(p) as f:
+        cfg = json.load(f)
+    for k, v in changes.items():
+        if k.startswith("pre_"):
+            cfg["preprocess"][k[4:]] = v
+        else:
+            cfg[k] = v
+    with open(p, "w") as f:
+        json.dump(cfg, f)
+    return str(dst)
+
+
+# --------------------------------------------------------------------- checkpoint validation
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(input_size=10**6, pre_size=10**6), "input_size = 1000000 is outside"),
+        (dict(pre_size=64), "preprocess gives 1 x 64 x 64 inputs, the model takes 1 x 32"),
+        (dict(bits=10**9), "bits = 1000000000 is outside"),
+        (dict(preprocess=None), "lacks 'preprocess'"),
+    ],
+)
+def test_bad_checkpoint_exits_2_and_writes_nothing(
+    model_dir, tmp_path, capsys, changes, message, monkeypatch
+):
+    import pipeline.ingest as ingest
+    from jobs.cli import main
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray started for a bad checkpoint")
+
+    monkeypatch.setattr(ingest, "_init_ray", no_ray)
+    bad = _tamper(model_dir, tmp_path / "bad", **changes)
+    out = tmp_path / "out"
+    for job in (["ingest", "--out", str(out)], ["ingest", "--out", str(out), "--dry-run"]):
+        rc = main(job + ["--source", str(THEMIS), "--model", bad])
+        s = _last_json(capsys)
+        assert rc == 2 and s["ok"] is False, s
+        assert message in s["error"] and "\n" not in s["error"]
+        assert not out.exists()  # nothing written, not even the folder
+    rc = main(["check", "--source", str(THEMIS / GOOD), "--model", bad])
+    assert rc == 2 and message in _last_json(capsys)["error"]
+
+
+def test_model_id_names_the_output_and_changes_with_preprocessing(model_dir, tmp_path):
+    from pipeline.ingest import load_model_info
+
+    a = load_model_info(model_dir)
+    assert a.id == a.config["model_id"] and a.id != a.weights_sha
+    assert a.meta.model == a.id and a.meta.model12 == a.id[:12]
+    b = load_model_info(_tamper(model_dir, tmp_path / "log", pre_stretch="log"))
+    assert b.weights_sha == a.weights_sha and b.id != a.id  # same weights, other codes
+    assert load_model_info(model_dir).id == a.id  # deterministic
+
+
+# ------------------------------------------------------------------------------ commit path
+
+
+def _model(tmp_path) -> ModelInfo:
+    return ModelInfo(
+        files={},
+        config={},
+        id="ab" * 32,
+        weights_sha="cd" * 32,
+        nbits=32,
+        classes=["a", "b"],
+        preprocess={},
+    )
+
+
+def _batch(uri, rows):
+    """Encoded rows as the pipeline delivers them (datasource rows + encoder columns)."""
+    n = len(rows)
+    col = {k: [r.get(k) for r in rows] for k in ("kind", "seq", "frame", "reason", "expected")}
+    return pa.table(
+        {
+            "source": [uri] * n,
+            "kind": col["kind"],
+            "seq": pa.array([-1 if s is None else s for s in col["seq"]], pa.int32()),
+            "frame": pa.array([-1 if f is None else f for f in col["frame"]], pa.int32()),
+            "site": pa.array([None] * n, pa.string()),
+            "time_us": pa.array([None] * n, pa.int64()),
+            "label": pa.array([None] * n, pa.int16()),
+            "reason": pa.array(col["reason"], pa.string()),
+            "expected": pa.array([-1 if e is None else e for e in col["expected"]], pa.int32()),
+            "code": pa.array([np.uint64(i).tobytes() for i in range(n)], pa.binary(8)),
+            "pred": pa.array([0] * n, pa.int16()),
+            "score": pa.array([0.5] * n, pa.float32()),
+            "cost": pa.array([0.0] * n, pa.float64()),
+        }
+    )
+
+
+def _committer(tmp_path, rels, cap=100):
+    out = tmp_path / "out"
+    tasks = [FileTask(uri=f"/archive/{r}", rel=r) for r in rels]
+    plan = Plan(todo=tasks, seen=len(tasks), skipped=0, prefix=str(out / "abababababab"))
+    cfg = IngestConfig(source="/archive", out=str(out), model="m", quarantine_per_file=cap)
+    return Committer(cfg, plan, _model(tmp_path), {}), out
+
+
+def test_quarantine_records_bounded_with_exact_count(tmp_path):
+    """A file of 3 frames and 2,503 bad members: 100 records + one summary record, exact count."""
+    c, out = _committer(tmp_path, ["many.tar"], cap=100)
+    uri = "/archive/many.tar"
+    rows = [dict(kind="frame", seq=i, frame=i) for i in range(3)]
+    rows += [
+        dict(kind="error", seq=3 + i, frame=3 + i, reason=f"sample {i}: not an image" * (i % 2))
+        for i in range(2503)
+    ]
+    for k in range(0, len(rows), 500):
+        c.consume(_batch(uri, rows[k : k + 500]))
+    c.consume(_batch(uri, rows[600:700]))  # a retried task delivers some rows twice
+    c.consume(_batch(uri, [dict(kind="end", expected=len(rows), reason="{}")]))
+    c.finish()
+    assert c.counts["done"] == 1 and c.counts["failed"] == 0
+    assert c.counts["frames"] == 3 and c.counts["quarantined"] == 2503
+
+    q = out / "_quarantine" / "abababababab" / "many.tar.jsonl"
+    lines = [json.loads(x) for x in q.read_text().splitlines()]
+    assert len(lines) == 101
+    assert [r["frame"] for r in lines[:100]] == list(range(3, 103))
+    last = lines[-1]
+    assert last["frame"] is None and last["more"] == 2403
+    assert sum(last["reasons"].values()) == 2403 and "2403 more problems" in last["reason"]
+    assert all(r["file"] == uri and r["model"] == "abababababab" for r in lines)
+    shard = store.read_shard(str(out / "abababababab" / "many.tar.parquet"))
+    assert shard.column("frame").to_pylist() == [0, 1, 2]
+
+
+def test_quarantine_under_the_cap_lists_every_problem(tmp_path):
+    c, out = _committer(tmp_path, ["few.tar"], cap=100)
+    uri = "/archive/few.tar"
+    rows = [dict(kind="error", seq=i, frame=i, reason="bad") for i in range(100)]
+    c.consume(_batch(uri, rows + [dict(kind="end", expected=100, reason="{}")]))
+    c.finish()
+    lines = (out / "_quarantine" / "abababababab" / "few.tar.jsonl").read_text().splitlines()
+    assert len(lines) == 100 and all(json.loads(x)["frame"] is not None for x in lines)
+    assert c.counts["quarantined"] == 100
+
+
+def test_failed_file_reason_is_one_clean_line(tmp_path):
+    c, _ = _committer(tmp_path, ["x.pgm"])
+    trace = 'OSError: \x1b[31mboom\x1b[0m\nTraceback (most recent call last):\n  File "a.py"'
+    c.consume(
+        _batch(
+            "/archive/x.pgm",
+            [dict(kind="fail", seq=0, reason=trace), dict(kind="end", expected=1, reason="{}")],
+        )
+    )
+    c.finish()
+    assert c.counts["failed"] == 1
+    reason = c.failed["/archive/x.pgm"]
+    assert "\n" not in reason and "\x1b" not in reason and "boom" in reason
+
+
+# --------------------------------------------------------------------------------- messages
+
+
+def test_one_line_unwraps_ray_task_errors_and_strips_colours():
+    from ray.exceptions import RayTaskError
+
+    try:
+        raise MemoryError("Unable to allocate 3.64 TiB for an array")
+    except MemoryError as cause:
+        tb = (
+            "\x1b[36mray::ReadArchive->MapBatches(HashEncoder)()\x1b[39m (pid=1, ip=10.0.0.1)\n"
+            '  File "/x/pipeline/encoder.py", line 9, in __call__\n'
+            "MemoryError: Unable to allocate 3.64 TiB for an array"
+        )
+        err = RayTaskError("ReadArchive", tb, cause).as_instanceof_cause()
+    assert "\x1b" in str(err) and "\n" in str(err)  # what the summary used to carry
+    assert one_line(err) == "MemoryError: Unable to allocate 3.64 TiB for an array"
+    assert one_line(ValueError("a\nb")) == "ValueError: a b"
+    assert one_line(KeyError()) == "KeyError"
+    text = clean_text("\x1b[1;31mred\x1b[0m\tx\x00y" + "z" * 1000)
+    assert text.startswith("red xy") and len(text) == 500 and text.endswith("...")
+
+
+def test_cli_error_of_an_unexpected_exception_is_one_line(monkeypatch, capsys, tmp_path):
+    from jobs import check
+    from jobs.cli import main
+
+    def boom(args):
+        raise RuntimeError("\x1b[31mfirst\x1b[0m\nsecond")
+
+    monkeypatch.setattr(check, "run", boom)
+    rc = main(["check", "--source", str(tmp_path)])
+    s = _last_json(capsys)
+    assert rc == 1 and s["error"] == "RuntimeError: first second"
+
+
+# ------------------------------------------------------------------------------ check / vet
+
+
+@pytest.fixture
+def night(tmp_path):
+    """A small night: one good minute file, a truncated one, an empty one, a thumbnail."""
+    root = tmp_path / "night"
+    root.mkdir()
+    data = (THEMIS / GOOD).read_bytes()
+    (root / GOOD).write_bytes(data)
+    (root / "20140310_0602_gill_themis19_full.pgm.gz").write_bytes(data[: len(data) * 6 // 10])
+    (root / "20140310_0603_gill_themis19_full.pgm").write_bytes(b"")
+    thumb = next(p for p in THEMIS.iterdir() if p.name.startswith("thg_l1_ast_"))
+    (root / thumb.name).write_bytes(thumb.read_bytes())
+    return root
+
+
+def _by_file(summary):
+    return {e["file"]: e for e in summary["files"]}
+
+
+def test_check_reads_everything_and_writes_nothing(night, tmp_path, capsys):
+    from jobs.cli import main
+
+    before = sorted(os.listdir(tmp_path))
+    rc = main(["check", "--source", str(night)])
+    s = _last_json(capsys)
+    assert rc == 0 and s["ok"] is True, s
+    assert sorted(os.listdir(tmp_path)) == before and sorted(os.listdir(night)) == sorted(
+        _by_file(s)
+    )
+    assert s["files_seen"] == s["files_checked"] == 4 and s["files_failed"] == 0
+    assert (s["files_ok"], s["files_quarantine"], s["files_corrupt"], s["files_ignored"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
+    f = _by_file(s)
+    assert f[GOOD] == {"file": GOOD, "status": "ok", "frames": 20, "quarantined": 0}
+    trunc = f["20140310_0602_gill_themis19_full.pgm.gz"]
+    assert trunc["status"] == "quarantine" and 0 < trunc["frames"] < 20
+    assert trunc["quarantined"] == sum(trunc["reasons"].values()) >= 1
+    empty = f["20140310_0603_gill_themis19_full.pgm"]
+    assert empty["status"] == "corrupt" and empty["frames"] == 0 and empty["reasons"]
+    assert s["frames"] == 20 + trunc["frames"]
+    assert s["quarantined"] == trunc["quarantined"] + 1
+    assert [e["status"] for e in s["files"]][-1] == "ok"  # problems listed first
+    assert s["model"] is None and s["preprocess"] == "default"
+
+
+def test_dry_run_validates_the_model_and_reads_only_files_still_to_do(
+    night, model_dir, tmp_path, capsys
+):
+    from jobs.cli import main
+
+    out = tmp_path / "out"
+    args = ["--source", str(night), "--model", model_dir, "--out", str(out)]
+    rc = main(["ingest", "--dry-run", *args])
+    s = _last_json(capsys)
+    assert rc == 0 and s["dry_run"] is True and s["files_todo"] == 4 and s["files_checked"] == 4
+    assert s["preprocess"] == "model" and len(s["model"]) == 12
+    assert s["out"] == str(out / s["model"]) and not out.exists()
+    assert _by_file(s)[GOOD]["frames"] == 20
+    # a file already ingested for this model is not read again
+    (out / s["model"]).mkdir(parents=True)
+    store_meta = store.ShardMeta(nbits=32, model="0" * 64, classes=["a", "b"])
+    empty = {
+        "id": [],
+        "source": [],
+        "frame": [],
+        "site": [],
+        "time": [],
+        "code": np.zeros((0, 1), np.uint64),
+        "label": [],
+        "pred": [],
+        "score": np.zeros(0, np.float32),
+    }
+    store.write_shard(str(out / s["model"] / (GOOD + ".parquet")), empty, store_meta)
+    rc = main(["check", *args])
+    s2 = _last_json(capsys)
+    assert rc == 0 and s2["files_skipped"] == 1 and s2["files_checked"] == 3
+    assert GOOD not in _by_file(s2)
+
+
+def test_check_usage_errors(tmp_path, capsys):
+    from jobs.cli import main
+
+    assert main(["check", "--source", str(tmp_path / "missing")]) == 2
+    assert "not found" in _last_json(capsys)["error"]
+    assert main(["check", "--source", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "--out needs --model" in _last_json(capsys)["error"]
+    assert main(["check", "--source", str(tmp_path), "--workers", "0"]) == 2
+    capsys.readouterr()
+
+
+def test_listing_is_the_readers_listing_with_sizes(tmp_path):
+    from pipeline.ingest import list_source
+    from pipeline.readers import list_archive
+
+    root = tmp_path / "a"
+    (root / "sub").mkdir(parents=True)
+    for name in ("x.pgm", "sub/y.png", "notes.txt", "_tmp/z.pgm", ".hidden.pgm", "sub/w.tar"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"1" * len(name))
+    for src in (str(root), str(THEMIS), str(THEMIS / GOOD)):
+        listing = list_source(src, None, {})
+        assert listing.files == list_archive(src, detail=True)
+        assert all(listing.sizes[f] == os.path.getsize(f) for f in listing.files)
+
+
+def test_read_order_is_smallest_first():
+    from pipeline.ingest import read_order
+
+    tasks = [FileTask(f"/a/{n}", n) for n in ("big", "small", "unknown", "mid")]
+    plan = Plan(todo=tasks, seen=4, skipped=0, prefix="p")
+    plan.sizes = {"/a/big": 10**9, "/a/small": 10, "/a/unknown": None, "/a/mid": 10**5}
+    assert [t.rel for t in read_order(plan)] == ["small", "mid", "big", "unknown"]
