@@ -71,8 +71,8 @@ class IngestConfig:
     actors: int | None = None  # encoder actors (default: GPUs, else a share of the CPUs)
     encoder_threads: int | None = None  # torch threads per CPU actor (default: its num_cpus)
     rows_per_block: int | None = None  # rows per read block = per encoder call (batch_size)
-    read_cpus: float = 0.5  # CPU slots per read task: two reads share a core, so one slow read
-    # (a huge file, slow storage) leaves the other slot reading the rest
+    read_cpus: float = 0.75  # CPU slots per read task; not the actors' 1.0, or Ray Data fuses
+    # the read into the encoder actor (whole files per actor call, see _run_pipeline)
     commit_threads: int = 8  # shard/quarantine writes in flight
     progress_interval: float = 5.0  # seconds between progress lines
     dry_run: bool = False
@@ -631,15 +631,17 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, com
     resources as the encoder actors (num_cpus=1), so Ray Data fused each read into an actor
     call ("ReadArchiveRead->MapBatches(HashEncoder)"): one call read and encoded a whole file,
     its output one block at the end, and the calls of the other files queued behind it on the
-    actor. Now read tasks take `read_cpus` (0.5: two reads per core, which also keeps one slow
-    read from holding the only read slot of a small cluster); they must not ask for the same
+    actor. Now read tasks take `read_cpus` (0.75: on a 2-CPU machine one read slot beside the
+    actor; 0.5 measured ~35% slower there, two reads and the actor contending for two
+    cores; more slots per CPU on bigger machines); they must not ask for the same
     resources as the actors, or the fusion comes back. Also: without batch_size=None, Ray Data
     bundles rows of several files into one call and holds a finished file's last rows until
     `batch_size` rows of other files arrive; and files are read smallest first (`read_order`).
     Not bounded: encoders take blocks first in, first out, so rows queued by a file read earlier
     delay the files behind them: a file small in bytes but with very many frames (say a gzip of
-    identical frames) is read early, and a file read in the other slot while a bigger file
-    starts can queue behind part of its rows.
+    identical frames) is read early; where there are several read slots, a file read beside the
+    start of a bigger one can queue behind part of its rows; and a read that stalls (storage)
+    holds its slot, on a 2-CPU machine the only one.
     """
     import ray
     from ray.data import ActorPoolStrategy, DataContext
