@@ -386,10 +386,11 @@ READ_COLUMNS = ("file", "frame", "id", "code", "label")
 
 
 def read_part(part: Part, meta: store.ShardMeta, so: dict, columns=READ_COLUMNS) -> pa.Table:
-    """Rows of one part with the columns asked (`file` included), in canonical order."""
+    """Rows of one part with the columns asked, in canonical order (a shard's rows are sorted by
+    frame if they are not already)."""
     if part.kind == "shard":
-        want = [c for c in columns if c != "file"]
-        t = store.read_shard(part.uri, so, columns=want)
+        want = list(dict.fromkeys([c for c in columns if c != "file"] + ["frame"]))
+        t = store.read_shard(part.uri, so, columns=want)  # frame: to check the row order
         m = store.ShardMeta.from_kv(t.schema.metadata, where=part.uri)
         if not meta.compatible(m):
             raise BadInput(
@@ -398,18 +399,20 @@ def read_part(part: Part, meta: store.ShardMeta, so: dict, columns=READ_COLUMNS)
             )
         t = t.replace_schema_metadata(None)
         if "file" in columns:
-            t = t.append_column("file", pa.array([part.name] * t.num_rows, pa.string()))
+            t = t.append_column("file", pa.repeat(pa.scalar(part.name, pa.string()), t.num_rows))
         if "frame" in t.column_names and not _is_sorted(t.column("frame")):
             t = t.take(pc.sort_indices(t, [("frame", "ascending")]))
         return t.select(list(columns))
-    t = read_rows(part.uri, so, list(columns), part.row_range)
+    need = list(dict.fromkeys([*columns, "file"])) if part.drop else list(columns)
+    t = read_rows(part.uri, so, need, part.row_range)
     if part.drop:
         t = t.filter(pc.invert(pc.is_in(t.column("file"), pa.array(sorted(part.drop)))))
-    return t
+    return t.select(list(columns))
 
 
 def read_task(task: Task, meta: store.ShardMeta, so: dict, columns=READ_COLUMNS) -> pa.Table:
-    cols = tuple(dict.fromkeys(("file", "frame", *columns)))
+    merge = ("file", "frame") if task.overlapping else ()  # only a merge needs the sort keys
+    cols = tuple(dict.fromkeys((*merge, *columns)))
     tables = [read_part(p, meta, so, cols) for p in task.parts]
     tables = [_unify_code(t, meta) for t in tables]
     t = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
