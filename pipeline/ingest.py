@@ -43,7 +43,7 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pipeline import catalogue, storage, store
+from pipeline import catalogue, shard_rows, storage, store
 from pipeline.datasource import ArchiveDatasource, FileTask
 from pipeline.errors import BadInput
 from pipeline.messages import clean_text, one_line
@@ -317,8 +317,7 @@ class _FileState:
 _MORE_REASONS = 1000  # distinct reasons counted per file for the summary record; then "(other)"
 
 
-def _utcnow() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
 
 
 class Committer:
@@ -409,7 +408,7 @@ class Committer:
         self.futures.append(self.pool.submit(self._commit, st))
 
     def _mark_ignored(self, st: _FileState, reason: str) -> None:
-        rec = {"file": st.task.uri, "rel": st.task.rel, "reason": reason, "time": _utcnow()}
+        rec = {"file": st.task.uri, "rel": st.task.rel, "reason": reason, "time": shard_rows.utcnow()}
         try:
             storage.atomic_write_bytes(
                 store.ignored_uri(self.cfg.out, st.task.rel, self.meta.model),
@@ -446,49 +445,17 @@ class Committer:
 
     def _write(self, st: _FileState) -> tuple[int, int, bool]:
         rel, uri = st.task.rel, st.task.uri
-        rows = [st.rows[s] for s in sorted(st.rows) if st.rows[s] is not None]
-        problems, frames, seen_idx = [], [], set()
-        corrupt = False
-        for r in rows:
-            if r["kind"] == "frame":
-                if r["frame"] in seen_idx:
-                    problems.append((r["frame"], "duplicate frame index in file"))
-                    continue
-                seen_idx.add(r["frame"])
-                frames.append(r)
-            else:  # "error" or "corrupt"
-                corrupt = corrupt or r["kind"] == "corrupt"
-                frame = None if r["kind"] == "corrupt" or r["frame"] < 0 else r["frame"]
-                problems.append((frame, r["reason"] or r["kind"]))
+        frames, problems, corrupt = shard_rows.split_rows(st.rows)
         n_problems = len(problems) + sum(st.more.values())
         if n_problems:
             storage.atomic_write_bytes(
                 store.quarantine_uri(self.cfg.out, rel, self.meta.model),
-                self._quarantine_lines(st, problems),
+                shard_rows.quarantine_lines(
+                    st.task, problems, st.more, self.cfg.quarantine_per_file, self.meta.model12
+                ),
                 self.out_opts,
             )
-        import numpy as np
-
-        words = self.meta.words
-        codes = np.frombuffer(b"".join(r["code"] for r in frames), dtype="<u8")
-        t_us = [r["time_us"] for r in frames]
-        columns = {
-            "id": [store.frame_id(rel, r["frame"]) for r in frames],
-            "source": [uri] * len(frames),
-            "frame": [r["frame"] for r in frames],
-            "site": [r["site"] for r in frames],
-            "time": [
-                None
-                if t is None
-                else _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-                + _dt.timedelta(microseconds=t)
-                for t in t_us
-            ],
-            "code": codes.astype(np.uint64).reshape(len(frames), words),
-            "label": [r["label"] for r in frames],
-            "pred": [r["pred"] for r in frames],
-            "score": np.asarray([r["score"] for r in frames], dtype=np.float32),
-        }
+        columns = shard_rows.shard_columns(frames, rel, uri, self.meta.words)
         store.write_shard(
             store.shard_uri(self.cfg.out, rel, self.meta.model), columns, self.meta, self.out_opts
         )
@@ -497,36 +464,6 @@ class Committer:
                 store.quarantine_uri(self.cfg.out, rel, self.meta.model), self.out_opts
             )
         return len(frames), n_problems, corrupt
-
-    def _quarantine_lines(self, st: _FileState, problems: list) -> bytes:
-        """One JSON line per problem, at most `quarantine_per_file`; the rest (problems past the
-        cap, whether dropped on arrival or found at commit) summed up in one last record:
-        frame null, `more` = their exact count, `reasons` = {reason: count}."""
-        cap = max(0, self.cfg.quarantine_per_file)
-        base = {"file": st.task.uri, "rel": st.task.rel, "time": _utcnow()}
-        base["model"] = self.meta.model12
-        lines = [
-            json.dumps({**base, "frame": f, "reason": reason}, sort_keys=True)
-            for f, reason in problems[:cap]
-        ]
-        more = Counter(st.more)
-        for _, reason in problems[cap:]:
-            more[clean_text(reason, 200)] += 1
-        if more:
-            n = sum(more.values())
-            top = dict(more.most_common(20))
-            if len(more) > len(top):
-                top["(other reasons)"] = n - sum(top.values())
-            rec = {
-                **base,
-                "frame": None,
-                "reason": f"{n} more problems in this file, not listed one by one (the first "
-                f"{cap} are above)",
-                "more": n,
-                "reasons": top,
-            }
-            lines.append(json.dumps(rec, sort_keys=True))
-        return ("\n".join(lines) + "\n").encode()
 
     def start_progress(self) -> None:
         """Progress lines also while nothing arrives (actor start-up, a node being replaced)."""
