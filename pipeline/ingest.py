@@ -317,9 +317,6 @@ class _FileState:
 _MORE_REASONS = 1000  # distinct reasons counted per file for the summary record; then "(other)"
 
 
-
-
-
 class Committer:
     """Collects encoded rows per archive file; commits a file once all its rows are in."""
 
@@ -408,7 +405,12 @@ class Committer:
         self.futures.append(self.pool.submit(self._commit, st))
 
     def _mark_ignored(self, st: _FileState, reason: str) -> None:
-        rec = {"file": st.task.uri, "rel": st.task.rel, "reason": reason, "time": shard_rows.utcnow()}
+        rec = {
+            "file": st.task.uri,
+            "rel": st.task.rel,
+            "reason": reason,
+            "time": shard_rows.utcnow(),
+        }
         try:
             storage.atomic_write_bytes(
                 store.ignored_uri(self.cfg.out, st.task.rel, self.meta.model),
