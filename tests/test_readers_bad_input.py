@@ -34,6 +34,16 @@ def _split(items):
     ]
 
 
+def _read_traced(path):
+    """All items the readers yield for `path`, and the peak Python memory while reading."""
+    tracemalloc.start()
+    try:
+        items = list(read_frames(str(path)))
+        return items, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_truncated_pgm_gz_yields_complete_frames_then_an_error(tmp_path, five):
     frames, labels, raw = five
     data = gzip.compress(raw, mtime=0)
@@ -114,12 +124,7 @@ def test_huge_declared_pgm_after_good_frames(tmp_path, five, compress):
     evil = two + b'P5\n#"Site unique ID" evil\n100000 100000\n65535\n' + bytes(64)
     p = tmp_path / ("huge.pgm.gz" if compress else "huge.pgm")
     p.write_bytes(gzip.compress(evil) if compress else evil)
-    tracemalloc.start()
-    try:
-        items = list(read_frames(str(p)))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    items, peak = _read_traced(p)
     good, bad = _split(items)
     assert [f.index for f in good] == [0, 1]
     np.testing.assert_array_equal(good[1].pixels, frames[1])
@@ -481,12 +486,7 @@ def test_tar_extended_header_claiming_100_mib_is_skipped_not_read(tmp_path, kind
     p = tmp_path / "long.tar.gz"
     rf.hostile_tar_gz(p, 100 << 20, [("good.png", rf.png_bytes(good_img))], kind=kind)
     assert p.stat().st_size < 1 << 20  # a small file that claims more
-    tracemalloc.start()
-    try:
-        items = list(read_frames(str(p)))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    items, peak = _read_traced(p)
     good, bad = _split(items)
     assert peak < 8 << 20  # the claimed 100 MiB never sits in memory
     assert [f.meta["key"] for f in good] == ["good"]  # the image after it is read
@@ -521,12 +521,7 @@ def test_parquet_page_larger_than_the_cap_is_refused_before_reading(tmp_path, mo
     assert p.stat().st_size < 64 << 10  # 16 MiB claimed by a few KB
     pool = pa.default_memory_pool()
     before = pool.bytes_allocated()
-    tracemalloc.start()
-    try:
-        items = list(read_frames(str(p)))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    items, peak = _read_traced(p)
     good, bad = _split(items)
     assert [(f.index, f.label) for f in good] == [(0, 1), (2, 3), (3, 0)]
     assert [b.index for b in bad] == [1]
