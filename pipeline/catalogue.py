@@ -147,7 +147,7 @@ def open_catalogue(
     seg = read_segments(root, so)
     if shard_entries is None:
         shard_entries = list_shard_entries(root, so)
-    pending, drops = _pending_shards(root, shard_entries, seg.recorded)
+    pending, drops = pending_shards(root, shard_entries, seg.recorded)
     if seg.meta is not None:
         meta = seg.meta
     elif pending:
@@ -192,7 +192,7 @@ def shard_relpath(shard: str, root: str) -> str:
     return store.relpath_of_shard(shard, root)
 
 
-def _pending_shards(root: str, entries: dict, recorded: dict):
+def pending_shards(root: str, entries: dict, recorded: dict):
     """Shards not (or no longer) in the segments, and the files whose segment rows they mask."""
     pending, drops = {}, set()
     for s, (mtime, size) in entries.items():
@@ -229,9 +229,9 @@ def read_segments(root: str, so: dict, with_files: bool = True) -> SegmentState:
 
     uri = table_uri(root)
     dso = storage.delta_options(so)
-    if not DeltaTable.is_deltatable(_delta_uri(uri), storage_options=dso):
+    if not DeltaTable.is_deltatable(delta_uri(uri), storage_options=dso):
         return SegmentState(None, None, [], {}, {})
-    dt = DeltaTable(_delta_uri(uri), storage_options=dso)
+    dt = DeltaTable(delta_uri(uri), storage_options=dso)
     meta = meta_from_description(dt.metadata().description, uri)
     actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
     base = str(root).rstrip("/") + f"/{SEGMENTS_DIR}/"
@@ -244,7 +244,7 @@ def read_segments(root: str, so: dict, with_files: bool = True) -> SegmentState:
     return SegmentState(dt.version(), meta, parts, recorded, modified)
 
 
-def _delta_uri(uri: str) -> str:
+def delta_uri(uri: str) -> str:
     _, path, protocol = storage.split_uri(uri)
     return path if protocol == "file" else uri
 

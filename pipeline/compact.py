@@ -60,7 +60,7 @@ def plan(root: str, so: dict, target_rows: int = DEFAULT_TARGET_ROWS) -> Plan | 
     """What to compact now: None when every shard is already in the segments."""
     seg = catalogue.read_segments(root, so)
     entries = catalogue.list_shard_entries(root, so)
-    pending, drop = catalogue._pending_shards(root, entries, seg.recorded)
+    pending, drop = catalogue.pending_shards(root, entries, seg.recorded)
     if not pending:
         return None
     meta = seg.meta or store.shard_meta(next(iter(pending)), so)
@@ -213,7 +213,7 @@ def _create_table(root: str, so: dict, meta: store.ShardMeta) -> None:
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError
 
-    uri = catalogue._delta_uri(catalogue.table_uri(root))
+    uri = catalogue.delta_uri(catalogue.table_uri(root))
     description = json.dumps({k.decode(): v.decode() for k, v in meta.to_kv().items()})
     try:
         DeltaTable.create(
@@ -258,7 +258,7 @@ def _commit(p: Plan, data: pa.Table, so: dict) -> int:
     )
     fault_point("compact:before-commit")
     dt = DeltaTable(
-        catalogue._delta_uri(catalogue.table_uri(p.root)),
+        catalogue.delta_uri(catalogue.table_uri(p.root)),
         storage_options=storage.delta_options(so),
         version=p.version,
     )

@@ -44,7 +44,7 @@ def _vacuum_table(root: str, so: dict, grace_hours: float) -> int:
     from deltalake import DeltaTable
 
     dt = DeltaTable(
-        catalogue._delta_uri(catalogue.table_uri(root)), storage_options=storage.delta_options(so)
+        catalogue.delta_uri(catalogue.table_uri(root)), storage_options=storage.delta_options(so)
     )
     removed = dt.vacuum(
         retention_hours=int(grace_hours),
