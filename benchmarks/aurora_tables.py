@@ -74,7 +74,8 @@ def train_argv(args, name, arch, bits, extra):
 def run_cell(args, splits, name, arch, bits, extra):
     """Train (or resume / skip) one cell in this process, on the shared splits, and evaluate."""
     from jobs.cli import build_parser
-    from jobs.train import train_config
+    from jobs.train import encode_settings_of, train_config
+    from pipeline.encoder import encode_settings
     from pipeline.evaluate import evaluate_model
     from pipeline.train import train_model
 
@@ -84,9 +85,11 @@ def run_cell(args, splits, name, arch, bits, extra):
     t0 = time.time()
     try:
         cfg = train_config(targs, log_every=0)  # its checks fail this cell, not the run
-        model, config = train_model(splits, cfg, targs.out, splits["info"])
+        model, config = train_model(
+            splits, cfg, targs.out, splits["info"], encode_settings=encode_settings_of(targs)
+        )
         t1 = time.time()
-        m = evaluate_model(model, splits, tta=targs.tta, device=targs.device, topk=None)
+        m = evaluate_model(model, splits, encode_settings(config), device=targs.device)
     except Exception as exc:  # one failed cell must not lose the others
         traceback.print_exc()
         return {"name": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"}

@@ -1,7 +1,8 @@
 """Evaluate a trained model's codes: MAP, tie-aware MAP, accuracy, precision@k and PR curves.
 
 Loads MODEL/model.safetensors + config.json (never unpickles), encodes the protocol's queries and
-database with the checkpoint's own preprocessing, and prints one JSON line with `map`
+database with the checkpoint's own preprocessing and encode settings (the codes ingest would
+store for the same frames), and prints one JSON line with `map`
 (ties broken by database index), `map_tie_aware` (expected AP over orderings inside Hamming-tie
 groups), `accuracy` (classifier on the queries), `precision_at_k` and `pr_curve` (precision and
 recall within Hamming radius r = 0..bits). --plot FILE.png draws the PR curves.
@@ -25,16 +26,6 @@ def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory (local, file://, s3://)")
     add_data_arguments(p)
     p.add_argument("--topk", type=int, default=None, help="also report map@K (and precision@K)")
-    p.add_argument(
-        "--tta",
-        type=int,
-        choices=(0, 1, 2),
-        default=1,
-        help="test-time augmentation: 0 none, 1 mirror (default), 2 mirror + translations",
-    )
-    p.add_argument(
-        "--db-tta", type=int, choices=(0, 1, 2), default=None, help="TTA for the database"
-    )
     p.add_argument("--plot", default=None, help="write the PR curves to this PNG")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=1000, help="encoding batch size")
@@ -65,14 +56,11 @@ def run(args) -> dict:
             f"the data has {len(splits['classes'])} classes, the model {len(cfg['classes'])}"
         )
     t1 = time.perf_counter()
+    from pipeline.encoder import encode_settings
+
+    settings = encode_settings(cfg)
     metrics = evaluate_model(
-        model,
-        splits,
-        tta=args.tta,
-        batch=args.batch_size,
-        device=args.device,
-        topk=args.topk,
-        db_tta=args.db_tta,
+        model, splits, settings, batch=args.batch_size, device=args.device, topk=args.topk
     )
     if args.plot:
         from pipeline.report import plot_pr_curves
@@ -83,6 +71,7 @@ def run(args) -> dict:
         "model": args.model,
         "model_sha256": cfg["model_sha256"],
         "arch": cfg["arch"],
+        "encode": settings,
         "dataset": info["dataset"],
         "protocol": info["protocol"],
         "data_seconds": round(t1 - t0, 1),

@@ -41,8 +41,9 @@ def add_data_arguments(p, required_dataset=True) -> None:
         "--dataset",
         choices=DATASETS,
         required=required_dataset,
-        help="cifar10 (Parquet shards of JPEGs), synthetic-aurora (seeded generator), parquet "
-        "(a labelled table or folder of tables), folder (one sub-folder per class)",
+        help="cifar10 (Parquet shards of JPEGs), synthetic-aurora (seeded generator, frames "
+        "archive-shaped), parquet (a labelled table or folder of tables), folder (one "
+        "sub-folder per class), archive (a labelled archive, read as ingest reads it)",
     )
     g.add_argument(
         "--data",
@@ -53,7 +54,7 @@ def add_data_arguments(p, required_dataset=True) -> None:
         "--protocol",
         default=None,
         help="split protocol: cifar10-2 (default) or cifar10-1 for cifar10; synthetic for "
-        "synthetic-aurora; holdout for parquet and folder",
+        "synthetic-aurora; holdout for parquet, folder and archive",
     )
     g.add_argument(
         "--data-seed",
@@ -75,7 +76,13 @@ def add_data_arguments(p, required_dataset=True) -> None:
         "--preprocess",
         choices=("auto", "aurora", "photo"),
         default=None,
-        help="preprocessing for parquet/folder data (default auto: aurora for 16-bit grey)",
+        help="preprocessing for parquet/folder/archive data (default auto: aurora for 16-bit grey)",
+    )
+    g.add_argument(
+        "--labels",
+        default=None,
+        help="archive: a catalogue table (CSV or Parquet, columns id,label; ids as ingest writes "
+        "them, RELATIVE/PATH#FRAME) instead of the frames' own label headers",
     )
 
 
@@ -86,6 +93,7 @@ def data_options(args) -> dict:
         n_query=args.n_query,
         n_database=args.n_database,
         preprocess=args.preprocess,
+        labels=args.labels,
     )
 
 
@@ -151,18 +159,8 @@ def add_arguments(p) -> None:
     g.add_argument("--no-amp", action="store_true", help="float32 instead of bf16/fp16 autocast")
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_encode_arguments(p)
     g = p.add_argument_group("evaluation")
-    g.add_argument(
-        "--tta",
-        type=int,
-        choices=(0, 1, 2),
-        default=1,
-        help="test-time augmentation of codes and logits: 0 none, 1 mirror (default), "
-        "2 mirror + 1 px translations",
-    )
-    g.add_argument(
-        "--db-tta", type=int, choices=(0, 1, 2), default=None, help="TTA for the database"
-    )
     g.add_argument("--topk", type=int, default=None, help="also report map@K")
     g.add_argument(
         "--checkpoint-every",
@@ -174,6 +172,31 @@ def add_arguments(p) -> None:
     g.add_argument("--no-eval", action="store_true", help="train only")
     g.add_argument("--plot", default=None, help="write PR curves to this PNG")
     add_s3_options(p)
+
+
+def add_encode_arguments(p) -> None:
+    from pipeline.encoder import DEFAULT_ENCODE, PRECISIONS, VIEWS
+
+    g = p.add_argument_group(
+        "encoding (saved in the checkpoint: evaluation and ingest both encode this way)"
+    )
+    g.add_argument(
+        "--encode-views",
+        choices=VIEWS,
+        default=DEFAULT_ENCODE["views"],
+        help="test-time views averaged into each code: none (default), mirror (2 forward "
+        "passes), mirror+shift (6 passes); ingest pays the same factor in model time",
+    )
+    g.add_argument(
+        "--encode-precision",
+        choices=PRECISIONS,
+        default=DEFAULT_ENCODE["precision"],
+        help="arithmetic of the encode step: fp32 (default) or bf16 autocast",
+    )
+
+
+def encode_settings_of(args) -> dict:
+    return {"views": args.encode_views, "precision": args.encode_precision}
 
 
 def train_config(args, **overrides):
@@ -209,7 +232,6 @@ def train_config(args, **overrides):
         quant_weight=args.quant_weight,
         flip=not args.no_flip,
         translate=args.translate,
-        tta=args.tta,
         amp=not args.no_amp,
         device=args.device,
         threads=args.threads,
@@ -254,7 +276,9 @@ def run(args) -> dict:
         info["database"],
         data_seconds,
     )
-    model, config = train_model(splits, cfg, args.out, info, so)
+    model, config = train_model(
+        splits, cfg, args.out, info, so, encode_settings=encode_settings_of(args)
+    )
     summary = {
         "out": args.out,
         "arch": config["arch"],
@@ -265,12 +289,15 @@ def run(args) -> dict:
         "params_mb": round(float(config["params_mb"]), 3),
         "train_seconds": round(float(config.get("train_seconds", 0.0)), 1),
         "model_sha256": config["model_sha256"],
+        "encode": config.get("encode"),
         "data_seconds": round(data_seconds, 1),
     }
     if not args.no_eval:
         t1 = time.perf_counter()
+        from pipeline.encoder import encode_settings
+
         metrics = evaluate_model(
-            model, splits, tta=args.tta, device=args.device, topk=args.topk, db_tta=args.db_tta
+            model, splits, encode_settings(config), device=args.device, topk=args.topk
         )
         summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
         if args.plot:

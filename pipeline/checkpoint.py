@@ -7,6 +7,8 @@ config.json holds what is needed to rebuild and use the model:
     arch, bits, classes, in_channels, input_size, model_options (ablation switches, widths),
     preprocess (the shared preprocessing parameters), normalization (mean/std, also inside the
     weights as buffers), data (dataset, URI, protocol, seed, limit), train (the recipe),
+    encode (how inputs become codes: {"views": none|mirror|mirror+shift, "precision": fp32|bf16};
+    absent = the defaults none/fp32; `pipeline.encoder.encode_settings`),
     epochs_done, weights_sha256 (sha256 of model.safetensors as written), format.
 `load_checkpoint` adds config["model_sha256"] (the sha256 of the weights file it read) and
 config["model_id"] (`model_id`: what names the codes), and refuses a weights file whose hash,
@@ -21,7 +23,8 @@ documented ranges (LIMITS; README "Checkpoints") and its `preprocess` against th
 Model id (`model_id`): sha256 of a canonical JSON document holding everything that changes the
 codes a checkpoint produces: the weights' sha256 (normalisation buffers included), the
 architecture and its options, bits, input channels and size, the class names, the normalised
-preprocessing parameters and the encode settings (`pipeline.encoder.ENCODE_SETTINGS`). Ingestion
+preprocessing parameters and the encode settings (config.json `encode`: test-time views and
+precision, `pipeline.encoder.encode_settings`; the defaults hash as before they existed). Ingestion
 names its output after it (OUT/<model_id[:12]>, shard metadata `aurorahash.model`), so a changed
 preprocessing writes a new set of shards instead of mixing incompatible codes under one name.
 
@@ -181,6 +184,12 @@ def validate_config(cfg: dict, where: str = CONFIG_FILE, require_preprocess: boo
     opts = cfg.get("model_options")
     if opts is not None and not isinstance(opts, dict):
         raise BadInput(f"{where}: model_options must be a JSON object")
+    from pipeline.encoder import encode_settings
+
+    try:
+        encode_settings(cfg)
+    except BadInput as exc:
+        raise BadInput(f"{where}: {exc}") from None
     pre = cfg.get("preprocess")
     if pre is None:
         if require_preprocess:
@@ -214,7 +223,7 @@ def model_id(cfg: dict, weights_sha256: str | None = None) -> str:
     """The id of the codes this checkpoint produces (64 hex digits, deterministic): sha256 of
     the canonical JSON of the weights' sha256, arch, model_options, bits, in_channels,
     input_size, classes, the canonical preprocess settings and the encode settings."""
-    from pipeline.encoder import ENCODE_SETTINGS
+    from pipeline.encoder import settings_for_id
 
     sha = weights_sha256 or cfg.get("model_sha256") or cfg.get("weights_sha256")
     if not sha:
@@ -231,7 +240,7 @@ def model_id(cfg: dict, weights_sha256: str | None = None) -> str:
         "input_size": int(cfg["input_size"]),
         "classes": list(cfg["classes"]),
         "preprocess": None if pre is None else _canonical_preprocess(pre),
-        "encode": ENCODE_SETTINGS,
+        "encode": settings_for_id(cfg),
     }
     blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -5,7 +5,13 @@ Ray sets CUDA_VISIBLE_DEVICES, so the device is `cuda:0` inside the actor), on t
 The checkpoint travels as bytes through the object store (`model_files`), so workers on other
 nodes need no access to the driver's model directory or bucket.
 
-`encode(x)` is the model step on its own (also used by the benchmark's bare loop); `__call__`
+`encode_inputs` is THE encode function: model inputs -> relaxed codes and class log-probabilities,
+under the checkpoint's encode settings (`encode_settings`: test-time views and precision). Train's
+final evaluation, `evaluate`, the benchmarks and `HashEncoder` all call it, so the codes a run
+measures are the codes ingest stores (tests/test_encode_parity.py checks this bit for bit).
+
+`HashEncoder.encode(x)` is the model step on its own (also used by the benchmark's bare loop);
+`__call__`
 takes an Arrow batch of `pipeline.datasource.ROW_SCHEMA` rows, encodes the `kind == "frame"` rows
 and returns the batch without the pixel column plus `code` (packed little-endian uint64 bytes,
 DESIGN.md "Packed codes"), `pred` (int16), `score` (float32, probability of `pred`) and `cost`
@@ -43,6 +49,82 @@ ENCODE_SETTINGS = {
     "bit": "h > 0",
     "layout": "1",  # pipeline.store.LAYOUT: little-endian uint64 words, bit j -> word j // 64
 }
+
+# The settings a checkpoint may choose (config.json "encode"); the defaults are what
+# ENCODE_SETTINGS describes, so checkpoints written before the settings existed keep their id.
+VIEWS = ("none", "mirror", "mirror+shift")
+PRECISIONS = ("fp32", "bf16")
+DEFAULT_ENCODE = {"views": "none", "precision": "fp32"}
+
+
+def encode_settings(config: dict | None) -> dict:
+    """The checkpoint's encode settings (defaults filled in), validated."""
+    raw = (config or {}).get("encode") or {}
+    if not isinstance(raw, dict):
+        raise BadInput(f"config encode must be an object, not {type(raw).__name__}")
+    unknown = set(raw) - set(DEFAULT_ENCODE)
+    if unknown:
+        raise BadInput(f"config encode: unknown settings {sorted(unknown)}")
+    out = {**DEFAULT_ENCODE, **raw}
+    if out["views"] not in VIEWS:
+        raise BadInput(f"config encode views must be one of {VIEWS}, not {out['views']!r}")
+    if out["precision"] not in PRECISIONS:
+        raise BadInput(f"encode precision must be one of {PRECISIONS}, not {out['precision']!r}")
+    return out
+
+
+def settings_for_id(config: dict | None) -> dict:
+    """What `pipeline.checkpoint.model_id` hashes for the encode step."""
+    s = encode_settings(config)
+    if s == DEFAULT_ENCODE:
+        return ENCODE_SETTINGS
+    return {**ENCODE_SETTINGS, "tta": s["views"], "precision": s["precision"]}
+
+
+def _views(x, views: str):
+    """Test-time views with weights: none; + mirror; + mirrors of 1-px translations."""
+    import torch
+
+    if views == "none":
+        return [(x, 1.0)]
+    if views == "mirror":
+        return [(x, 0.5), (x.flip(-1), 0.5)]
+    s = x.shape[-1]
+    xp = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    a, b = xp[..., 0:s, 0:s], xp[..., 2 : s + 2, 2 : s + 2]
+    return [
+        (x, 0.25),
+        (x.flip(-1), 0.25),
+        (a, 0.125),
+        (a.flip(-1), 0.125),
+        (b, 0.125),
+        (b.flip(-1), 0.125),
+    ]
+
+
+def encode_inputs(model, x, settings: dict, device: str = "cpu"):
+    """float32 model inputs (n, C, S, S) -> (h float32 (n, bits), log-probabilities (n, K)).
+
+    The one encode step: eval mode, no grad, channels_last on the CPU, the settings' views
+    averaged (h and log-probabilities alike) under the settings' precision. Codes are
+    `kernels.pack_codes(h)` (bit = h > 0).
+    """
+    import torch
+
+    s = encode_settings({"encode": settings})
+    model.eval()
+    dev = torch.device(device)
+    with torch.inference_mode():
+        xb = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)).to(dev)
+        if dev.type == "cpu":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        h_acc, l_acc = 0.0, 0.0
+        for v, w in _views(xb, s["views"]):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=s["precision"] == "bf16"):
+                h, logits = model(v)
+            h_acc = h_acc + w * h.float()
+            l_acc = l_acc + w * torch.log_softmax(logits.float(), 1)
+        return h_acc.cpu().numpy(), l_acc.cpu().numpy()
 
 
 def read_model_files(model_uri: str, storage_options: dict | None = None) -> dict[str, bytes]:
@@ -132,23 +214,23 @@ class HashEncoder:
             torch.set_num_threads(int(threads))
         self.model, self.config = load_model(model_files, self.device)
         self.model.eval()
+        self.settings = encode_settings(self.config)
         self.nbits = int(self.config["bits"])
         self.words = max(1, -(-self.nbits // 64))
         self.shape = input_shape(self.config)
         self.frame_bytes = 4 * int(np.prod(self.shape))
         log.info(
-            "HashEncoder on %s (pid %d, %d torch threads): %s, %d bits",
+            "HashEncoder on %s (pid %d, %d torch threads): %s, %d bits, encode %s",
             self.device,
             os.getpid(),
             torch.get_num_threads(),
             self.config.get("arch"),
             self.nbits,
+            self.settings,
         )
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """float32 (n, C, S, S) -> (codes (n, words) uint64, pred (n,) int16, score (n,) f32)."""
-        import torch
-
         from kernels import pack_codes
 
         n = len(x)
@@ -158,16 +240,11 @@ class HashEncoder:
                 np.zeros(0, np.int16),
                 np.zeros(0, np.float32),
             )
-        with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
-            h, logits = self.model(t)
-            prob = torch.softmax(logits.float(), dim=1)
-            score, pred = prob.max(dim=1)
-            h = h.float().cpu().numpy()
-            pred = pred.cpu().numpy().astype(np.int16)
-            score = score.cpu().numpy().astype(np.float32)
+        h, logp = encode_inputs(self.model, x, self.settings, self.device)
+        pred = logp.argmax(1)
+        score = np.exp(logp[np.arange(n), pred]).astype(np.float32)
         codes = np.ascontiguousarray(pack_codes(h), dtype=np.uint64).reshape(n, self.words)
-        return codes, pred, score
+        return codes, pred.astype(np.int16), score
 
     def _frames(self, xcol: pa.Array, rows: np.ndarray) -> np.ndarray:
         if isinstance(xcol, pa.ChunkedArray):

@@ -1,6 +1,6 @@
 """Encoding and retrieval metrics: codes, MAP (ties by index and tie-aware), accuracy, P@k, PR.
 
-    h, logits = encode(model, x, tta=1)         # relaxed codes (averaged over TTA views), logits
+    h, logp = encode(model, x, settings)         # relaxed codes, log-probabilities (shipped path)
     metrics = retrieval_metrics(qh, ql, qlogits, dbh, dbl, topk=None)
 
 Codes are `kernels.pack_codes(h)` (bit = h > 0). MAP uses `kernels.mean_average_precision`
@@ -19,61 +19,25 @@ import torch
 DEFAULT_PK = (1, 10, 100, 500, 1000)
 
 
-def _views(x: torch.Tensor, tta: int):
-    """TTA views with weights: 0 none; 1 + mirror; 2 + mirror of 1 px translations."""
-    if tta <= 0:
-        return [(x, 1.0)]
-    if tta == 1:
-        return [(x, 0.5), (x.flip(-1), 0.5)]
-    s = x.shape[-1]
-    xp = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
-    a, b = xp[..., 0:s, 0:s], xp[..., 2 : s + 2, 2 : s + 2]
-    return [
-        (x, 0.25),
-        (x.flip(-1), 0.25),
-        (a, 0.125),
-        (a.flip(-1), 0.125),
-        (b, 0.125),
-        (b.flip(-1), 0.125),
-    ]
-
-
-@torch.no_grad()
-def encode(
-    model,
-    x,
-    tta: int = 1,
-    batch: int = 1000,
-    device: str = "cpu",
-    amp: bool = True,
-    preprocess=None,
-):
-    """(h float32 (n, bits), log-probabilities (n, classes)) for dataset images x (NCHW).
+def encode(model, x, settings: dict, batch: int = 1000, device: str = "cpu", preprocess=None):
+    """(h float32 (n, bits), log-probabilities (n, classes)) for dataset images x (NCHW), in
+    batches through the one encode step (`pipeline.encoder.encode_inputs`) under the
+    checkpoint's encode `settings`.
 
     x: preprocessed float inputs, or uint8 images with their photo `preprocess` dict.
     """
+    from pipeline.encoder import encode_inputs
     from pipeline.train import to_input
 
-    model.eval()
-    dev = torch.device(device)
-    hs, ls = [], []
     xt = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
-    dtype = torch.bfloat16
+    hs, ls = [], []
     for i in range(0, len(xt), batch):
-        xb = to_input(xt[i : i + batch], preprocess).to(dev)
-        if dev.type == "cpu":
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        h_acc, l_acc = 0.0, 0.0
-        for v, w in _views(xb, tta):
-            with torch.autocast(dev.type, dtype=dtype, enabled=amp):
-                h, logits = model(v)
-            h_acc = h_acc + w * h.float()
-            l_acc = l_acc + w * torch.log_softmax(logits.float(), 1)
-        hs.append(h_acc.cpu())
-        ls.append(l_acc.cpu())
+        h, logp = encode_inputs(model, to_input(xt[i : i + batch], preprocess), settings, device)
+        hs.append(h)
+        ls.append(logp)
     if not hs:
         return np.zeros((0, model.body.head.hash.out_features), np.float32), None
-    return torch.cat(hs).numpy(), torch.cat(ls).numpy()
+    return np.concatenate(hs), np.concatenate(ls)
 
 
 def pr_curve(q_codes, db_codes, q_labels, db_labels, nbits) -> dict:
@@ -133,16 +97,12 @@ def retrieval_metrics(
     return out
 
 
-def evaluate_model(
-    model, splits: dict, tta=1, batch=1000, device="cpu", topk=None, amp=True, db_tta=None
-):
-    """Encode queries and database of `splits` and compute the retrieval metrics."""
+def evaluate_model(model, splits: dict, settings: dict, batch=1000, device="cpu", topk=None):
+    """Encode queries and database of `splits` as ingest would (the checkpoint's encode
+    `settings`, `pipeline.encoder.encode_settings`) and compute the retrieval metrics."""
     qx, qy = splits["query"]
     dx, dy = splits["db"]
     pre = splits.get("preprocess")
-    q_h, q_logits = encode(model, qx, tta, batch, device, amp, pre)
-    if dx is qx:
-        d_h = q_h
-    else:
-        d_h, _ = encode(model, dx, tta if db_tta is None else db_tta, batch, device, amp, pre)
+    q_h, q_logits = encode(model, qx, settings, batch, device, pre)
+    d_h = q_h if dx is qx else encode(model, dx, settings, batch, device, pre)[0]
     return retrieval_metrics(q_h, qy, q_logits, d_h, dy, topk=topk)

@@ -306,6 +306,7 @@ def train_model(
     data_info: dict | None = None,
     storage_options: dict | None = None,
     stop_after: int | None = None,
+    encode_settings: dict | None = None,
 ):
     """Train (or resume) on splits["train"] = (x, y); checkpoint into out_dir each epoch.
 
@@ -378,6 +379,7 @@ def train_model(
         },
         "data": data_info,
         "train": cfg_dict,
+        "encode": encode_settings,
         "epochs": cfg.epochs,
         "params_mb": params_mb(model),
     }

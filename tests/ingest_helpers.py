@@ -19,7 +19,9 @@ UTC = dt.timezone.utc
 CLASSES = ["arc", "drapery_corona", "radial_corona", "hot_spot"]
 
 
-def make_model(path, size: int = 32, bits: int = 32, seed: int = 0, arch: str = "compact"):
+def make_model(
+    path, size: int = 32, bits: int = 32, seed: int = 0, arch: str = "compact", encode=None
+):
     """A random-init checkpoint through the public interfaces (build_model + save_checkpoint)."""
     import torch
 
@@ -38,6 +40,8 @@ def make_model(path, size: int = 32, bits: int = 32, seed: int = 0, arch: str = 
         "preprocess": PreprocessConfig(size=size, channels=1).to_dict(),
         "data": {"dataset": "none (random init for tests)", "seed": seed},
     }
+    if encode is not None:
+        config["encode"] = dict(encode)
     save_checkpoint(str(path), model, config)
     return str(path)
 

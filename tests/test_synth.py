@@ -16,7 +16,6 @@ from pipeline.readers import Frame, list_archive, read_frames
 from pipeline.synth import (
     CLASSES,
     generate,
-    make_split,
     minute_file_name,
     split_indices,
     write_archive,
@@ -170,15 +169,17 @@ def test_split_is_seeded_disjoint_and_balanced():
     assert not set(idx["query"]) & set(idx["database"])
     sep = split_indices(8, 6, 16, train_in_database=False)
     assert not set(sep["train"]) & (set(sep["database"]) | set(sep["query"]))
-    s1 = make_split(seed=1, size=24, n_train=8, n_query=8, n_database=16)
-    s2 = make_split(seed=1, size=24, n_train=8, n_query=8, n_database=16)
-    for name in ("train", "query", "database"):
+    from pipeline.datasets.synthetic import synthetic_splits
+
+    s1 = synthetic_splits(1, None, size=24, n_train=8, n_query=8, n_database=16, workers=1)
+    s2 = synthetic_splits(1, None, size=24, n_train=8, n_query=8, n_database=16, workers=1)
+    for name in ("train", "query", "db"):
         np.testing.assert_array_equal(s1[name][0], s2[name][0])
-    assert s1["database"][0].shape == (16, 24, 24) and s1["query"][0].shape == (8, 24, 24)
+    assert s1["db"][0].shape == (16, 1, 24, 24) and s1["query"][0].shape == (8, 1, 24, 24)
     assert np.bincount(s1["query"][1], minlength=4).tolist() == [2, 2, 2, 2]
-    np.testing.assert_array_equal(s1["train"][0], s1["database"][0][:8])
-    q, _ = generate(8, size=24, seed=1, start=16)
-    np.testing.assert_array_equal(s1["query"][0], q)
+    np.testing.assert_array_equal(s1["train"][0], s1["db"][0][:8])
+    _, q_labels = generate(8, size=24, seed=1, start=16)  # the queries are frames 16..23
+    assert s1["query"][1].tolist() == q_labels.tolist()
 
 
 def test_synth_cli_job(tmp_path, capsys):

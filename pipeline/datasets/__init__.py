@@ -11,14 +11,22 @@ is exactly what `preprocess_batch` computes for 32x32 uint8 RGB images (a test c
 
 Datasets and protocols:
 - `cifar10`: `cifar10-1`, `cifar10-2` (pipeline.datasets.cifar10).
-- `synthetic-aurora`: protocol `synthetic`; frames from pipeline.synth.make_split (seeded by
-  data_seed), sizes n_train / n_query / n_database (default 2000 / 400 / 4000; the training set is
-  part of the database), rendered at `size` px (default 64), aurora preprocessing.
+- `synthetic-aurora`: protocol `synthetic`; the seeded split of pipeline.synth.split_indices,
+  sizes n_train / n_query / n_database (default 2000 / 400 / 4000; the training set is part of
+  the database). Frames are archive-shaped: written by the archive writer (256 px, 16 bit) and
+  read back through ingest's reader and preprocessing at `size` px (default 64)
+  (pipeline.datasets.synthetic).
+- `archive`: protocol `holdout`; any labelled archive on disk or S3 (THEMIS PGM/CDF, images,
+  Parquet, tar shards), read exactly as ingest reads it (pipeline.datasets.archive). Labels come
+  from the frames' own label header, or from a catalogue table (`labels`: CSV or Parquet with
+  columns id,label, ids as ingest writes them: "RELATIVE/PATH#FRAME").
 - `parquet` (a labelled table or a folder of them, read by pipeline.readers) and `folder` (one
   sub-folder per class, any image/archive format pipeline.readers reads): protocol `holdout`, a
   seeded split: n_query items (default: 10%, at most 1,000) are the queries, the rest is the
   database, and the training set is the database (or its first n_train items, shuffled).
   Preprocessing: `aurora` for 16-bit grey frames, else `photo` (RGB or grey), unless given.
+
+An option a dataset does not use (say --size for cifar10) is refused, not ignored.
 """
 
 from __future__ import annotations
@@ -32,12 +40,13 @@ from pipeline.errors import BadInput
 
 log = logging.getLogger("aurorahash.datasets")
 
-DATASETS = ("cifar10", "synthetic-aurora", "parquet", "folder")
+DATASETS = ("cifar10", "synthetic-aurora", "parquet", "folder", "archive")
 PROTOCOLS = {
     "cifar10": ("cifar10-2", "cifar10-1"),
     "synthetic-aurora": ("synthetic",),
     "parquet": ("holdout",),
     "folder": ("holdout",),
+    "archive": ("holdout",),
 }
 
 
@@ -72,7 +81,7 @@ def _check_photo_fast_path(p: dict, size: int) -> None:
         raise BadInput("uint8 fast path needs the plain photo preprocessing at the native size")
 
 
-def _cifar10(data, protocol, data_seed, limit, preprocess=None, **_):
+def _cifar10(data, protocol, data_seed, limit, storage_options=None, preprocess=None):
     from pipeline.datasets.cifar10 import CLASSES, cifar10_protocol, load_cifar10
     from pipeline.preprocess import PreprocessConfig
 
@@ -89,88 +98,25 @@ def _cifar10(data, protocol, data_seed, limit, preprocess=None, **_):
     return out
 
 
-def _render_chunk(job):
-    from pipeline.preprocess import PreprocessConfig, preprocess_batch
-    from pipeline.synth import generate
-
-    n, size, seed, start, pre = job
-    frames, labels = generate(n, size=size, seed=seed, start=start)
-    return preprocess_batch(list(frames), PreprocessConfig.from_dict(pre)), labels
-
-
-def _render(n, size, seed, start, pre: dict, workers: int):
-    """Frames start..start+n-1 of the seeded stream, preprocessed; in chunks, maybe parallel."""
-    chunk = 256
-    jobs = [(min(chunk, n - i), size, seed, start + i, pre) for i in range(0, n, chunk)]
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            parts = list(ex.map(_render_chunk, jobs))
-    else:
-        parts = [_render_chunk(j) for j in jobs]
-    if not parts:
-        c = pre["channels"]
-        return np.zeros((0, c, size, size), np.float32), np.zeros(0, np.int64)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
 def _synthetic(
     data,
     protocol,
     data_seed,
     limit,
+    storage_options=None,
     size=None,
     n_train=None,
     n_query=None,
     n_database=None,
     preprocess=None,
     workers=None,
-    **_,
 ):
-    """pipeline.synth.make_split's sets (same frames: split_indices + generate(start=)),
-    rendered in chunks, in parallel processes when the frames are many and large."""
-    import os
+    from pipeline.datasets.synthetic import synthetic_splits
 
-    from pipeline.preprocess import PreprocessConfig
-    from pipeline.synth import CLASSES, split_indices
-    from pipeline.synth.split import DEFAULT_SIZES
-
-    if isinstance(preprocess, dict):
-        pcfg = PreprocessConfig.from_dict(preprocess)
-        size = pcfg.size
-    else:
-        size = int(size or 64)
-        pcfg = PreprocessConfig.aurora(size)
-    n_train = int(n_train if n_train is not None else DEFAULT_SIZES["train"])
-    n_query = int(n_query if n_query is not None else DEFAULT_SIZES["query"])
-    n_database = int(n_database if n_database is not None else DEFAULT_SIZES["database"])
-    if limit is not None:
-        n_train = min(n_train, int(limit))
-    n_database = max(n_database, n_train)
-    try:
-        idx = split_indices(n_train, n_query, n_database, train_in_database=True)
-    except ValueError as exc:
-        raise BadInput(f"synthetic-aurora split: {exc}") from None
-    if size < 16:
-        raise BadInput("synthetic-aurora --size must be at least 16")
-    if workers is None:
-        big = (n_database + n_query) * size * size > 40_000_000
-        workers = min(os.cpu_count() or 1, 16) if big else 1
-    pre = pcfg.to_dict()
-    db = _render(n_database, size, data_seed, 0, pre, workers)
-    q0 = int(idx["query"][0]) if n_query else 0
-    query = _render(n_query, size, data_seed, q0, pre, workers)
-    out = {
-        "db": db,
-        "query": query,
-        # the training set is the head of the database: share the preprocessed arrays
-        "train": (db[0][:n_train], db[1][:n_train]),
-        "classes": list(CLASSES),
-        "preprocess": pre,
-    }
-    return out
+    pre = preprocess if isinstance(preprocess, dict) else None
+    if preprocess is not None and pre is None:
+        raise BadInput("synthetic-aurora takes its own aurora preprocessing, not --preprocess")
+    return synthetic_splits(data_seed, limit, size, n_train, n_query, n_database, pre, workers)
 
 
 def _read_labelled(files, storage_options, label_of=None):
@@ -216,20 +162,9 @@ def _preprocess_cfg(pixels, kind, size):
     raise BadInput(f"unknown preprocessing {kind!r}; choose auto, aurora or photo")
 
 
-def _holdout(
-    pixels,
-    labels,
-    classes,
-    data_seed,
-    limit,
-    n_query=None,
-    n_train=None,
-    preprocess=None,
-    size=None,
-    **_,
-):
-    from pipeline.preprocess import preprocess_batch
-
+def _holdout(x, labels, classes, pre: dict, data_seed, limit, n_query=None, n_train=None):
+    """A seeded split of preprocessed inputs: queries, the rest the database, training its
+    first n_train items (shuffled)."""
     n = len(labels)
     if n < 3:
         raise BadInput(f"need at least 3 labelled images, found {n}")
@@ -246,15 +181,23 @@ def _holdout(
         nt = min(nt, int(limit))
     train = np.sort(db[:nt])
     db = np.sort(db)
-    pcfg = _preprocess_cfg(pixels, preprocess, size)
-    x = preprocess_batch(pixels, pcfg)
     return {
         "train": (x[train], labels[train]),
         "query": (x[q], labels[q]),
         "db": (x[db], labels[db]),
         "classes": classes,
-        "preprocess": pcfg.to_dict(),
+        "preprocess": pre,
     }
+
+
+def _holdout_pixels(pixels, labels, classes, data_seed, limit, preprocess=None, size=None, **split):
+    from pipeline.preprocess import preprocess_batch
+
+    if len(labels) < 3:
+        raise BadInput(f"need at least 3 labelled images, found {len(labels)}")
+    pcfg = _preprocess_cfg(pixels, preprocess, size)
+    x = preprocess_batch(pixels, pcfg)
+    return _holdout(x, labels, classes, pcfg.to_dict(), data_seed, limit, **split)
 
 
 def _label_names(files, storage_options, n_classes):
@@ -282,7 +225,17 @@ def _label_names(files, storage_options, n_classes):
     return [names.get(i, str(i)) for i in range(n_classes)]
 
 
-def _parquet(data, protocol, data_seed, limit, storage_options=None, **kw):
+def _parquet(
+    data,
+    protocol,
+    data_seed,
+    limit,
+    storage_options=None,
+    preprocess=None,
+    size=None,
+    n_query=None,
+    n_train=None,
+):
     from pipeline.readers import list_archive, parquet_table
 
     files = [
@@ -294,10 +247,21 @@ def _parquet(data, protocol, data_seed, limit, storage_options=None, **kw):
     if not len(labels):
         raise BadInput(f"{data}: no labelled rows (a `label` column is needed)")
     classes = _label_names(files, storage_options, int(labels.max()) + 1)
-    return _holdout(pixels, labels, classes, data_seed, limit, **kw)
+    split = dict(n_query=n_query, n_train=n_train)
+    return _holdout_pixels(pixels, labels, classes, data_seed, limit, preprocess, size, **split)
 
 
-def _folder(data, protocol, data_seed, limit, storage_options=None, **kw):
+def _folder(
+    data,
+    protocol,
+    data_seed,
+    limit,
+    storage_options=None,
+    preprocess=None,
+    size=None,
+    n_query=None,
+    n_train=None,
+):
     from pipeline.readers import list_archive
     from pipeline.storage import relative_path
 
@@ -315,7 +279,57 @@ def _folder(data, protocol, data_seed, limit, storage_options=None, **kw):
     pixels, labels = _read_labelled(
         [f for c in classes for f in by_class[c]], storage_options, label_of=index.get
     )
-    return _holdout(pixels, labels, classes, data_seed, limit, **kw)
+    split = dict(n_query=n_query, n_train=n_train)
+    return _holdout_pixels(pixels, labels, classes, data_seed, limit, preprocess, size, **split)
+
+
+def _archive(
+    data,
+    protocol,
+    data_seed,
+    limit,
+    storage_options=None,
+    labels=None,
+    preprocess=None,
+    size=None,
+    n_query=None,
+    n_train=None,
+    workers=None,
+):
+    """A labelled archive read as ingest reads it (pipeline.datasets.archive)."""
+    from pipeline.datasets.archive import apply_catalogue, catalogue_labels, read_archive
+    from pipeline.synth import CLASSES
+
+    pcfg = _archive_preprocess(data, storage_options, preprocess, size)
+    frames = read_archive(data, pcfg.to_dict(), storage_options, int(workers or 1))
+    if labels:
+        y, classes = apply_catalogue(frames, catalogue_labels(labels, storage_options), labels)
+    else:
+        y = frames.labels
+        top = int(y.max()) if len(y) else -1
+        classes = list(CLASSES) if top < len(CLASSES) else [str(i) for i in range(top + 1)]
+    keep = y >= 0
+    if not keep.any():
+        raise BadInput(f"{data}: no labelled frames (label headers, or give --labels)")
+    if not keep.all():
+        log.warning("%d of %d frames have no label and are left out", int((~keep).sum()), len(y))
+    return _holdout(
+        frames.x[keep], y[keep], classes, pcfg.to_dict(), data_seed, limit, n_query, n_train
+    )
+
+
+def _archive_preprocess(data, storage_options, preprocess, size):
+    """The preprocessing for an archive: given, or chosen from its first readable frame."""
+    from pipeline.datasets.archive import archive_files
+    from pipeline.readers import FrameError, read_frames
+
+    if isinstance(preprocess, dict):
+        return _preprocess_cfg([], preprocess, size)
+    for uri, _ in archive_files(data, storage_options):
+        for item in read_frames(uri, storage_options or {}):
+            if not isinstance(item, FrameError):
+                return _preprocess_cfg([item.pixels], preprocess, size)
+    raise BadInput(f"{data}: no readable frame to choose the preprocessing from")
 
 
 _LOADERS = {
@@ -323,7 +337,19 @@ _LOADERS = {
     "synthetic-aurora": _synthetic,
     "parquet": _parquet,
     "folder": _folder,
+    "archive": _archive,
 }
+
+
+def _reject_unused(dataset: str, given: dict) -> None:
+    """An option the dataset does not use is an error, not silently ignored."""
+    import inspect
+
+    params = inspect.signature(_LOADERS[dataset]).parameters
+    unused = sorted(k for k in given if k not in params or k in ("data", "protocol"))
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        raise BadInput(f"{flags} does not apply to dataset {dataset}")
 
 
 def load_splits(
@@ -347,14 +373,9 @@ def load_splits(
         raise BadInput(f"--data is required for {dataset}")
     if limit is not None and limit < 2:
         raise BadInput("--limit must be at least 2")
-    out = _LOADERS[dataset](
-        data,
-        protocol,
-        data_seed,
-        limit,
-        storage_options=storage_options,
-        **{k: v for k, v in options.items() if v is not None},
-    )
+    given = {k: v for k, v in options.items() if v is not None}
+    _reject_unused(dataset, given)
+    out = _LOADERS[dataset](data, protocol, data_seed, limit, storage_options, **given)
     out["info"] = {
         "dataset": dataset,
         "data": None if data is None else str(data),

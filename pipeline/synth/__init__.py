@@ -6,7 +6,7 @@ stream0 PGM minute files and 16-bit PNGs, archive.py a whole archive, split.py e
 
 from pipeline.synth.archive import FORMATS, write_archive
 from pipeline.synth.generate import CLASSES, generate, labels_for, render_frame, resolve_classes
-from pipeline.synth.split import make_split, split_indices
+from pipeline.synth.split import split_indices
 from pipeline.synth.writers import (
     minute_file_name,
     pgm_minute_bytes,
@@ -21,7 +21,6 @@ __all__ = [
     "FORMATS",
     "generate",
     "labels_for",
-    "make_split",
     "minute_file_name",
     "pgm_minute_bytes",
     "png_bytes",

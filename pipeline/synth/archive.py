@@ -42,9 +42,12 @@ def write_archive(
     classes=None,
     labels: bool = True,
     storage_options: dict | None = None,
+    start: int = 0,
 ) -> dict:
     """Write `n_frames` synthetic frames under `out`; returns a summary dict.
 
+    The archive holds frames start .. start+n_frames-1 of the seeded stream (the first minute
+    file starts at `start_time`).
     pgm / pgm.gz: one minute file per 20 frames (the last may hold fewer);
     png: one 16-bit PNG per frame under png/YYYY/MM/DD/SITE_IMAGER/utHH/.
     `labels=False` leaves the class out of the files (an unlabelled archive).
@@ -60,7 +63,7 @@ def write_archive(
     counts: Counter = Counter()
     for first in range(0, n_frames, FRAMES_PER_MINUTE):
         k = min(FRAMES_PER_MINUTE, n_frames - first)
-        frames, labs = generate(k, size=size, seed=seed, classes=classes, start=first)
+        frames, labs = generate(k, size=size, seed=seed, classes=classes, start=start + first)
         counts.update(CLASSES[int(c)] for c in labs)
         minute = t0 + timedelta(minutes=first // FRAMES_PER_MINUTE)
         top = "png" if fmt == "png" else "stream0"
@@ -100,6 +103,7 @@ def write_archive(
         "files": len(files),
         "size": int(size),
         "seed": int(seed),
+        "start": int(start),
         "site": site,
         "class_counts": {c: counts.get(c, 0) for c in CLASSES},
         "seconds": round(time.perf_counter() - t_start, 3),

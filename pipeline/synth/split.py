@@ -1,4 +1,6 @@
-"""Seeded train / query / database sets of synthetic aurora for hashing experiments.
+"""Seeded train / query / database sets of synthetic aurora for hashing experiments: which
+frames of the seeded stream each set holds. The frames themselves are rendered as the archive
+holds them and read as ingest reads them (pipeline.datasets.synthetic), by that one path only.
 
 Why index ranges of one seeded stream: the sets are disjoint by construction, need no shuffling
 state, and can be regenerated (or generated lazily, in parallel) from (seed, indices) alone.
@@ -9,8 +11,6 @@ are. Ranges start at multiples of 4, so every set of a multiple-of-4 size is exa
 from __future__ import annotations
 
 import numpy as np
-
-from pipeline.synth.generate import generate, resolve_classes
 
 DEFAULT_SIZES = {"train": 2000, "query": 400, "database": 4000}
 
@@ -35,40 +35,3 @@ def split_indices(
         t0 = -(-(q0 + n_query) // 4) * 4
         train = np.arange(t0, t0 + n_train)
     return {"train": train, "query": query, "database": db}
-
-
-def make_split(
-    seed: int = 0,
-    size: int = 64,
-    n_train: int = DEFAULT_SIZES["train"],
-    n_query: int = DEFAULT_SIZES["query"],
-    n_database: int = DEFAULT_SIZES["database"],
-    classes=None,
-    train_in_database: bool = True,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"train"|"query"|"database": (frames uint16 (n, size, size), labels int64 (n,))}.
-
-    Frames are rendered at `size` directly (64 by default: 4,000 frames take 33 MB; use 256 for
-    full-resolution AlexNet runs and mind the memory).
-    """
-    resolve_classes(classes)
-    idx = split_indices(n_train, n_query, n_database, train_in_database)
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    db = generate(len(idx["database"]), size=size, seed=seed, classes=classes)
-    out["database"] = db
-    out["query"] = (
-        generate(
-            len(idx["query"]), size=size, seed=seed, classes=classes, start=int(idx["query"][0])
-        )
-        if len(idx["query"])
-        else (db[0][:0], db[1][:0])
-    )
-    if train_in_database:
-        out["train"] = (db[0][: len(idx["train"])], db[1][: len(idx["train"])])
-    elif len(idx["train"]):
-        out["train"] = generate(
-            len(idx["train"]), size=size, seed=seed, classes=classes, start=int(idx["train"][0])
-        )
-    else:
-        out["train"] = (db[0][:0], db[1][:0])
-    return out

@@ -1,0 +1,109 @@
+"""The `archive` dataset: a labelled archive read as ingest reads it, labels from the frames'
+headers or from a catalogue table keyed by ingest's frame ids; and options a dataset does not
+use are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.datasets import load_splits
+from pipeline.errors import BadInput
+from pipeline.synth import CLASSES, generate, write_archive
+
+N = 40
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    root = tmp_path_factory.mktemp("archive")
+    write_archive(str(root), N, seed=7, fmt="pgm")
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def unlabelled(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unlabelled")
+    write_archive(str(root), N, seed=7, fmt="pgm", labels=False)
+    return str(root)
+
+
+def _all_labels(s) -> dict:
+    return {"query": s["query"][1].tolist(), "db": s["db"][1].tolist()}
+
+
+def test_header_labels_and_the_holdout_split(archive):
+    s = load_splits("archive", archive, None, 0, None, None, size=32, n_query=8)
+    assert s["classes"] == list(CLASSES) and s["preprocess"]["size"] == 32
+    assert s["preprocess"]["stretch"] == "asinh"  # 16-bit grey frames: aurora preprocessing
+    assert len(s["query"][1]) == 8 and len(s["db"][1]) == N - 8
+    _, truth = generate(N, seed=7)
+    assert sorted(s["query"][1].tolist() + s["db"][1].tolist()) == sorted(truth.tolist())
+    assert s["info"]["dataset"] == "archive" and s["info"]["protocol"] == "holdout"
+
+
+def test_catalogue_csv_labels_by_frame_id(unlabelled, tmp_path):
+    from pipeline.datasets.archive import archive_files
+
+    files = archive_files(unlabelled)
+    ids = [f"{rel}#{i}" for _, rel in files for i in range(20)]
+    names = ["quiet" if i % 3 else "arc" for i in range(N)]
+    csv = tmp_path / "labels.csv"
+    csv.write_text("id,label\n" + "".join(f"{i},{n}\n" for i, n in zip(ids, names, strict=True)))
+    s = load_splits("archive", unlabelled, None, 0, None, None, size=32, labels=str(csv), n_query=4)
+    assert s["classes"] == ["arc", "quiet"]
+    got = sorted(s["query"][1].tolist() + s["db"][1].tolist())
+    assert got == sorted(0 if n == "arc" else 1 for n in names)
+
+
+def test_catalogue_parquet_leaves_out_frames_it_does_not_name(unlabelled, tmp_path):
+    from pipeline.datasets.archive import archive_files
+
+    (_, rel), *_ = archive_files(unlabelled)
+    table = pa.table({"id": [f"{rel}#{i}" for i in range(12)], "label": [i % 2 for i in range(12)]})
+    pq.write_table(table, tmp_path / "labels.parquet")
+    s = load_splits(
+        "archive", unlabelled, None, 0, None, None, size=32,
+        labels=str(tmp_path / "labels.parquet"), n_query=3,
+    )  # fmt: skip
+    assert len(s["query"][1]) + len(s["db"][1]) == 12 and s["classes"] == ["0", "1"]
+
+
+def test_unlabelled_archive_and_bad_catalogues_are_clear_errors(unlabelled, tmp_path):
+    with pytest.raises(BadInput, match="no labelled frames"):
+        load_splits("archive", unlabelled, None, 0, None, None, size=32)
+    (tmp_path / "bad.csv").write_text("frame,class\nx,1\n")
+    with pytest.raises(BadInput, match="needs columns id and label"):
+        load_splits("archive", unlabelled, None, 0, None, None, labels=str(tmp_path / "bad.csv"))
+    (tmp_path / "other.csv").write_text("id,label\nnope#0,1\n")
+    with pytest.raises(BadInput, match="no id of the archive"):
+        load_splits("archive", unlabelled, None, 0, None, None, labels=str(tmp_path / "other.csv"))
+    with pytest.raises(BadInput, match="no such file"):
+        load_splits("archive", unlabelled, None, 0, None, None, labels=str(tmp_path / "none.csv"))
+    with pytest.raises(BadInput, match="no such archive|no archive files"):
+        load_splits("archive", str(tmp_path / "empty"), None, 0, None, None)
+
+
+@pytest.mark.parametrize(
+    "dataset, option",
+    [("cifar10", "size"), ("synthetic-aurora", "labels"), ("folder", "n_database")],
+)
+def test_options_a_dataset_does_not_use_are_refused(dataset, option, tmp_path):
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(BadInput, match=f"{flag} does not apply to dataset {dataset}"):
+        load_splits(dataset, str(tmp_path), None, 0, None, None, **{option: 32})
+
+
+def test_frames_and_order_equal_whatever_the_worker_count(archive, monkeypatch):
+    from pipeline.datasets import archive as mod
+    from pipeline.preprocess import PreprocessConfig
+
+    pre = PreprocessConfig.aurora(16).to_dict()
+    one = mod.read_archive(archive, pre, workers=1)
+    monkeypatch.setattr(mod, "FILES_PER_JOB", 1)  # one file per job: two processes share them
+    two = mod.read_archive(archive, pre, workers=2)
+    assert one.x.shape == (N, 1, 16, 16) and one.skipped == 0
+    np.testing.assert_array_equal(one.x, two.x)
+    assert one.ids.tolist() == two.ids.tolist() and one.labels.tolist() == two.labels.tolist()

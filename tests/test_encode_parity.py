@@ -1,0 +1,86 @@
+"""The codes we measure are the codes we ship.
+
+Frame i of an archive is the same model input whether `train`/`evaluate` read it (datasets
+`synthetic-aurora` and `archive`) or ingest does, and the codes `evaluate` computes for a set of
+frames are, bit for bit, the codes ingest stores for them, under the checkpoint's encode
+settings (views, precision), on the CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ingest_helpers import make_model
+
+from kernels import pack_codes
+from pipeline import store
+from pipeline.checkpoint import load_checkpoint
+from pipeline.datasets.archive import archive_files, read_archive
+from pipeline.datasets.synthetic import synthetic_splits
+from pipeline.datasource import FileTask, read_file_rows
+from pipeline.encoder import DEFAULT_ENCODE, encode_settings
+from pipeline.evaluate import encode
+from pipeline.ingest import IngestConfig, run_ingest
+from pipeline.preprocess import PreprocessConfig
+from pipeline.synth import write_archive
+
+N = 60  # three minute files
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    root = tmp_path_factory.mktemp("archive")
+    write_archive(str(root), N, seed=5, fmt="pgm.gz")
+    return str(root)
+
+
+def _ingest_inputs(root: str, pre: dict) -> tuple[np.ndarray, list]:
+    """Model inputs and labels as ingest's read tasks produce them."""
+    xs, labels = [], []
+    for uri, rel in archive_files(root):
+        for t in read_file_rows(FileTask(uri=uri, rel=rel), pre):
+            for r in t.to_pylist():
+                if r["kind"] == "frame":
+                    xs.append(np.frombuffer(r["x"], dtype=np.float32))
+                    labels.append(r["label"])
+    return np.stack(xs), labels
+
+
+def test_synthetic_training_frames_are_ingest_inputs(archive):
+    pre = PreprocessConfig.aurora(32).to_dict()
+    sp = synthetic_splits(5, None, n_train=20, n_query=4, n_database=N, preprocess=pre, workers=1)
+    x, labels = _ingest_inputs(archive, pre)
+    assert x.shape == (N, 32 * 32)
+    np.testing.assert_array_equal(sp["db"][0].reshape(N, -1), x)
+    assert sp["db"][1].tolist() == labels
+    np.testing.assert_array_equal(sp["train"][0], sp["db"][0][:20])
+
+
+def test_archive_dataset_frames_are_ingest_inputs(archive):
+    pre = PreprocessConfig.aurora(32).to_dict()
+    frames = read_archive(archive, pre)
+    x, labels = _ingest_inputs(archive, pre)
+    np.testing.assert_array_equal(frames.x.reshape(N, -1), x)
+    assert frames.labels.tolist() == labels
+    assert frames.ids[0].endswith("#0") and len(set(frames.ids)) == N
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("settings", [None, {"views": "mirror", "precision": "bf16"}])
+def test_evaluate_codes_are_the_stored_codes(ray_local, archive, tmp_path, settings):
+    model_dir = make_model(tmp_path / "model", size=32, bits=48, seed=1, encode=settings)
+    model, cfg = load_checkpoint(model_dir)
+    assert encode_settings(cfg) == {**DEFAULT_ENCODE, **(settings or {})}
+    frames = read_archive(archive, cfg["preprocess"])
+    h, _ = encode(model, frames.x, encode_settings(cfg))
+    measured = dict(zip(frames.ids, pack_codes(h)[:, 0].tolist(), strict=True))
+
+    summary = run_ingest(IngestConfig(source=archive, out=str(tmp_path / "codes"), model=model_dir))
+    assert summary["frames"] == N and summary["quarantined"] == 0
+    codes, ids, _, meta = store.load_codes(summary["out"])
+    stored = dict(zip(ids.tolist(), codes[:, 0].tolist(), strict=True))
+    assert meta.model == cfg["model_id"]
+    assert stored == measured
+    if settings:  # the settings matter, so the equality above is not an accident
+        h0, _ = encode(model, frames.x, DEFAULT_ENCODE)
+        assert pack_codes(h0)[:, 0].tolist() != [measured[i] for i in frames.ids]
