@@ -21,10 +21,11 @@ Two recipes:
 
 Everything runs under bfloat16 autocast when `amp` is on (default; bf16 needs no loss scaling,
 on CPU and on CUDA), channels_last memory on CPU.
-Each epoch ends with a checkpoint (weights, optimiser state, epochs done, training seconds) in
-the output directory; running the same command again resumes after the last completed epoch
-(the schedule is a function of the global step, and each epoch's shuffling and augmentation come
-from a generator seeded by (seed, epoch), so a resumed run repeats what an uninterrupted one does).
+Each epoch ends with a checkpoint (weights, optimiser state, the EMA once it has started, epochs
+done, training seconds) in the output directory; running the same command again resumes after
+the last saved epoch and ends with the same bits as an uninterrupted run: the schedule is a
+function of the global step, each epoch's shuffling, augmentation and dropout come from RNGs
+seeded by (seed, epoch), and the rest of the state (`_State`) is in the checkpoint.
 """
 
 from __future__ import annotations
@@ -297,7 +298,7 @@ class _Data:
 
 @dataclass
 class _State:
-    """The training state: weights, optimiser, EMA and counters.
+    """What a checkpoint must hold for an exact resume: weights, optimiser, EMA and counters.
 
     Everything else a step uses is a function of (seed, epoch, step): the shuffling, crops and
     flips (a generator seeded per epoch), dropout (the global RNG, seeded per epoch), the learning
@@ -434,6 +435,7 @@ def _start_or_resume(splits, cfg, out_dir, data_info, so, dev) -> _State:
     st.train_seconds = float(saved.get("train_seconds", 0.0))
     if tensors is not None:
         _restore_optimizer(opt, tensors)
+        st.ema = _restore_ema(model, tensors)
     if saved:
         log.info(
             "resuming %s after epoch %d (%.0f s trained)", out_dir, st.epochs_done, st.train_seconds
@@ -441,10 +443,27 @@ def _start_or_resume(splits, cfg, out_dir, data_info, so, dev) -> _State:
     return st
 
 
+def _restore_ema(model, tensors: dict) -> dict | None:
+    """The `ema.<name>` tensors as the EMA dict (on the model's device, in its memory layout);
+    None when the run saved none (the EMA had not started, or a checkpoint from before exact
+    resume)."""
+    saved = {k.removeprefix("ema."): v for k, v in tensors.items() if k.startswith("ema.")}
+    if not saved:
+        return None
+    sd = model.state_dict()
+    want = {k: v for k, v in sd.items() if v.dtype.is_floating_point}
+    if set(saved) != set(want) or any(saved[k].shape != v.shape for k, v in want.items()):
+        raise BadInput("optimizer.safetensors: its EMA tensors do not match the model's weights")
+    with torch.no_grad():
+        return {k: v.detach().clone().copy_(saved[k]) for k, v in want.items()}
+
+
 def _save(out_dir: str, st: _State, so) -> None:
     st.config["epochs_done"] = st.epochs_done
     st.config["train_seconds"] = st.train_seconds
     tensors = _optimizer_tensors(st.opt)
+    if st.ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in st.ema.items()})
     meta = {"step": st.step, "epochs_done": st.epochs_done}
     save_checkpoint(out_dir, st.model, st.config, tensors, meta, so)
 
