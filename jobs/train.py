@@ -209,7 +209,6 @@ def train_config(args, **overrides):
         quant_weight=args.quant_weight,
         flip=not args.no_flip,
         translate=args.translate,
-        tta=args.tta,
         amp=not args.no_amp,
         device=args.device,
         threads=args.threads,

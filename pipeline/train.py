@@ -74,7 +74,6 @@ class TrainConfig:
     quant_weight: float = 0.1
     flip: bool = True
     translate: int | None = None  # px; None: 2 for 32 px inputs, size // 16 otherwise
-    tta: int = 1  # 0 none, 1 mirror, 2 mirror + 1 px translations
     amp: bool = True  # bfloat16 autocast (CPU and CUDA)
     device: str = "cpu"
     threads: int | None = None
@@ -83,7 +82,6 @@ class TrainConfig:
     pmt_p: float | None = None  # PMT's starting exponent (None: the arch's own)
     widths: tuple | None = None  # compact widths
     dropout: float | None = None
-    eval_batch: int = 1000
     log_every: int = 20
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     model_options: dict = field(default_factory=dict)
