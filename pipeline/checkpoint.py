@@ -7,7 +7,8 @@ config.json holds what is needed to rebuild and use the model:
     arch, bits, classes, in_channels, input_size, model_options (ablation switches, widths),
     preprocess (the shared preprocessing parameters), normalization (mean/std, also inside the
     weights as buffers), data (dataset, URI, protocol, seed, limit), train (the recipe),
-    epochs_done, weights_sha256 (sha256 of model.safetensors as written), format.
+    epochs_done, weights_sha256 (sha256 of model.safetensors as written), format, and encode
+    (how codes are made; stored as train_model was given it, when it was).
 `load_checkpoint` adds config["model_sha256"] (the sha256 of the weights file it read) and
 config["model_id"] (`model_id`: what names the codes), and refuses a weights file whose hash,
 tensor names or shapes do not match the config, naming the file.

@@ -382,7 +382,7 @@ def _new_model(cfg: TrainConfig, splits: dict):
     return model
 
 
-def _checkpoint_config(cfg, splits, model, data_info) -> dict:
+def _checkpoint_config(cfg, splits, model, data_info, encode_settings) -> dict:
     """config.json of this run (epochs_done and train_seconds are added at each save)."""
     from pipeline.model import params_mb
 
@@ -408,10 +408,12 @@ def _checkpoint_config(cfg, splits, model, data_info) -> dict:
         "params_mb": params_mb(model),
         "train_images": int(n),
     }
+    if encode_settings is not None:
+        config["encode"] = encode_settings
     return config
 
 
-def _start_or_resume(splits, cfg, out_dir, data_info, so, dev) -> _State:
+def _start_or_resume(splits, cfg, out_dir, data_info, so, dev, encode_settings) -> _State:
     """A new model, or the last checkpoint in out_dir with its optimiser and EMA state."""
     torch.manual_seed(cfg.seed)
     saved, tensors = {}, None
@@ -423,7 +425,7 @@ def _start_or_resume(splits, cfg, out_dir, data_info, so, dev) -> _State:
         tensors, _ = load_optimizer_state(out_dir, saved, so)
     else:
         model = _new_model(cfg, splits)
-    config = _checkpoint_config(cfg, splits, model, data_info)
+    config = _checkpoint_config(cfg, splits, model, data_info, encode_settings)
     model.to(dev)
     if dev.type == "cpu":
         model.to(memory_format=torch.channels_last)
@@ -569,12 +571,14 @@ def train_model(
     data_info: dict | None = None,
     storage_options: dict | None = None,
     stop_after: int | None = None,
+    encode_settings: dict | None = None,
 ):
     """Train (or resume) on splits["train"] = (x, y); checkpoint into out_dir each epoch.
 
     x: (n, c, s, s) uint8 or float32 numpy array (the preprocessed inputs), y: (n,) int labels or
     (n, L) multi-hot. splits["classes"] names the classes; splits["preprocess"] is saved in the
-    config. `stop_after` ends this call after that many epochs (as if interrupted; tests).
+    config, and `encode_settings` (how codes are made from the outputs) as config["encode"].
+    `stop_after` ends this call after that many epochs (as if interrupted; tests).
     Returns (model, config) of the last checkpoint.
     """
     cfg = cfg.resolved(n_train=len(splits["train"][0]))
@@ -582,7 +586,7 @@ def train_model(
     dev = _device(cfg)
     if len(splits["train"][0]) < 2:
         raise BadInput(f"need at least 2 training images, got {len(splits['train'][0])}")
-    st = _start_or_resume(splits, cfg, out_dir, data_info, storage_options, dev)
+    st = _start_or_resume(splits, cfg, out_dir, data_info, storage_options, dev, encode_settings)
     data = _prepare_data(splits, cfg, dev)
     # every saved epoch but a fractional last one is whole, so the step follows from the epoch;
     # a longer run resumed after a fractional last epoch starts the next one on schedule

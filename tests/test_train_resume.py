@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.checkpoint import load_checkpoint
+from pipeline.checkpoint import load_checkpoint, read_config
 from pipeline.errors import BadInput
 from pipeline.model import build_model
 from pipeline.train import TrainConfig, _restore_ema, train_model
@@ -57,6 +57,15 @@ def test_resume_after_the_ema_started_is_exact(tmp_path):
     _assert_same(wa, wb)
     _assert_same(oa, ob)
     assert ca["model_sha256"] == cb["model_sha256"]
+
+
+def test_encode_settings_round_trip(tmp_path):
+    enc = {"format": "test-encode/1", "tta": [0, 1], "threshold": 0.0, "note": None}
+    out = str(tmp_path / "m")
+    _, cfg = train_model(
+        _splits(), _cfg(), out, {"dataset": "tiny"}, stop_after=1, encode_settings=enc
+    )
+    assert cfg["encode"] == enc and read_config(out)["encode"] == enc
 
 
 def test_an_ema_that_does_not_fit_the_model_is_refused():
