@@ -28,9 +28,12 @@ precision, `pipeline.encoder.encode_settings`; the defaults hash as before they 
 names its output after it (OUT/<model_id[:12]>, shard metadata `aurorahash.model`), so a changed
 preprocessing writes a new set of shards instead of mixing incompatible codes under one name.
 
-optimizer.safetensors (resume only) holds the optimiser's per-parameter buffers as
-`state.<param index>.<name>`, the lookahead/EMA copy as `ema.<name>`, and a JSON `meta` entry in
-the safetensors header (step counters).
+optimizer.safetensors (resume only; inference never reads it) holds the training state beside the
+weights: the optimiser's per-parameter buffers as `state.<param index>.<name>`, the airbench
+lookahead/EMA copy of the float weights and buffers as `ema.<state_dict name>` (absent before the
+EMA starts, and in checkpoints written before exact resume: those resume with a fresh EMA), and a
+JSON `meta` entry in the safetensors header (step, epochs_done). config.json records its sha256
+(`optimizer_sha256`). model.safetensors holds the model's state_dict only, whatever the recipe.
 """
 
 from __future__ import annotations

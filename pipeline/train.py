@@ -21,10 +21,11 @@ Two recipes:
 
 Everything runs under bfloat16 autocast when `amp` is on (default; bf16 needs no loss scaling,
 on CPU and on CUDA), channels_last memory on CPU.
-Each epoch ends with a checkpoint (weights, optimiser state, epochs done, training seconds) in
-the output directory; running the same command again resumes after the last completed epoch
-(the schedule is a function of the global step, and each epoch's shuffling and augmentation come
-from a generator seeded by (seed, epoch), so a resumed run repeats what an uninterrupted one does).
+Each epoch ends with a checkpoint (weights, optimiser state, the EMA once it has started, epochs
+done, training seconds) in the output directory; running the same command again resumes after
+the last saved epoch and ends with the same bits as an uninterrupted run: the schedule is a
+function of the global step, each epoch's shuffling, augmentation and dropout come from RNGs
+seeded by (seed, epoch), and the rest of the state (`_State`) is in the checkpoint.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ class TrainConfig:
     quant_weight: float = 0.1
     flip: bool = True
     translate: int | None = None  # px; None: 2 for 32 px inputs, size // 16 otherwise
-    tta: int = 1  # 0 none, 1 mirror, 2 mirror + 1 px translations
     amp: bool = True  # bfloat16 autocast (CPU and CUDA)
     device: str = "cpu"
     threads: int | None = None
@@ -82,7 +82,6 @@ class TrainConfig:
     pmt_p: float | None = None  # PMT's starting exponent (None: the arch's own)
     widths: tuple | None = None  # compact widths
     dropout: float | None = None
-    eval_batch: int = 1000
     log_every: int = 20
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     model_options: dict = field(default_factory=dict)
@@ -273,13 +272,78 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict) -> None:
     opt.load_state_dict(sd)
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- training state
+
+EMA_START = 3  # airbench: the lookahead/EMA of the weights runs from this epoch (0-based) on
+WHITEN_BIAS_EPOCHS = 3  # the whitening conv's bias trains in the first epochs only (any recipe)
 
 
-def _autocast(cfg: TrainConfig):
-    dev = torch.device(cfg.device).type
-    dtype = torch.bfloat16
-    return torch.autocast(dev, dtype=dtype, enabled=cfg.amp)
+@dataclass
+class _Data:
+    """The training set ready to batch (padded images on their device) and the step schedule."""
+
+    xpad: torch.Tensor
+    y: torch.Tensor
+    size: int
+    pad: int
+    preprocess: dict | None
+    base_flip: torch.Tensor
+    steps_per_epoch: int
+    total_steps: int
+    n_epochs: int
+    device: torch.device
+
+
+@dataclass
+class _State:
+    """What a checkpoint must hold for an exact resume: weights, optimiser, EMA and counters.
+
+    Everything else a step uses is a function of (seed, epoch, step): the shuffling, crops and
+    flips (a generator seeded per epoch), dropout (the global RNG, seeded per epoch), the learning
+    rate (the global step) and whether the whitening bias trains (the epoch).
+    """
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    config: dict
+    ema: dict | None = None
+    step: int = 0
+    epochs_done: int = 0
+    train_seconds: float = 0.0
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    dev = torch.device(cfg.device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInput("--device cuda asked for, but no CUDA device is available")
+        torch.backends.cudnn.benchmark = True
+    return dev
+
+
+def _prepare_data(splits: dict, cfg: TrainConfig, dev: torch.device) -> _Data:
+    x_np, y_np = splits["train"]
+    n, _, s, _ = x_np.shape
+    pad = cfg.translate if cfg.translate is not None else (2 if s <= 32 else max(1, s // 16))
+    xpad = _pad_images(torch.from_numpy(np.ascontiguousarray(x_np)), pad)
+    if dev.type == "cuda" and xpad.numel() * xpad.element_size() < (8 << 30):
+        xpad = xpad.to(dev)  # augment on the GPU; the CPU would be the bottleneck
+    # drop_last (pairs need full-ish batches); a set smaller than a batch is one step
+    steps_per_epoch = max(1, n // cfg.batch_size)
+    return _Data(
+        xpad=xpad,
+        y=torch.from_numpy(np.asarray(y_np)).long(),
+        size=s,
+        pad=pad,
+        preprocess=splits.get("preprocess"),
+        base_flip=torch.rand(n, generator=torch.Generator().manual_seed(cfg.seed)) < 0.5,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=max(1, math.ceil(steps_per_epoch * cfg.epochs)),
+        n_epochs=math.ceil(cfg.epochs),
+        device=dev,
+    )
 
 
 def _same_run(saved: dict, cfg_dict: dict, data_info: dict, out_dir: str) -> None:
@@ -299,6 +363,207 @@ def _same_run(saved: dict, cfg_dict: dict, data_info: dict, out_dir: str) -> Non
             )
 
 
+def _new_model(cfg: TrainConfig, splits: dict):
+    from pipeline.model import build_model
+
+    x_np = splits["train"][0]
+    n, c, s, _ = x_np.shape
+    pre = splits.get("preprocess")
+    try:
+        model = build_model(cfg.arch, cfg.bits, len(splits["classes"]), c, s, **cfg.model_options)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    # statistics and the whitening init from a seeded random subset (datasets are often stored
+    # sorted by class)
+    sub = np.random.default_rng(cfg.seed).permutation(n)[:10000]
+    mean, std = channel_stats(x_np[sub], pre)
+    model.set_normalization(mean, std)
+    model.init_from_data(to_input(torch.from_numpy(np.ascontiguousarray(x_np[sub[:5000]])), pre))
+    return model
+
+
+def _checkpoint_config(cfg, splits, model, data_info, encode_settings) -> dict:
+    """config.json of this run (epochs_done and train_seconds are added at each save)."""
+    from pipeline.model import params_mb
+
+    n, c, s, _ = splits["train"][0].shape
+    train = asdict(cfg)
+    train["widths"] = list(cfg.widths) if cfg.widths else None
+    config = {
+        "arch": cfg.arch,
+        "bits": int(cfg.bits),
+        "classes": list(splits["classes"]),
+        "in_channels": int(c),
+        "input_size": int(s),
+        "model_options": cfg.model_options,
+        "preprocess": splits.get("preprocess"),
+        "normalization": {
+            "mean": model.norm.mean.flatten().tolist(),
+            "std": model.norm.std.flatten().tolist(),
+            "note": "applied inside the model (buffers norm.mean/std) to the preprocess output",
+        },
+        "data": data_info,
+        "train": train,
+        "epochs": cfg.epochs,
+        "params_mb": params_mb(model),
+        "train_images": int(n),
+    }
+    if encode_settings is not None:
+        config["encode"] = encode_settings
+    return config
+
+
+def _start_or_resume(splits, cfg, out_dir, data_info, so, dev, encode_settings) -> _State:
+    """A new model, or the last checkpoint in out_dir with its optimiser and EMA state."""
+    torch.manual_seed(cfg.seed)
+    saved, tensors = {}, None
+    if checkpoint_exists(out_dir, so):
+        _same_run(
+            read_config(out_dir, so), {"arch": cfg.arch, "bits": cfg.bits}, data_info, out_dir
+        )
+        model, saved = load_checkpoint(out_dir, "cpu", so)
+        tensors, _ = load_optimizer_state(out_dir, saved, so)
+    else:
+        model = _new_model(cfg, splits)
+    config = _checkpoint_config(cfg, splits, model, data_info, encode_settings)
+    model.to(dev)
+    if dev.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(_param_groups(model, cfg), momentum=cfg.momentum, nesterov=True)
+    st = _State(model, opt, config)
+    st.epochs_done = int(saved.get("epochs_done", 0))
+    st.train_seconds = float(saved.get("train_seconds", 0.0))
+    if tensors is not None:
+        _restore_optimizer(opt, tensors)
+        st.ema = _restore_ema(model, tensors)
+    if saved:
+        log.info(
+            "resuming %s after epoch %d (%.0f s trained)", out_dir, st.epochs_done, st.train_seconds
+        )
+    return st
+
+
+def _restore_ema(model, tensors: dict) -> dict | None:
+    """The `ema.<name>` tensors as the EMA dict (on the model's device, in its memory layout);
+    None when the run saved none (the EMA had not started, or a checkpoint from before exact
+    resume)."""
+    saved = {k.removeprefix("ema."): v for k, v in tensors.items() if k.startswith("ema.")}
+    if not saved:
+        return None
+    sd = model.state_dict()
+    want = {k: v for k, v in sd.items() if v.dtype.is_floating_point}
+    if set(saved) != set(want) or any(saved[k].shape != v.shape for k, v in want.items()):
+        raise BadInput("optimizer.safetensors: its EMA tensors do not match the model's weights")
+    with torch.no_grad():
+        return {k: v.detach().clone().copy_(saved[k]) for k, v in want.items()}
+
+
+def _save(out_dir: str, st: _State, so) -> None:
+    st.config["epochs_done"] = st.epochs_done
+    st.config["train_seconds"] = st.train_seconds
+    tensors = _optimizer_tensors(st.opt)
+    if st.ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in st.ema.items()})
+    meta = {"step": st.step, "epochs_done": st.epochs_done}
+    save_checkpoint(out_dir, st.model, st.config, tensors, meta, so)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _autocast(cfg: TrainConfig):
+    dev = torch.device(cfg.device).type
+    dtype = torch.bfloat16
+    return torch.autocast(dev, dtype=dtype, enabled=cfg.amp)
+
+
+class _Meter:
+    """Running means of the loss terms and the training accuracy of one epoch."""
+
+    def __init__(self):
+        self.sums, self.count, self.images, self.correct = {}, 0, 0, 0
+
+    def add(self, loss, parts, logits, yb) -> None:
+        for k, v in parts.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach())
+        self.sums["loss"] = self.sums.get("loss", 0.0) + float(loss.detach())
+        self.count += 1
+        self.images += len(yb)
+        if yb.dim() == 1:
+            self.correct += int((logits.argmax(1) == yb).sum())
+
+    def mean(self, key: str) -> float:
+        return self.sums.get(key, 0.0) / max(self.count, 1)
+
+    def text(self) -> str:
+        parts = " ".join(f"{k} {self.mean(k):.4f}" for k in sorted(self.sums))
+        return f"{parts} train_acc {self.correct / max(self.images, 1):.4f}"
+
+
+def _batch(data: _Data, idx, flips, gen):
+    fm = flips[idx] if flips is not None else None
+    xb = augment_batch(data.xpad, idx, data.size, data.pad, fm, gen)
+    xb = to_input(xb, data.preprocess).to(data.device, non_blocking=True)
+    if data.device.type == "cpu":
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    return xb, data.y[idx].to(data.device)
+
+
+def _step(st: _State, data: _Data, cfg: TrainConfig, loss_fn, xb, yb):
+    f = lr_factor(st.step, data.total_steps, cfg.recipe)
+    for g in st.opt.param_groups:
+        g["lr"] = g["base_lr"] * f
+    with _autocast(cfg):
+        h, logits = st.model(xb)
+    loss, parts = loss_fn(h.float(), logits.float(), yb)
+    st.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    st.opt.step()
+    st.step += 1
+    return loss, parts, logits
+
+
+def _train_epoch(st: _State, data: _Data, cfg: TrainConfig, loss_fn, epoch: int) -> None:
+    """One epoch; its randomness is seeded by (seed, epoch), so a resume repeats it exactly."""
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout: the same after a resume
+    st.model.train()
+    whiten_bias = getattr(getattr(st.model.body, "whiten", None), "bias", None)
+    if whiten_bias is not None:
+        whiten_bias.requires_grad_(epoch < WHITEN_BIAS_EPOCHS)
+    perm = torch.randperm(len(data.y), generator=gen)
+    # alternating flip: a fixed random half flipped on even epochs, the other half on odd
+    flips = data.base_flip ^ bool(epoch % 2) if cfg.flip else None
+    ema_on = cfg.recipe == "airbench" and epoch >= EMA_START
+    bsz = min(cfg.batch_size, len(data.y))
+    meter = _Meter()
+    for i in range(data.steps_per_epoch):
+        if st.step >= data.total_steps:
+            break
+        xb, yb = _batch(data, perm[i * bsz : (i + 1) * bsz], flips, gen)
+        loss, parts, logits = _step(st, data, cfg, loss_fn, xb, yb)
+        meter.add(loss, parts, logits, yb)
+        if ema_on and st.step % 5 == 0:
+            rho = (0.95**5) * (st.step / data.total_steps) ** 3
+            st.ema = _lookahead(st.model, st.ema, rho)
+        if cfg.log_every and (i + 1) % cfg.log_every == 0:
+            rate = meter.images / (time.perf_counter() - t0)
+            log.info(
+                "epoch %d step %d/%d loss %.4f (%.0f img/s)",
+                *(epoch + 1, i + 1, data.steps_per_epoch, meter.mean("loss"), rate),
+            )
+    if st.ema is not None:
+        _lookahead(st.model, st.ema, 1.0)  # end of epoch: the net takes the averaged weights
+    dt = time.perf_counter() - t0
+    st.train_seconds += dt
+    st.epochs_done = epoch + 1
+    log.info(
+        "epoch %d/%d done in %.1f s (%.0f img/s): %s",
+        *(st.epochs_done, data.n_epochs, dt, meter.images / max(dt, 1e-9), meter.text()),
+    )
+
+
 def train_model(
     splits: dict,
     cfg: TrainConfig,
@@ -312,199 +577,33 @@ def train_model(
 
     x: (n, c, s, s) uint8 or float32 numpy array (the preprocessed inputs), y: (n,) int labels or
     (n, L) multi-hot. splits["classes"] names the classes; splits["preprocess"] is saved in the
-    config. `stop_after` ends this call after that many epochs (as if interrupted; tests).
+    config, and `encode_settings` (how codes are made from the outputs) as config["encode"].
+    `stop_after` ends this call after that many epochs (as if interrupted; tests).
     Returns (model, config) of the last checkpoint.
     """
     cfg = cfg.resolved(n_train=len(splits["train"][0]))
     data_info = dict(data_info or {})
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    dev = torch.device(cfg.device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise BadInput("--device cuda asked for, but no CUDA device is available")
-        torch.backends.cudnn.benchmark = True
-    x_np, y_np = splits["train"]
-    if len(x_np) < 2:
-        raise BadInput(f"need at least 2 training images, got {len(x_np)}")
-    classes = list(splits["classes"])
-    pre = splits.get("preprocess")
-    n, c, s, _ = x_np.shape
-    cfg_dict = asdict(cfg)
-    cfg_dict["widths"] = list(cfg.widths) if cfg.widths else None
-
-    torch.manual_seed(cfg.seed)
-    epochs_done, train_seconds = 0, 0.0
-    optim_tensors = None
-    resumed = False
-    if checkpoint_exists(out_dir, storage_options):
-        saved = read_config(out_dir, storage_options)
-        _same_run(saved, {"arch": cfg.arch, "bits": cfg.bits}, data_info, out_dir)
-        model, saved = load_checkpoint(out_dir, "cpu", storage_options)
-        epochs_done = int(saved.get("epochs_done", 0))
-        train_seconds = float(saved.get("train_seconds", 0.0))
-        optim_tensors, _ = load_optimizer_state(out_dir, saved, storage_options)
-        resumed = True
-        log.info("resuming %s after epoch %d (%.0f s trained)", out_dir, epochs_done, train_seconds)
-    else:
-        from pipeline.model import build_model
-
-        try:
-            model = build_model(cfg.arch, cfg.bits, len(classes), c, s, **cfg.model_options)
-        except ValueError as exc:
-            raise BadInput(str(exc)) from None
-        # statistics and the whitening init from a seeded random subset (datasets are often
-        # stored sorted by class)
-        sub = np.random.default_rng(cfg.seed).permutation(n)[:10000]
-        mean, std = channel_stats(x_np[sub], pre)
-        model.set_normalization(mean, std)
-        model.init_from_data(
-            to_input(torch.from_numpy(np.ascontiguousarray(x_np[sub[:5000]])), pre)
-        )
-
-    from pipeline.model import params_mb
-
-    config = {
-        "arch": cfg.arch,
-        "bits": int(cfg.bits),
-        "classes": classes,
-        "in_channels": int(c),
-        "input_size": int(s),
-        "model_options": cfg.model_options,
-        "preprocess": splits.get("preprocess"),
-        "normalization": {
-            "mean": model.norm.mean.flatten().tolist(),
-            "std": model.norm.std.flatten().tolist(),
-            "note": "applied inside the model (buffers norm.mean/std) to the preprocess output",
-        },
-        "data": data_info,
-        "train": cfg_dict,
-        "encode": encode_settings,
-        "epochs": cfg.epochs,
-        "params_mb": params_mb(model),
-    }
-
-    model.to(dev)
-    if dev.type == "cpu":
-        model.to(memory_format=torch.channels_last)
+    dev = _device(cfg)
+    if len(splits["train"][0]) < 2:
+        raise BadInput(f"need at least 2 training images, got {len(splits['train'][0])}")
+    st = _start_or_resume(splits, cfg, out_dir, data_info, storage_options, dev, encode_settings)
+    data = _prepare_data(splits, cfg, dev)
+    # every saved epoch but a fractional last one is whole, so the step follows from the epoch;
+    # a longer run resumed after a fractional last epoch starts the next one on schedule
+    st.step = st.epochs_done * data.steps_per_epoch
     from pipeline.losses import HashingLoss
 
     loss_fn = HashingLoss(cfg.loss_config())
-    whiten_bias = getattr(getattr(model.body, "whiten", None), "bias", None)
-    groups = _param_groups(model, cfg)
-    opt = torch.optim.SGD(groups, momentum=cfg.momentum, nesterov=True)
-    if optim_tensors is not None:
-        _restore_optimizer(opt, optim_tensors)
-
-    pad = cfg.translate if cfg.translate is not None else (2 if s <= 32 else max(1, s // 16))
-    x_all = torch.from_numpy(np.ascontiguousarray(x_np))
-    xpad = _pad_images(x_all, pad)
-    if dev.type == "cuda" and xpad.numel() * xpad.element_size() < (8 << 30):
-        xpad = xpad.to(dev)  # augment on the GPU; the CPU would be the bottleneck
-    y_all = torch.from_numpy(np.asarray(y_np)).long()
-    steps_per_epoch = max(1, n // cfg.batch_size)  # drop_last: pairs need full-ish batches
-    if n < cfg.batch_size:
-        steps_per_epoch = 1
-    total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
-    n_epochs = math.ceil(cfg.epochs)
-    base_flip = torch.rand(n, generator=torch.Generator().manual_seed(cfg.seed)) < 0.5
-    ema = None
-    ema_start = 3 if cfg.recipe == "airbench" else None
-    step = epochs_done * steps_per_epoch
-
-    start_epoch = epochs_done
-    for epoch in range(epochs_done, n_epochs):
-        if step >= total_steps:
+    start = st.epochs_done
+    for epoch in range(start, data.n_epochs):
+        if st.step >= data.total_steps or (stop_after is not None and epoch - start >= stop_after):
             break
-        if stop_after is not None and epoch - start_epoch >= stop_after:
-            break
-        t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout: the same after a resume
-        model.train()
-        if whiten_bias is not None:
-            whiten_bias.requires_grad_(epoch < 3)
-        perm = torch.randperm(n, generator=gen)
-        if cfg.flip:
-            # alternating flip: a fixed random half flipped on even epochs, the other half on odd
-            flip_mask_all = base_flip ^ bool(epoch % 2)
-        bsz = min(cfg.batch_size, n)
-        sums, count = {}, 0
-        correct = 0
-        for i in range(steps_per_epoch):
-            if step >= total_steps:
-                break
-            idx = perm[i * bsz : (i + 1) * bsz]
-            fm = flip_mask_all[idx] if cfg.flip else None
-            xb = augment_batch(xpad, idx, s, pad, fm, gen)
-            xb = to_input(xb, pre).to(dev, non_blocking=True)
-            if dev.type == "cpu":
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = y_all[idx].to(dev)
-            f = lr_factor(step, total_steps, cfg.recipe)
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * f
-            with _autocast(cfg):
-                h, logits = model(xb)
-            loss, parts = loss_fn(h.float(), logits.float(), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-            count += 1
-            if yb.dim() == 1:
-                correct += int((logits.argmax(1) == yb).sum())
-            if ema_start is not None and epoch >= ema_start and step % 5 == 0:
-                rho = (0.95**5) * (step / total_steps) ** 3
-                ema = _lookahead(model, ema, rho)
-            if cfg.log_every and (i + 1) % cfg.log_every == 0:
-                log.info(
-                    "epoch %d step %d/%d loss %.4f (%.0f img/s)",
-                    epoch + 1,
-                    i + 1,
-                    steps_per_epoch,
-                    sums["loss"] / count,
-                    count * bsz / (time.perf_counter() - t0),
-                )
-        if ema is not None:
-            _lookahead(model, ema, 1.0)  # end of epoch: the net takes the averaged weights
-        dt = time.perf_counter() - t0
-        train_seconds += dt
-        epochs_done = epoch + 1
-        msg = " ".join(f"{k} {v / max(count, 1):.4f}" for k, v in sorted(sums.items()))
-        log.info(
-            "epoch %d/%d done in %.1f s (%.0f img/s): %s train_acc %.4f",
-            epochs_done,
-            n_epochs,
-            dt,
-            count * bsz / max(dt, 1e-9),
-            msg,
-            correct / max(count * bsz, 1),
-        )
-        config["epochs_done"] = epochs_done
-        config["train_seconds"] = train_seconds
-        config["train_images"] = int(n)
-        last = epochs_done >= n_epochs or step >= total_steps
-        last = last or (stop_after is not None and epochs_done - start_epoch >= stop_after)
-        if not last and epochs_done % cfg.checkpoint_every:
-            continue  # a resume starts after the last saved epoch
-        save_checkpoint(
-            out_dir,
-            model,
-            config,
-            _optimizer_tensors(opt),
-            {"step": step, "epochs_done": epochs_done},
-            storage_options,
-        )
-    if not resumed or epochs_done == 0:
-        config.setdefault("epochs_done", epochs_done)
-        config.setdefault("train_seconds", train_seconds)
-    model.eval()
-    final, final_cfg = load_checkpoint(out_dir, cfg.device, storage_options)
-    return final, final_cfg
+        _train_epoch(st, data, cfg, loss_fn, epoch)
+        last = st.epochs_done >= data.n_epochs or st.step >= data.total_steps
+        last = last or (stop_after is not None and st.epochs_done - start >= stop_after)
+        if last or st.epochs_done % cfg.checkpoint_every == 0:
+            _save(out_dir, st, storage_options)  # a resume starts after the last saved epoch
+    return load_checkpoint(out_dir, cfg.device, storage_options)
 
 
 @torch.no_grad()
