@@ -4,16 +4,21 @@ Why a package of its own: benchmark, train, evaluate and search reports should l
 safe to open anywhere (no network, images inline), so the jobs build a `Report` of blocks and
 leave the layout, the figure style and the writing of the dated folder to these modules.
 
-    from pipeline.reports import Report, Section, Table, Figure, Gallery, Tile, write_report
+    from pipeline.reports import Figure, Report, Section, Table, write_report
     from pipeline.reports import plots, thumbnail
 
-    fig = plots.new_figure()               # matplotlib, Agg, the report style
-    ...
-    rep = Report(kind="benchmark", title="MAP benchmark", facts=[("database", uri)],
-                 sections=[Section("Results", [Table(cols, rows, "MAP per model"),
-                                                Figure("pr", plots.to_png(fig), "PR curves")])],
-                 data={...})               # what report.json holds
+    with plots.figure() as (fig, (ax,)):    # matplotlib (Agg) in the house style
+        ax.plot(recall, precision, label="32 bits", **plots.series_style(0))
+    rep = Report(
+        kind="benchmark",
+        title="MAP benchmark",
+        facts=[("database", uri)],
+        sections=[Section("Results", [Table(cols, rows, "MAP per model"),
+                                      Figure("pr", plots.to_png(fig), "PR curves")])],
+        data={...},                         # what report.json holds beside report.html
+    )
     folder = write_report(rep, "reports/", storage_options)  # reports/2026-11-30T231500Z-benchmark
+    tile_png = thumbnail.thumbnail_png(frame_uint16, size=160)  # for Gallery / Tile
 """
 
 from pipeline.reports.folder import report_name, write_report

@@ -87,7 +87,7 @@ def _map_table(records, topk) -> Table:
         "Hamming distance. MAP breaks ties by the archive's canonical frame order; tie-aware "
         "MAP is the expectation over random orders within ties (He et al., CVPR 2018)"
         + (f"; MAP@{topk} scores the first {topk} ranked frames only." if topk else ".")
-        + " Best per column in bold."
+        + (" Best per column in bold." if len(records) > 1 else "")
     )
     return Table(cols, rows, caption, formats={"seconds": "{:.2f}"}, best=best, mono=("model",))
 

@@ -81,7 +81,7 @@ def per_class_figure(records: list[dict]) -> bytes:
         ax.grid(axis="x", visible=False)
         ax.set_title("AP per query class")
         if len(records) > 1:
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(3, len(records)))
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(3, len(records)))
     return plots.to_png(fig)
 
 
