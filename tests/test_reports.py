@@ -146,3 +146,24 @@ def test_thumbnail_stretches_16_bit_counts():
     assert flat.dtype == np.uint8 and flat.shape == (5, 5)
     with pytest.raises(ValueError):
         thumbnail.thumbnail_png(np.zeros((0, 3), np.uint16))
+
+
+@pytest.mark.integration
+def test_s3_report_folder_is_new_and_its_page_comes_last(s3, monkeypatch):
+    from pipeline import storage
+
+    bucket = s3.bucket("reports")
+    order = []
+    fs = storage.split_uri(f"s3://{bucket}/", s3.storage_options)[0]  # fsspec caches it
+    pipe = fs.pipe_file
+    record = lambda p, data, **kw: order.append(p.rsplit("/", 1)[1]) or pipe(p, data, **kw)  # noqa: E731
+    monkeypatch.setattr(fs, "pipe_file", record)
+    uris = [write_report(_report(), f"s3://{bucket}/map/", s3.storage_options, NOW) for _ in "ab"]
+    assert uris == [
+        f"s3://{bucket}/map/2026-11-30T231500Z-benchmark",
+        f"s3://{bucket}/map/2026-11-30T231500Z-benchmark-2",
+    ]
+    assert order == ["pr.png", "report.json", "report.html"] * 2
+    keys = s3.keys(bucket)
+    assert len(keys) == 6 and "map/2026-11-30T231500Z-benchmark/report.html" in keys
+    assert s3.get(bucket, "map/2026-11-30T231500Z-benchmark/report.html").startswith(b"<!DOCTYPE")
