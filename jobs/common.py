@@ -10,6 +10,7 @@ import sys
 from pipeline.errors import BadInput
 
 log = logging.getLogger("aurorahash")
+QUIET_LOGGERS = ("matplotlib", "PIL")
 
 
 class UsageError(BadInput):
@@ -32,6 +33,8 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    for name in QUIET_LOGGERS:  # their debug lines would bury the job's own
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def emit_summary(summary: dict) -> None:
@@ -69,6 +72,17 @@ def ray_storage_env(so: dict) -> dict:
     from pipeline import storage
 
     return {"AWS_ENDPOINT_URL": storage.endpoint_of(so)}
+
+
+def output_file(uri: str, default_name: str, so: dict | None = None) -> str:
+    """Where `--out URI` writes its file: inside URI as `default_name` when URI is a folder
+    (ends in / or exists as a folder or prefix), else URI itself."""
+    from pipeline import storage
+
+    if uri.endswith("/"):
+        return f"{uri}{default_name}"
+    fs, path, _ = storage.split_uri(uri, so)
+    return f"{uri}/{default_name}" if fs.isdir(path) else uri
 
 
 def ray_address(args) -> str | None:
