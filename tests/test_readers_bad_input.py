@@ -270,6 +270,50 @@ def test_cdf_fill_frames_are_frame_errors(tmp_path):
     assert len(bad) == 1 and bad[0].index == 2 and "fill" in bad[0].reason
 
 
+def test_cdf_block_inflation_is_capped(tmp_path, monkeypatch):
+    """cdflib's own gzip.decompress is unbounded; the reader's override caps every block."""
+    frames = np.random.default_rng(2).integers(2000, 9000, (4, 32, 32)).astype(np.uint16)
+    p = tmp_path / "thg_l1_asf_test_2021120109_v01.cdf"
+    rf.write_asf_cdf(p, frames, [T0.replace(second=3 * k) for k in range(4)], site="test")
+    assert len(_split(list(read_frames(str(p))))[0]) == 4
+    monkeypatch.setattr(limits, "MAX_DECOMPRESSED_BYTES", 1000)  # a block holds 2 x 2048 B
+    good, bad = _split(list(read_frames(str(p))))
+    assert good == [] and [b.index for b in bad] == [0, 1, 2, 3]
+    assert all("expands beyond 1000 bytes" in b.reason for b in bad)
+
+
+def test_whole_file_compressed_cdf_is_refused_before_cdflib_inflates_it(tmp_path):
+    frames = np.zeros((2, 8, 8), np.uint16)
+    p = tmp_path / "thg_l1_asf_test_2021120109_v01.cdf"
+    rf.write_asf_cdf(p, frames, [T0, T0], site="test")
+    data = bytearray(p.read_bytes())
+    assert data[4:8].hex() == "0000ffff"
+    data[4:8] = bytes.fromhex("cccc0001")  # the header word of a whole-file compressed CDF
+    p.write_bytes(bytes(data))
+    with pytest.raises(CorruptFile, match="whole-file compressed"):
+        list(read_frames(str(p)))
+
+
+def test_cdflib_is_the_release_the_bounded_reader_was_written_for():
+    """pipeline/readers/cdf.py overrides private cdflib methods; another release may change
+    them (and bypass the cap) without notice: upgrade the pin only after re-checking them."""
+    import inspect
+    from pathlib import Path
+
+    import cdflib
+
+    from pipeline.readers.cdf import _BoundedCDF
+
+    text = (Path(__file__).resolve().parents[1] / "constraints.txt").read_text()
+    pins = dict(ln.split("==", 1) for ln in text.split() if ln.startswith("cdflib=="))
+    assert cdflib.__version__ == pins["cdflib"]
+    for name in ("_read_vvr_block", "_read_vvr_block2"):
+        ours, theirs = getattr(_BoundedCDF, name), getattr(cdflib.CDF, name)
+        assert ours is not theirs
+        assert list(inspect.signature(ours).parameters) == ["self", "offset"]
+        assert list(inspect.signature(theirs).parameters) == ["self", "offset"]
+
+
 def test_truncated_cdf_is_reported(tmp_path):
     frames = np.random.default_rng(1).integers(2000, 9000, (6, 32, 32)).astype(np.uint16)
     times = [T0.replace(second=3 * k) for k in range(6)]

@@ -5,12 +5,16 @@ Every record of the `thg_asf_SITE` image variable is a frame, timed by `thg_asf_
 Logical_source (`thg_l1_asf_gako`), else the variable or file name. Records that are all fill
 value (65535) are FrameErrors. Thumbnail products (thg_l1_ast_*) are a SkipFile.
 
-Why the bounded subclass: cdflib inflates gzip-compressed variable blocks and whole files with an
-unbounded gzip.decompress; a small hostile CDF could expand to any size. _BoundedCDF routes
-those through a decompressor capped at limits.MAX_DECOMPRESSED_BYTES. cdflib opens only local
-paths (its own s3:// support bypasses fsspec and our endpoint options), so remote files are read
-(capped at limits.MAX_FILE_BYTES) into a temporary local copy first. Records are read in small
-batches so an hour-long file is never decoded at once.
+Why the bounded subclass: cdflib inflates gzip-compressed variable blocks with an unbounded
+gzip.decompress; a small hostile CDF could expand to any size. _BoundedCDF overrides the two
+private cdflib methods that read variable blocks, to inflate through a decompressor capped at
+limits.MAX_DECOMPRESSED_BYTES; cdflib's public API has no way to bound it. The override is
+written against the cdflib release pinned in constraints.txt, and a test fails when another
+release is installed. Whole-file compressed CDFs (which cdflib would inflate whole on opening)
+are refused from their header before cdflib sees them. cdflib opens only local paths (its own
+s3:// support bypasses fsspec and our endpoint options), so remote files are read (capped at
+limits.MAX_FILE_BYTES) into a temporary local copy first. Records are read in small batches so
+an hour-long file is never decoded at once.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ THUMBNAIL_RE = re.compile(r"^thg_l\d_ast_", re.IGNORECASE)
 NAME_RE = re.compile(r"^thg_l\d_asf_([a-z0-9]+)_", re.IGNORECASE)
 IMAGE_VAR_RE = re.compile(r"^thg_asf_([a-z0-9]+)$", re.IGNORECASE)
 CDF_MAGICS = ("cdf30001", "cdf26002", "0000ffff")
+UNCOMPRESSED_FILE = "0000ffff"  # the header's second word; anything else: whole-file compression
 EPOCH_1970_MS = 62167219200000.0  # CDF_EPOCH (ms since 0000-01-01) of 1970-01-01T00:00Z
 RECORDS_PER_READ = 32
 MAX_CONSECUTIVE_FAILURES = 64
@@ -82,9 +87,6 @@ class _BoundedCDF(cdflib.CDF):
             return block[4:]
         raise RuntimeError("Unexpected section type")
 
-    def _uncompress_file(self) -> None:
-        raise LimitExceeded("whole-file compressed CDFs are not supported (unbounded inflation)")
-
 
 def read(uri: str, storage_options: dict | None = None):
     """Frames and FrameErrors of one ASF CDF (a generator); SkipFile for thumbnails."""
@@ -116,6 +118,10 @@ def _open(uri: str, local: str) -> _BoundedCDF:
         head = f.read(8).hex()
     if head[:8] not in CDF_MAGICS:
         raise CorruptFile(uri, f"not a CDF file (magic {head[:8] or 'none'})")
+    if head[8:16] != UNCOMPRESSED_FILE:
+        raise CorruptFile(
+            uri, "whole-file compressed CDFs are not supported (cdflib inflates them unbounded)"
+        )
     try:
         return _BoundedCDF(local)
     except LimitExceeded as exc:
