@@ -266,7 +266,7 @@ def test_cdf_fill_frames_are_frame_errors(tmp_path):
     assert [f.index for f in good] == [0, 1, 3]
     assert [f.time for f in good] == [times[0], times[1], times[3]]
     assert all(f.site == "test" for f in good)
-    np.testing.assert_array_equal(good[2].pixels, frames[3])
+    np.testing.assert_array_equal(good[2].pixels, frames[3][::-1])  # rows flipped, as PGM
     assert len(bad) == 1 and bad[0].index == 2 and "fill" in bad[0].reason
 
 
@@ -329,7 +329,7 @@ def test_truncated_cdf_is_reported(tmp_path):
     good, bad = _split(items)
     assert bad, "a half CDF cannot be read whole"
     for f in good:
-        np.testing.assert_array_equal(f.pixels, frames[f.index])
+        np.testing.assert_array_equal(f.pixels, frames[f.index][::-1])
 
 
 # ------------------------------------------------------------------ poison inputs (issue 12)
@@ -374,7 +374,7 @@ def test_pgm_time_header_at_the_calendar_limits_is_one_frame_error(tmp_path, fiv
     p.write_bytes(_pgm(frames[:3], [ok, edge, ok]))
     good, bad = _split(list(read_frames(str(p))))
     assert [f.index for f in good] == [0, 2]  # the frame after it is read too
-    np.testing.assert_array_equal(good[1].pixels, frames[2])
+    np.testing.assert_array_equal(good[1].pixels, frames[2][::-1])  # file rows, bottom first
     assert good[0].time == T0
     assert [b.index for b in bad] == [1]
     assert "Image request start" in bad[0].reason and "outside the representable range" in (
@@ -647,3 +647,18 @@ def test_read_task_classifies_errors(tmp_path, five, monkeypatch):
     infra = type("EndpointConnectionError", (Exception,), {"__module__": "botocore.exceptions"})
     assert base.classify_error(infra("unreachable"))[0] == "fail"
     assert base.classify_error(MemoryError())[0] == "corrupt"
+
+
+@pytest.mark.parametrize(
+    "value, number",
+    [(b"42", 42), (b"\xb2", None), (b"12x", None), (b"1" * 19, None), (b"", None), (b"-3", None)],
+)
+def test_odd_mode_sequence_numbers_leave_the_frame_readable(tmp_path, value, number):
+    """A latin-1 header may hold digits int() refuses ('\\xb2' is str.isdigit): no crash."""
+    frame = np.arange(16, dtype=np.uint16).reshape(4, 4)
+    head = b'P5\n#"Mode sequence number" ' + value + b"\n4 4\n65535\n"
+    p = tmp_path / "20211201_0930_synt_themis99_full.pgm"
+    p.write_bytes(head + frame.astype(">u2").tobytes())
+    (f,) = list(read_frames(str(p)))
+    assert isinstance(f, Frame) and f.meta["sequence"] == number
+    np.testing.assert_array_equal(f.pixels, frame[::-1])

@@ -72,8 +72,22 @@ def test_pgm_minute_file(path: Path):
         assert abs((f.time - minute) - timedelta(seconds=3 * k)) < timedelta(seconds=0.2)
     rasters = _independent_rasters(raw)
     assert len(rasters) == 20
-    np.testing.assert_array_equal(items[0].pixels, rasters[0])
-    np.testing.assert_array_equal(items[19].pixels, rasters[19])
+    # the community orientation: the file's rows bottom first (docs/READERS.md)
+    np.testing.assert_array_equal(items[0].pixels, rasters[0][::-1])
+    np.testing.assert_array_equal(items[19].pixels, rasters[19][::-1])
+    assert items[0].pixels.flags.c_contiguous
+    # per-frame header values kept for the shard's meta column
+    seqs = [int(v) for v in re.findall(rb'#"Mode sequence number" (\d+)', raw)]
+    reads = re.findall(rb'#"Image readout start" (\S+ \S+) UTC', raw)
+    options = re.findall(rb'#"Exposure options" ([^\n]*)', raw)
+    assert len(seqs) == len(reads) == len(options) == 20
+    assert [f.meta["sequence"] for f in items] == seqs
+    assert seqs == list(range(seqs[0], seqs[0] + 20))  # no dropped frame in these minutes
+    for f, r, o in zip(items, reads, options, strict=True):
+        t = datetime.strptime(r.decode(), "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc)
+        assert datetime.fromisoformat(f.meta["readout_start"]) == t
+        assert timedelta(0) < t - f.time < timedelta(seconds=1.5)
+        assert f.meta["exposure_options"] == o.decode().strip()
 
 
 def test_asf_cdf_every_record_with_epoch():
@@ -91,7 +105,9 @@ def test_asf_cdf_every_record_with_epoch():
         assert f.time < datetime(2011, 1, 6, 18, tzinfo=timezone.utc)
         ref = np.datetime64(ref_times[k], "us").item().replace(tzinfo=timezone.utc)
         assert abs(f.time - ref) < timedelta(microseconds=2)
-    np.testing.assert_array_equal(items[7].pixels, ref_pixels[7])
+    # flipped top to bottom like the PGM frames (docs/READERS.md: checked against the sky)
+    np.testing.assert_array_equal(items[7].pixels, ref_pixels[7][::-1])
+    assert not np.array_equal(ref_pixels[7], ref_pixels[7][::-1])
     assert all(b.time > a.time for a, b in zip(items, items[1:], strict=False))
 
 
@@ -103,3 +119,19 @@ def test_ast_thumbnails_are_skipped_with_a_reason():
 def test_read_through_file_uri():
     items = list(read_frames("file://" + str(PGMS[0])))
     assert len(items) == 20 and not any(isinstance(i, FrameError) for i in items)
+
+
+@pytest.mark.parametrize("path", [PGMS[0], PGMS[-1]], ids=lambda p: p.name)
+def test_pgm_frames_equal_pyucalgarysrs(path: Path):
+    """UCalgary's reader is the community's reference: the same pixels, the same way up, and
+    the same times (it gives naive UTC datetimes)."""
+    from pyucalgarysrs.data.read import ReadManager
+
+    ref = ReadManager().read_themis(str(path), quiet=True)
+    assert not ref.problematic_files
+    ours = list(read_frames(str(path)))
+    assert ref.data.shape == (256, 256, len(ours)) == (256, 256, 20)
+    for k, f in enumerate(ours):
+        np.testing.assert_array_equal(f.pixels, ref.data[:, :, k])
+        assert f.time == ref.timestamp[k].replace(tzinfo=timezone.utc)
+        assert f.meta["sequence"] == int(ref.metadata[k]["Mode sequence number"])

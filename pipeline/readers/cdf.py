@@ -259,13 +259,11 @@ def _read_block(cdf, var: str, start: int, stop: int, h: int, w: int) -> np.ndar
 def _frame_or_error(uri, i, frame, fill, site, time, var):
     if (frame == fill).all():
         return FrameError(uri, i, f"fill-valued frame (all pixels {fill})")
-    if frame.dtype != np.uint16:
-        if frame.min() < 0 or frame.max() > 65535:
-            return FrameError(uri, i, f"pixel values outside 0..65535 ({frame.dtype})")
-        frame = frame.astype(np.uint16)
+    if frame.dtype != np.uint16 and (frame.min() < 0 or frame.max() > 65535):
+        return FrameError(uri, i, f"pixel values outside 0..65535 ({frame.dtype})")
     return Frame(
         index=i,
-        pixels=np.ascontiguousarray(frame),
+        pixels=np.ascontiguousarray(frame[::-1], dtype=np.uint16),  # the PGM orientation
         site=site,
         time=time,
         label=None,
