@@ -96,6 +96,7 @@ def test_asf_cdf_every_record_with_epoch():
     cdf = cdflib.CDF(str(ASF))
     ref_pixels = cdf.varget("thg_asf_gako")
     ref_times = cdflib.cdfepoch.to_datetime(cdf.varget("thg_asf_gako_epoch"))
+    ref_ends = cdf.varget("thg_asf_gako_tend")  # seconds since 1970
     for k, f in enumerate(items):
         assert f.index == k
         assert f.site == "gako"
@@ -105,6 +106,9 @@ def test_asf_cdf_every_record_with_epoch():
         assert f.time < datetime(2011, 1, 6, 18, tzinfo=timezone.utc)
         ref = np.datetime64(ref_times[k], "us").item().replace(tzinfo=timezone.utc)
         assert abs(f.time - ref) < timedelta(microseconds=2)
+        end = datetime.fromisoformat(f.meta["exposure_end"])
+        assert abs(end.timestamp() - ref_ends[k]) < 1e-5
+        assert timedelta(seconds=0.5) < end - f.time < timedelta(seconds=1.5)
     # flipped top to bottom like the PGM frames (docs/READERS.md: checked against the sky)
     np.testing.assert_array_equal(items[7].pixels, ref_pixels[7][::-1])
     assert not np.array_equal(ref_pixels[7], ref_pixels[7][::-1])
@@ -135,3 +139,41 @@ def test_pgm_frames_equal_pyucalgarysrs(path: Path):
         np.testing.assert_array_equal(f.pixels, ref.data[:, :, k])
         assert f.time == ref.timestamp[k].replace(tzinfo=timezone.utc)
         assert f.meta["sequence"] == int(ref.metadata[k]["Mode sequence number"])
+
+
+def test_record_times_of_the_thumbnail_file_with_a_virtual_epoch():
+    """AST: one epoch record (the virtual comp_themis_epoch, stored as 0) for 1,075 frames."""
+    from pipeline.readers.cdf import record_times
+
+    cdf = cdflib.CDF(str(AST))
+    n = cdf.varinq("thg_ast_gako").Last_Rec + 1
+    assert n == 1075 and cdf.varinq("thg_ast_gako_epoch").Last_Rec == 0
+    starts, ends = record_times(cdf, "thg_ast_gako", n)
+    seconds = cdf.varget("thg_ast_gako_time")  # independent: seconds since 1970 (CATDESC)
+    assert len(starts) == n and None not in starts
+    assert [t.timestamp() for t in starts] == pytest.approx(list(seconds), abs=1e-6)
+    assert starts[0] == datetime(2011, 5, 5, 9, 14, 15, tzinfo=timezone.utc)
+    steps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    assert all(s > 0 and s % 3 == 0 for s in steps)  # the 3 s cadence, a few exposures missing
+    assert steps.count(3.0) > 0.95 * len(steps)
+    assert ends == [None] * n  # the thumbnail file has no thg_ast_gako_tend
+
+
+def test_asf_with_a_virtual_epoch_is_timed_by_its_record_times(tmp_path):
+    """The thumbnail file's records and times, written as an ASF file with its one-record
+    virtual epoch: the reader falls back to thg_asf_SITE_time (start) and _tend (end)."""
+    from reader_fixtures import write_asf_cdf
+
+    cdf = cdflib.CDF(str(AST))
+    frames = cdf.varget("thg_ast_gako", startrec=0, endrec=59)
+    seconds = cdf.varget("thg_ast_gako_time")[:60]
+    base = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    starts = [base + timedelta(seconds=float(s)) for s in seconds]
+    ends = [t + timedelta(seconds=1) for t in starts]
+    p = tmp_path / "thg_l1_asf_gako_2011050509_v01.cdf"
+    write_asf_cdf(p, frames, starts, site="gako", virtual_epoch=True, ends=ends)
+    assert cdflib.CDF(str(p)).varinq("thg_asf_gako_epoch").Last_Rec == 0
+    items = list(read_frames(str(p)))
+    assert [f.time for f in items] == starts
+    assert [datetime.fromisoformat(f.meta["exposure_end"]) for f in items] == ends
+    np.testing.assert_array_equal(items[5].pixels, frames[5][::-1])
