@@ -13,6 +13,9 @@ the object store, not the raw 16-bit frame) and yields Arrow blocks of `ROW_SCHE
     kind="end"    the last row of a file: `expected` = how many rows of this file (all kinds
                   except "end") precede it, so the consumer knows when a file is complete
 
+A frame row's `meta` holds the header values that go into the shard's optional `meta` column
+(`pipeline.frame_meta`: JSON text, null when the frame has none).
+
 `seq` numbers the rows of one file 0, 1, 2, ...; a consumer that keys rows by (source, seq)
 tolerates a read task that Ray retried after a worker died and that emits some rows twice.
 """
@@ -47,6 +50,7 @@ ROW_SCHEMA = pa.schema(
         ("label", pa.int16()),
         ("reason", pa.string()),
         ("expected", pa.int32()),
+        ("meta", pa.string()),
         ("x", pa.binary()),
     ]
 )
@@ -90,7 +94,9 @@ class _Rows:
         self.cols = {f.name: [] for f in ROW_SCHEMA}
         self.seq = 0
 
-    def add(self, kind, frame=None, site=None, time_us=None, label=None, reason=None, x=None):
+    def add(
+        self, kind, frame=None, site=None, time_us=None, label=None, reason=None, meta=None, x=None
+    ):
         # every text field as safe text: an exception message or tar member name may hold
         # surrogate-escaped bytes, which Arrow cannot encode (and would fail the whole task)
         site = None if site is None else safe_text(site)
@@ -106,6 +112,7 @@ class _Rows:
         c["label"].append(label)
         c["reason"].append(reason)
         c["expected"].append(self.seq if kind == "end" else -1)
+        c["meta"].append(meta)
         c["x"].append(b"" if x is None else x)
         if kind != "end":
             self.seq += 1
@@ -141,6 +148,7 @@ def read_file_rows(
     frames already read kept; infrastructure -> "fail"), and one frame whose conversion to a
     row fails is an "error" row for that frame.
     """
+    from pipeline import frame_meta
     from pipeline.preprocess import PreprocessConfig, preprocess
     from pipeline.readers import FrameError, read_frames
     from pipeline.readers.base import classify_error
@@ -176,6 +184,7 @@ def read_file_rows(
                             site=None if item.site is None else str(item.site),
                             time_us=time_to_us(item.time),
                             label=_label(item.label),
+                            meta=frame_meta.to_json(item.meta),
                         )
                     except Exception as exc:  # metadata that no row can hold
                         rows.add("error", frame=item.index, reason=f"metadata: {exc}")
