@@ -114,18 +114,18 @@ def _object(value: dict, schema: dict, path: str, root: bool) -> list[str]:
 
 
 def _value_checks(value, schema: dict, where: str) -> list[str]:
-    if schema.get("x-kubernetes-int-or-string"):
-        ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-        return [] if ok else [f"{where}: must be an integer or a string"]
     typ = schema.get("type")
-    if typ and not _is_type(value, typ):
+    if schema.get("x-kubernetes-int-or-string"):
+        if not (_is_type(value, "integer") or isinstance(value, str)):
+            return [f"{where}: must be an integer or a string"]
+    elif typ and not _is_type(value, typ):
         return [f"{where}: must be {typ}, not {type(value).__name__}"]
     errors = []
     if "enum" in schema and value not in schema["enum"]:
         errors.append(f"{where}: {value!r} is not one of {schema['enum']}")
     if isinstance(value, str):
         if "pattern" in schema and not re.search(schema["pattern"], value):
-            errors.append(f"{where}: does not match {schema['pattern']!r}")
+            errors.append(f"{where}: does not match the pattern {schema['pattern']!r}")
         if len(value) < schema.get("minLength", 0):
             errors.append(f"{where}: shorter than {schema['minLength']}")
         if "maxLength" in schema and len(value) > schema["maxLength"]:

@@ -123,7 +123,13 @@ def test_quantities_are_int_or_string_and_metadata_is_object_meta(cron):
     limits = _containers(doc)[0]["resources"]["limits"]
     limits.update(cpu=4, memory="16Gi")  # both forms of a quantity
     assert validate_manifest(doc, _crds("v1.6.0")) == []
-    limits["cpu"] = 4.5
+    limits["memory"] = "16GB"  # not a quantity: the CRD's pattern rejects it
+    (error,) = validate_manifest(doc, _crds("v1.6.0"))
+    assert error.startswith(
+        "spec.jobTemplate.rayClusterSpec.headGroupSpec.template.spec.containers[0].resources"
+        ".limits.memory: does not match the pattern"
+    )
+    limits.update(cpu=4.5, memory="16Gi")
     assert validate_manifest(doc, _crds("v1.6.0")) == [
         "spec.jobTemplate.rayClusterSpec.headGroupSpec.template.spec.containers[0].resources"
         ".limits.cpu: must be an integer or a string"
