@@ -96,7 +96,7 @@ class LocalCluster:
     def stop(self) -> None:
         for p in self.procs:
             with_group(p, signal.SIGTERM)
-        t_end = time.monotonic() + 20
+        t_end = time.monotonic() + 10
         for p in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=max(0.1, t_end - time.monotonic()))
