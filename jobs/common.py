@@ -10,7 +10,6 @@ import sys
 from pipeline.errors import BadInput
 
 log = logging.getLogger("aurorahash")
-QUIET_LOGGERS = ("matplotlib", "PIL")
 
 
 class UsageError(BadInput):
@@ -25,16 +24,21 @@ class JobFailed(Exception):
         self.summary = summary or {}
 
 
+# The project's own loggers: --verbose turns these to DEBUG, never the libraries' (botocore's
+# debug log prints request headers, which carry the access key id and the session token).
+OWN_LOGGERS = ("aurorahash", "pipeline", "jobs", "kernels")
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Progress goes to stderr so that stdout carries only the JSON summary."""
     logging.basicConfig(
         stream=sys.stderr,
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
-    for name in QUIET_LOGGERS:  # their debug lines would bury the job's own
-        logging.getLogger(name).setLevel(logging.INFO)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
 def emit_summary(summary: dict) -> None:
