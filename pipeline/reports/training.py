@@ -54,7 +54,8 @@ def metrics_record(metrics: dict, config: dict) -> dict:
     """Evaluation metrics in the shape of a benchmark record, for its PR and P@k figures."""
     pr = metrics.get("pr_curve") or {}
     pk = metrics.get("precision_at_k_tie_aware") or metrics.get("precision_at_k") or {}
-    ks = sorted(int(k) for k in pk)
+    n_db = int(metrics.get("database") or 0)
+    ks = sorted(int(k) for k in pk if not n_db or int(k) <= n_db)  # beyond the database: flat
     return {
         "model12": config["arch"],
         "nbits": int(config["bits"]),
@@ -144,17 +145,18 @@ def _facts(config: dict, metrics: dict, run: dict) -> list[tuple[str, str]]:
     sizes = [config.get("train_images", 0), metrics.get("queries", 0), metrics.get("database", 0)]
     epochs = config.get("epochs_done", len(config.get("history") or []))
     encode = config.get("encode") or {}
-    return [
+    facts = [
         ("model", run["model"]),
         ("architecture", f"{config['arch']} \u00b7 {config['bits']} bits"),
         ("data", f"{dataset} / {protocol}"),
         ("train / query / database", " / ".join(f"{int(n):,}" for n in sizes)),
         ("epochs", f"{epochs} ({float(config.get('train_seconds', 0)):.0f} s of training)"),
-        ("parameters", f"{float(config.get('params_mb', 0)):.1f} MB"),
+        ("parameters", f"{float(config.get('params_mb', 0)):.3g} MB"),
         ("encode", ", ".join(f"{k} {v}" for k, v in encode.items()) or "defaults"),
         ("weights sha256", str(config.get("model_sha256", ""))[:16]),
         ("model id", str(config.get("model_id", ""))[:16]),
     ]
+    return [(k, v) for k, v in facts if v]
 
 
 def _history_blocks(history: list[dict]) -> list:
