@@ -65,8 +65,9 @@ def add_arguments(p):
     p.add_argument(
         "--out",
         default=None,
-        help="write neighbours to this .parquet or .jsonl (local or s3://), or into DIR/ as "
-        "neighbours.parquet; without it the summary lists them when there are at most 1,000",
+        help="write neighbours to this .parquet or .jsonl (local or s3://), or into a folder (DIR/ "
+        "or an existing one) as neighbours.parquet; without it the summary lists them when "
+        "there are at most 1,000",
     )
     p.add_argument(
         "--report",

@@ -50,6 +50,17 @@ def test_a_stored_frame_finds_itself_at_distance_0(ingested, capsys):
     assert rc == 0 and len(s["neighbors"]) == 20 and f"{src}/{PGZ}#19" in s["neighbors"]
 
 
+def test_an_image_on_s3(ingested, capsys, s3):
+    """FILE may be an s3:// object (--s3-endpoint), with local codes."""
+    root, src, model = ingested
+    bucket = s3.bucket()
+    s3.client.upload_file(str(src / PGZ), bucket, f"night/{PGZ}")
+    spec = f"s3://{bucket}/night/{PGZ}#3"
+    rc, s = _search(capsys, root, model, "--image", spec, "--k", "40", "--s3-endpoint", s3.endpoint)
+    assert rc == 0, s
+    assert dict(s["neighbors"][spec])[f"{PGZ}#3"] == 0
+
+
 def test_the_model_must_have_made_the_codes(ingested, capsys):
     root, src, _ = ingested
     other = make_model(root / "other", size=32, bits=32, seed=1)
