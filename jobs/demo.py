@@ -118,12 +118,17 @@ def run(args):
         ["--codes", codes, "--queries", qcodes, "--n-queries", "1", "--k", str(args.k), "--no-ray"],
     )
     ((qid, neighbours),) = s["neighbors"].items()
-    out["search"] = {"query": qid, "neighbors": neighbours}
+    out["search"] = {"query": qid, "neighbors": neighbours, "seconds": s["seconds"]}
 
     s = _job("export", ["--codes", codes, "--out", f"{w}/export", "--format", "faiss"])
-    out["export"] = _pick(s, "out", "count", "segments", "parts")
+    out["export"] = _pick(s, "out", "count", "segments", "parts", "seconds")
     out["total_seconds"] = round(time.perf_counter() - t0, 1)
-    out["report"] = _report(out, w, model, codes, qcodes, args.k)
+    return _finish(out, w, model, codes, qcodes, args.k)
+
+
+def _finish(out: dict, w: str, model: str, codes: str, qcodes: str, k: int) -> dict:
+    """WORKDIR/report.html and WORKDIR/summary.json (the summary, with the report's path)."""
+    out["report"] = _report(out, w, model, codes, qcodes, k)
     with open(f"{w}/summary.json", "w") as f:
         json.dump(out, f, indent=2, sort_keys=True, default=str)
     log.info("demo report: %s", out["report"])

@@ -20,6 +20,7 @@ STEPS = (
     ("ingest_queries", "ingest the queries (Ray)"),
     ("compact", "compact into segments"),
     ("benchmark", "benchmark MAP"),
+    ("search", "search one query"),
     ("export", "export FAISS index"),
 )
 
@@ -47,7 +48,7 @@ def _map_table(summary: dict) -> Table:
         "Training encodes its query and database frames with the same read, preprocessing and "
         "encode path as ingest: the two MAPs measure the same kind of codes (on other frames)."
     )
-    return Table(["", "value"], rows, caption, wide=False)
+    return Table(["measure", "value"], rows, caption, wide=False)
 
 
 def demo_report(summary: dict, history: list[dict], records: list[dict], run: dict, gallery):

@@ -106,7 +106,9 @@ def neighbour_gallery(queries, res, rows, classes, shown, caption="") -> Gallery
             r = rows[nid]
             s = shown[(r["source"], r["frame"])]
             tiles.append(_tile(s, f"d = {d}", r, classes, _mark(q.label, r["label"])))
-        gallery_rows.append((q.id, tiles))
+        labelled = _name(classes, q.label)
+        head = q.id + (f"  \u00b7  labelled {labelled.replace('_', ' ')}" if labelled else "")
+        gallery_rows.append((head, tiles))
     return Gallery(gallery_rows, caption)
 
 
@@ -162,7 +164,8 @@ GALLERY_CAPTION = (
     "Each row: the query frame (dark frame), then its nearest frames in the archive by Hamming "
     "distance d between codes, nearest first (ties in archive order). Under each frame: the "
     "predicted class with its probability, the site and the exposure start. Frames are read "
-    "back from the archive and display-stretched (1st-99.5th percentile, asinh)."
+    "back from the archive as the readers give them, display-stretched (levels from inside the "
+    "field of view, asinh)."
 )
 
 
