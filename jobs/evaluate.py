@@ -5,7 +5,9 @@ database with the checkpoint's own preprocessing and encode settings (the codes 
 store for the same frames), and prints one JSON line with `map`
 (ties broken by database index), `map_tie_aware` (expected AP over orderings inside Hamming-tie
 groups), `accuracy` (classifier on the queries), `precision_at_k` and `pr_curve` (precision and
-recall within Hamming radius r = 0..bits). --plot FILE.png draws the PR curves.
+recall within Hamming radius r = 0..bits). --plot FILE.png draws the PR curves; --report DIR
+writes a report to read (DIR/<UTC time>-evaluate/report.html: these numbers and figures, the
+checkpoint's training history, retrieval examples of the query set).
 
 Example:
   aurorahash evaluate --model runs/c10-48 --dataset cifar10 --data ../shared/data/cifar10 \\

@@ -3,7 +3,9 @@
 Writes OUT/model.safetensors, OUT/config.json and OUT/optimizer.safetensors after every epoch;
 running the same command again resumes after the last completed epoch (a finished run only
 re-evaluates). The summary has map (ties by index), map_tie_aware, accuracy (on the queries),
-params_mb (float32 parameter bytes / 2**20), train_seconds, and precision@k.
+params_mb (float32 parameter bytes / 2**20), train_seconds, and precision@k. config.json keeps
+the loss terms and training accuracy of every epoch (`history`); --report DIR writes them, the
+evaluation and retrieval examples as a report to read (DIR/<UTC time>-train/report.html).
 
 Examples:
   aurorahash train --dataset cifar10 --data ../shared/data/cifar10 --protocol cifar10-2 \\
