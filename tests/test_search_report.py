@@ -92,7 +92,7 @@ def test_search_report_gallery_and_json(archive, tmp_path):
     (gallery,) = rep.sections[0].blocks
     ((head, tiles),) = gallery.rows
     labelled = CLASSES[frames[0].label].replace("_", " ")
-    assert head == f"f#0  \u00b7  labelled {labelled}"
+    assert head == f"1. f#0  \u00b7  labelled {labelled}"
     assert [t.title for t in tiles] == ["query", "d = 0", "d = 1", "d = 3", "d = 4", "d = 9"]
     assert tiles[0].mark == "query"
     same = [frames[i].label == frames[0].label for i in (0, 5, 7)]

@@ -107,7 +107,9 @@ def neighbour_gallery(queries, res, rows, classes, shown, caption="") -> Gallery
             s = shown[(r["source"], r["frame"])]
             tiles.append(_tile(s, f"d = {d}", r, classes, _mark(q.label, r["label"])))
         labelled = _name(classes, q.label)
-        head = q.id + (f"  \u00b7  labelled {labelled.replace('_', ' ')}" if labelled else "")
+        head = f"{i + 1}. {q.id}" + (
+            f"  \u00b7  labelled {labelled.replace('_', ' ')}" if labelled else ""
+        )
         gallery_rows.append((head, tiles))
     return Gallery(gallery_rows, caption)
 
@@ -150,14 +152,21 @@ def _name(classes, pred):
 
 
 def _neighbour_table(records) -> Table:
-    cols = ["query", "rank", "frame id", "distance", "class", "probability", "site", "time (UTC)"]
-    rows = [
-        [q["id"], n["rank"], n["id"], n["distance"], n["class"], n["score"], n["site"], _hms(n)]
-        for q in records
-        for n in q["neighbours"]
-    ]
-    caption = "Every neighbour shown above, with its frame id (archive path#frame index)."
-    return Table(cols, rows, caption, formats={"probability": "{:.2f}"}, mono=("frame id",))
+    """One row per neighbour; the query's number (as in the gallery) on its first row only."""
+    cols = ["query", "rank", "frame id", "d", "class", "probability", "site", "time (UTC)"]
+    rows = []
+    for number, q in enumerate(records, 1):
+        for n in q["neighbours"]:
+            cls = (n["class"] or "").replace("_", " ") or None
+            first = number if n["rank"] == 1 else ""
+            rows.append([first, n["rank"], n["id"], n["distance"], cls, n["score"], n["site"],
+                         _hms(n)])  # fmt: skip
+    caption = (
+        "Every neighbour shown above: rank, frame id (archive path#frame index), Hamming "
+        "distance d, predicted class and its probability, site and exposure start."
+    )
+    mono = ("frame id", "time (UTC)")
+    return Table(cols, rows, caption, formats={"probability": "{:.2f}"}, mono=mono)
 
 
 GALLERY_CAPTION = (
@@ -202,7 +211,7 @@ def search_report(queries, res, rows, cat, run: dict, storage_options=None) -> R
         facts=[
             ("codes", run["codes"]),
             ("queries", run["query"]),
-            ("model id", cat.meta.model),
+            ("model id", cat.meta.model[:16]),
             ("code length", f"{cat.meta.nbits} bits"),
             ("database codes", f"{res.n_database:,}"),
             ("segments / shards", f"{len(cat.segments)} / {len(cat.shards)}"),

@@ -40,7 +40,7 @@ def history_figure(history: list[dict]) -> bytes:
             left.plot(epochs, vals, label=LOSS_TERMS[key], **plots.series_style(i))
         left.set(xlabel="epoch", ylabel="loss")
         left.set_title("Training loss")
-        left.legend(loc="best")
+        left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(terms))
         acc = [h.get("train_accuracy") for h in history]
         right.plot(epochs, [np.nan if a is None else a for a in acc], **plots.series_style(0))
         right.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
