@@ -59,6 +59,8 @@ def read_inputs(spec: str, preprocess: dict, storage_options=None):
         got = read_archive(uri, preprocess, storage_options)
     except BadInput as exc:
         raise BadInput(f"--image {spec}: {exc}") from None
+    if len({i.rsplit("#", 1)[0] for i in got.ids}) > 1:
+        raise BadInput(f"--image {spec}: a folder of several files; name the files")
     frames = [int(i.rsplit("#", 1)[1]) for i in got.ids]
     if frame is None:
         if not frames:

@@ -74,6 +74,7 @@ def test_the_model_must_have_made_the_codes(ingested, capsys):
         ("missing.pgm.gz#1", ["missing.pgm.gz", "no such archive"]),
         (f"{PGZ}#25", [PGZ, "frame 25", "no such frame (the file has 20)"]),
         ("notes.txt", ["notes.txt", "no archive files a reader takes"]),
+        ("", ["a folder of several files"]),
     ],
 )
 def test_bad_images_exit_2_naming_file_and_reason(ingested, capsys, tmp_path, name, words):

@@ -21,7 +21,7 @@ from pipeline.query_images import parse_spec
 from pipeline.readers import list_archive, read_frames
 from pipeline.reports import write_report
 from pipeline.reports.frames import read_thumbnails
-from pipeline.reports.search import QueryFrame, search_report
+from pipeline.reports.search import SHOW_COLUMNS, QueryFrame, search_report
 from pipeline.synth import CLASSES, write_archive
 
 
@@ -63,7 +63,7 @@ def test_query_specs():
 def _search(uri, frames):
     """A search result over the archive's frames: query frame 0, neighbours 0, 5, 7 and two
     that cannot be shown (a frame past the end, a file that is gone)."""
-    ids = np.array([["f#0", "f#5", "f#7", "f#99", "gone#1"]], dtype=object)
+    ids = np.array([["f#0", "f#5", "f#7", "f#99", "gone#1", "lost#2"]], dtype=object)
     rows = {}
     for fid in ids[0][:4]:
         i = int(fid.split("#")[1])
@@ -71,10 +71,11 @@ def _search(uri, frames):
         rows[fid] = {"source": uri, "frame": i, "site": fr.site, "time": fr.time, "pred": 2,
                      "score": 0.875, "label": fr.label}  # fmt: skip
     rows["gone#1"] = dict(rows["f#0"], source="/nowhere/gone.pgm", frame=1)
+    rows["lost#2"] = {**dict.fromkeys(SHOW_COLUMNS), "id": "lost#2"}  # as frame_rows gives it
     res = SimpleNamespace(
         ids=ids,
-        distances=np.array([[0, 1, 3, 4, 9]], np.int32),
-        indices=np.arange(5)[None],
+        distances=np.array([[0, 1, 3, 4, 9, 9]], np.int32),
+        indices=np.arange(6)[None],
         n_database=40,
         seconds=0.01,
     )
@@ -93,7 +94,15 @@ def test_search_report_gallery_and_json(archive, tmp_path):
     ((head, tiles),) = gallery.rows
     labelled = CLASSES[frames[0].label].replace("_", " ")
     assert head == f"1. f#0  \u00b7  labelled {labelled}"
-    assert [t.title for t in tiles] == ["query", "d = 0", "d = 1", "d = 3", "d = 4", "d = 9"]
+    assert [t.title for t in tiles] == [
+        "query",
+        "d = 0",
+        "d = 1",
+        "d = 3",
+        "d = 4",
+        "d = 9",
+        "d = 9",
+    ]
     assert tiles[0].mark == "query"
     same = [frames[i].label == frames[0].label for i in (0, 5, 7)]
     assert [t.mark for t in tiles[1:4]] == ["hit" if s else "miss" for s in same]
@@ -101,12 +110,13 @@ def test_search_report_gallery_and_json(archive, tmp_path):
     assert f"{frames[5].time:%H:%M:%S} UTC" in tiles[2].note
     assert tiles[4].mark is None and "not readable: no such frame" in tiles[4].note
     assert "not readable: file not found" in tiles[5].note
+    assert tiles[6].note == "not readable: no longer in the codes"
     assert "1 of 3 queries" in rep.subtitle
     folder = write_report(rep, str(tmp_path))
     doc = json.loads(Path(folder, "report.json").read_text())
     (q,) = doc["queries"]
     assert q["id"] == "f#0" and q["class"] == "drapery_corona" and q["score"] == 0.5
-    assert [n["distance"] for n in q["neighbours"]] == [0, 1, 3, 4, 9]
+    assert [n["distance"] for n in q["neighbours"]] == [0, 1, 3, 4, 9, 9]
     assert q["neighbours"][1]["time"] == frames[5].time.isoformat()
     assert q["neighbours"][0]["class"] == "radial_corona" and q["neighbours"][0]["rank"] == 1
 

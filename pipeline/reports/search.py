@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 
-from pipeline.reports.frames import read_thumbnails
+from pipeline.reports.frames import Shown, placeholder_png, read_thumbnails
 from pipeline.reports.model import Gallery, Report, Section, Table, Tile
 
 SHOW_COLUMNS = ("source", "frame", "site", "time", "pred", "score", "label")
@@ -41,8 +41,11 @@ def frame_rows(cat, ids) -> dict[str, dict]:
     """{id: shard row (source, frame, site, time, pred, score, label)} of frames in `cat`."""
     from pipeline.catalogue import lookup_ids
 
-    t = lookup_ids(cat, list(dict.fromkeys(ids)), columns=SHOW_COLUMNS)
-    return {r["id"]: r for r in t.to_pylist()} if t.num_rows else {}
+    wanted = [str(i) for i in dict.fromkeys(ids)]
+    t = lookup_ids(cat, wanted, columns=SHOW_COLUMNS)
+    rows = {r["id"]: r for r in t.to_pylist()} if t.num_rows else {}
+    gone = dict.fromkeys(SHOW_COLUMNS)  # compacted or rewritten since the search: no row
+    return {i: rows.get(i) or {**gone, "id": i} for i in wanted}
 
 
 def query_from_row(qid: str, row: dict) -> QueryFrame:
@@ -89,7 +92,9 @@ def read_frames_shown(queries, rows, storage_options=None) -> dict:
     refs = [(q.source, q.frame) for q in queries] + [
         (r["source"], r["frame"]) for r in rows.values()
     ]
-    shown = read_thumbnails(refs, storage_options, THUMB_PX)
+    shown = read_thumbnails([r for r in refs if r[0] is not None], storage_options, THUMB_PX)
+    missing = Shown(placeholder_png(THUMB_PX), False, "no longer in the codes")
+    shown.update({r: missing for r in refs if r not in shown})
     for q in queries:
         s = shown[(q.source, q.frame)]
         q.site, q.time = q.site or s.site, q.time or s.time
