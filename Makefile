@@ -21,6 +21,7 @@ browser:
 
 demo: setup
 	$(VENV)/bin/aurorahash demo
+	@echo "demo report: $(CURDIR)/runs/demo/report.html"
 
 test: setup
 	$(PY) -m pytest

@@ -67,7 +67,9 @@ def storage_options(args) -> dict:
     """Storage options for the job's paths, from the one builder (`pipeline.storage`)."""
     from pipeline import storage
 
-    uris = [v for v in vars(args).values() if isinstance(v, str)]  # any s3:// path argument
+    values = list(vars(args).values())
+    uris = [v for v in values if isinstance(v, str)]  # any s3:// path argument
+    uris += [u for v in values if isinstance(v, list | tuple) for u in v if isinstance(u, str)]
     return storage.options_for(*uris, endpoint=getattr(args, "s3_endpoint", None))
 
 

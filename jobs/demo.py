@@ -10,12 +10,15 @@ export.
 4. compact: the archive's per-file shards into search segments (a Delta Lake table);
 5. benchmark: MAP of the query frames against the archive, from the catalogue;
 6. search: the nearest frames of one query frame;
-7. export: the archive's codes as FAISS binary index parts, one per segment.
+7. export: the archive's codes as FAISS binary index parts, one per segment;
+8. report: WORKDIR/report.html, one self-contained page (training curves, the benchmark, the
+   nearest frames of one query of each class), and WORKDIR/summary.json (the summary line).
 
 Everything lands under --workdir; a re-run reuses what is there (training resumes, ingestion skips
-committed shards). The summary line holds each step's figures.
+committed shards). The summary line holds each step's figures and the report's path.
 """
 
+import json
 import logging
 import os
 import time
@@ -35,7 +38,7 @@ def add_arguments(p):
     p.add_argument("--n-train", type=int, default=2000, help="training frames (default 2000)")
     p.add_argument("--size", type=int, default=64, help="model input size in px (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of data and training (default 0)")
-    p.add_argument("--k", type=int, default=5, help="neighbours shown for one query (default 5)")
+    p.add_argument("--k", type=int, default=6, help="neighbours shown per query (default 6)")
     add_ray_options(p)
 
 
@@ -100,7 +103,8 @@ def run(args):
             )
         s = _job("compact", ["--codes", codes])
         out["compact"] = _pick(s, "files", "rows", "segments_written", "seconds")
-        s = _job("benchmark", ["--database", codes, "--queries", qcodes, "--topk", "50"])
+        bench = ["--database", codes, "--queries", qcodes, "--topk", "50"]
+        s = _job("benchmark", [*bench, "--out", f"{w}/benchmark.json"])
         out["benchmark"] = _pick(
             s, "map", "map_tie_aware", "map@50", "n_queries", "n_database", "seconds"
         )
@@ -114,9 +118,47 @@ def run(args):
         ["--codes", codes, "--queries", qcodes, "--n-queries", "1", "--k", str(args.k), "--no-ray"],
     )
     ((qid, neighbours),) = s["neighbors"].items()
-    out["search"] = {"query": qid, "neighbors": neighbours}
+    out["search"] = {"query": qid, "neighbors": neighbours, "seconds": s["seconds"]}
 
     s = _job("export", ["--codes", codes, "--out", f"{w}/export", "--format", "faiss"])
-    out["export"] = _pick(s, "out", "count", "segments", "parts")
+    out["export"] = _pick(s, "out", "count", "segments", "parts", "seconds")
     out["total_seconds"] = round(time.perf_counter() - t0, 1)
+    return _finish(out, w, model, codes, qcodes, args.k)
+
+
+def _finish(out: dict, w: str, model: str, codes: str, qcodes: str, k: int) -> dict:
+    """WORKDIR/report.html and WORKDIR/summary.json (the summary, with the report's path)."""
+    out["report"] = _report(out, w, model, codes, qcodes, k)
+    with open(f"{w}/summary.json", "w") as f:
+        json.dump(out, f, indent=2, sort_keys=True, default=str)
+    log.info("demo report: %s", out["report"])
     return out
+
+
+def _neighbours(codes: str, qcodes: str, k: int):
+    """The nearest archive frames of the first query frame of each class (a gallery)."""
+    import numpy as np
+
+    from pipeline import catalogue, search
+    from pipeline.reports.search import search_gallery
+
+    cat, qcat = catalogue.open_catalogue(codes), catalogue.open_catalogue(qcodes)
+    qc, ql, qids = search.load_all(qcat)
+    picks = [int(np.flatnonzero(ql == c)[0]) for c in np.unique(ql) if c >= 0] or [0]
+    res = search.search(qc[picks], cat, k)
+    return search_gallery(cat, qcat, [str(i) for i in qids[picks]], res)
+
+
+def _report(out: dict, w: str, model: str, codes: str, qcodes: str, k: int) -> str:
+    """WORKDIR/report.html from the steps' results; returns its path."""
+    from pipeline.checkpoint import read_config
+    from pipeline.reports import write_page
+    from pipeline.reports.demo import demo_report
+
+    with open(f"{w}/benchmark.json") as f:
+        records = list(json.load(f).values())
+    run = {"database": codes, "queries": qcodes, "topk": 50, "executor": "Ray tasks (local)"}
+    run["seconds"] = out["benchmark"]["seconds"]
+    history = read_config(model).get("history") or []
+    rep = demo_report(out, history, records, run, _neighbours(codes, qcodes, k))
+    return write_page(rep, f"{w}/report.html")

@@ -5,7 +5,9 @@ database with the checkpoint's own preprocessing and encode settings (the codes 
 store for the same frames), and prints one JSON line with `map`
 (ties broken by database index), `map_tie_aware` (expected AP over orderings inside Hamming-tie
 groups), `accuracy` (classifier on the queries), `precision_at_k` and `pr_curve` (precision and
-recall within Hamming radius r = 0..bits). --plot FILE.png draws the PR curves.
+recall within Hamming radius r = 0..bits). --plot FILE.png draws the PR curves; --report DIR
+writes a report to read (DIR/<UTC time>-evaluate/report.html: these numbers and figures, the
+checkpoint's training history, retrieval examples of the query set).
 
 Example:
   aurorahash evaluate --model runs/c10-48 --dataset cifar10 --data ../shared/data/cifar10 \\
@@ -17,7 +19,7 @@ from __future__ import annotations
 import time
 
 from jobs.common import UsageError, add_s3_options, storage_options
-from jobs.train import add_data_arguments, data_options
+from jobs.train import add_data_arguments, add_report_argument, data_options, job_report
 
 HELP = __doc__
 
@@ -29,13 +31,14 @@ def add_arguments(p) -> None:
     p.add_argument("--plot", default=None, help="write the PR curves to this PNG")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=1000, help="encoding batch size")
+    add_report_argument(p)
     add_s3_options(p)
 
 
 def run(args) -> dict:
     from pipeline.checkpoint import load_checkpoint
     from pipeline.datasets import load_splits
-    from pipeline.evaluate import evaluate_model
+    from pipeline.evaluate import encode_splits, evaluate_encoded
 
     if args.topk is not None and args.topk < 1:
         raise UsageError("--topk must be positive")
@@ -59,9 +62,11 @@ def run(args) -> dict:
     from pipeline.encoder import encode_settings
 
     settings = encode_settings(cfg)
-    metrics = evaluate_model(
-        model, splits, settings, batch=args.batch_size, device=args.device, topk=args.topk
-    )
+    enc = encode_splits(model, splits, settings, batch=args.batch_size, device=args.device)
+    metrics = evaluate_encoded(enc, splits, args.topk)
+    report = None
+    if args.report:
+        report = job_report("evaluate", args, so, cfg, metrics, splits, enc, args.model)
     if args.plot:
         from pipeline.report import plot_pr_curves
 
@@ -77,4 +82,5 @@ def run(args) -> dict:
         "data_seconds": round(t1 - t0, 1),
         "eval_seconds": round(time.perf_counter() - t1, 1),
         **metrics,
+        **({"report": report} if report else {}),
     }

@@ -3,14 +3,25 @@
 The catalogue is cut into tasks of about a million codes; each is searched by a Ray task (or in
 this process with --no-ray) and the per-task top-k lists are merged exactly, ties broken by the
 canonical frame order (archive relative path, then frame index). Queries are the frames of another
-code dataset (--queries) or frames of the database picked by id (--query-id, read from the one
-segment or shard that holds that file, without scanning the archive).
+code dataset (--queries), frames of the database picked by id (--query-id, read from the one
+segment or shard that holds that file, without scanning the archive), or image files (--image:
+any file the readers take, `FILE#N` for frame N of a multi-frame file such as a THEMIS minute
+file; read, preprocessed and encoded as ingest does it, with the checkpoint --model, which must
+be the model that made the codes).
 
-Example:
+--report DIR writes a report to read into a new folder DIR/<UTC time>-search/: report.html
+(self-contained) shows each query frame and its neighbours as thumbnails read back from the
+archive, with distance, predicted class and probability, site and time; report.json beside it.
+
+Examples:
   aurorahash search --codes out/codes/3f2a9c1b0d4e --query-id 'stream0/.../x.pgm.gz#3' --k 10
+  aurorahash search --codes out/codes/ --model runs/aurora --image night/x.pgm.gz#3 \\
+      --report reports/search/
 """
 
 import logging
+import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,10 +29,12 @@ from jobs.common import (
     UsageError,
     add_ray_options,
     add_s3_options,
+    output_file,
     ray_address,
     ray_storage_env,
     storage_options,
 )
+from pipeline.errors import BadInput
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.search")
@@ -34,26 +47,100 @@ def add_arguments(p):
     q.add_argument(
         "--query-id", action="append", help="a frame id of the database to query (repeatable)"
     )
+    q.add_argument(
+        "--image",
+        nargs="+",
+        metavar="FILE",
+        help="image files to query (local or s3://, any format the readers take; FILE#N: frame "
+        "N of a multi-frame file such as a THEMIS minute file; needs --model CKPT)",
+    )
     p.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
     p.add_argument("--n-queries", type=int, default=None, help="use only the first N queries")
-    p.add_argument("--model", default=None, help="model sha256 (prefix) when --codes holds several")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a checkpoint directory (its model id must be the codes' model: --image encodes "
+        "with it), or a model id prefix when --codes holds several models",
+    )
     p.add_argument(
         "--out",
         default=None,
-        help="write neighbours to this .parquet or .jsonl (local or s3://), or into DIR/ as "
-        "neighbours.parquet; without it the summary lists them when there are at most 1,000",
+        help="write neighbours to this .parquet or .jsonl (local or s3://), or into a folder (DIR/ "
+        "or an existing one) as neighbours.parquet; without it the summary lists them when "
+        "there are at most 1,000",
+    )
+    p.add_argument(
+        "--report",
+        default=None,
+        metavar="DIR",
+        help="write an HTML report (thumbnails of each query and its neighbours, read from the "
+        "archive) and report.json into a new folder DIR/<UTC time>-search/",
+    )
+    p.add_argument(
+        "--report-queries",
+        type=int,
+        default=10,
+        metavar="N",
+        help="queries shown in the report: the first N (default 10)",
     )
     p.add_argument("--no-ray", action="store_true", help="search in this process, without Ray")
     add_ray_options(p)
     add_s3_options(p)
 
 
-def _query_codes(args, so, cat):
+@dataclass
+class Queries:
+    """Query codes, their ids, and where the report finds their frames."""
+
+    codes: object  # (q, words) uint64
+    ids: object  # (q,) object
+    cat: object = None  # the catalogue holding the query rows (--queries, --query-id)
+    images: object = None  # pipeline.query_images.ImageQueries (--image)
+
+
+def _checkpoint(args, so):
+    """The --model checkpoint (`ingest.load_model_info`), or None when --model is an id prefix."""
+    from pipeline.checkpoint import checkpoint_exists
+    from pipeline.ingest import load_model_info
+
+    if args.model and (args.image or checkpoint_exists(args.model, so)):
+        return load_model_info(args.model, so)
+    return None
+
+
+def _open_codes(args, so, info):
+    """The codes' catalogue; with a checkpoint, only codes that this model made."""
+    from pipeline import catalogue
+
+    if info is None:
+        return catalogue.open_catalogue(args.codes, so, args.model)
+    try:
+        return catalogue.open_catalogue(args.codes, so, info.id)
+    except BadInput:
+        try:
+            roots = catalogue.model_roots(args.codes, so)
+            have = [catalogue.open_catalogue(r, so).meta.model12 for r in roots]
+        except BadInput:
+            raise UsageError(f"--codes {args.codes}: no code shards there") from None
+    raise UsageError(
+        f"--model {args.model} (model id {info.id[:12]}) did not make the codes under "
+        f"{args.codes} (model {', '.join(have)}): codes of another model, preprocessing or "
+        "encode settings are not comparable; give the checkpoint that ingested them"
+    )
+
+
+def _query_codes(args, so, cat, info) -> Queries:
     from pipeline import catalogue, search
 
-    if args.queries:
+    if args.image:
+        from pipeline.query_images import encode_images
+
+        im = encode_images(args.image, info, so)
+        q = Queries(im.codes, np.asarray(im.ids, dtype=object), images=im)
+    elif args.queries:
         qcat = catalogue.open_catalogue(args.queries, so, cat.meta.model)
         codes, _, ids = search.load_all(qcat)
+        q = Queries(codes, ids, cat=qcat)
     else:
         wanted = list(dict.fromkeys(args.query_id))
         found = catalogue.lookup_ids(cat, wanted)  # reads only the parts that hold these files
@@ -63,10 +150,10 @@ def _query_codes(args, so, cat):
             raise UsageError(f"--query-id not in {args.codes}: {', '.join(missing[:5])}")
         all_codes, _ = catalogue.codes_labels(found, cat.meta)
         codes = all_codes[[got[w] for w in wanted]]
-        ids = np.asarray(wanted, dtype=object)
+        q = Queries(codes, np.asarray(wanted, dtype=object), cat=cat)
     if args.n_queries is not None:
-        codes, ids = codes[: args.n_queries], ids[: args.n_queries]
-    return codes, ids
+        q.codes, q.ids = q.codes[: args.n_queries], q.ids[: args.n_queries]
+    return q
 
 
 def _write_neighbours(uri, so, qids, res):
@@ -103,56 +190,98 @@ def _write_neighbours(uri, so, qids, res):
         storage.atomic_write_bytes(uri, buf.getvalue(), so)
 
 
-def out_file(uri: str, default_name: str) -> str:
-    """`--out DIR/` (a trailing slash) means a file named `default_name` inside DIR."""
-    return f"{uri}{default_name}" if uri.endswith("/") else uri
+def _report_queries(q: Queries, n: int) -> list:
+    """The first n queries as the report shows them (`pipeline.reports.search.QueryFrame`)."""
+    from pipeline.reports.search import QueryFrame, frame_rows, query_from_row
+
+    ids = [str(i) for i in q.ids[:n]]
+    if q.images is None:
+        rows = frame_rows(q.cat, ids)
+        return [query_from_row(i, rows[i]) for i in ids]
+    im = q.images
+    return [
+        QueryFrame(i, im.sources[j], im.frames[j], int(im.pred[j]), float(im.score[j]))
+        for j, i in enumerate(ids)
+    ]
 
 
-def run(args):
-    from pipeline import catalogue, search
-    from pipeline.ray_runtime import session_with
+def _write_report(args, so, cat, q: Queries, res, seconds: float) -> str:
+    """--report: a new dated folder under DIR; returns its report.html."""
+    from pipeline import reports
+    from pipeline.reports.search import frame_rows, search_report
 
-    if args.k < 1:
-        raise UsageError(f"--k must be >= 1, got {args.k}")
-    out = out_file(args.out, "neighbours.parquet") if args.out else None
-    if out and not out.endswith((".parquet", ".jsonl")):
-        raise UsageError(f"--out must end in .parquet, .jsonl or /: {args.out}")
-    so = storage_options(args)
+    n = max(1, args.report_queries)
+    queries = _report_queries(q, n)
+    rows = frame_rows(cat, res.ids[:n].ravel())
+    asked = args.queries or " ".join(args.image or args.query_id)
+    run = {"codes": args.codes, "query": asked, "n_queries": len(q.ids), "k": args.k}
+    run["seconds"] = round(seconds, 3)
+    sub = replace(res, ids=res.ids[:n], distances=res.distances[:n], indices=res.indices[:n])
+    folder = reports.write_report(search_report(queries, sub, rows, cat, run, so), args.report, so)
+    return f"{folder}/{reports.folder.HTML}"
 
-    def prepare():
-        cat = catalogue.open_catalogue(args.codes, so, args.model)
-        queries, qids = _query_codes(args, so, cat)
-        log.info(
-            "%d queries over ~%d codes in %d segments + %d shards (%d-bit codes)",
-            len(queries),
-            cat.n_rows,
-            len(cat.segments),
-            len(cat.shards),
-            cat.meta.nbits,
-        )
-        return cat, queries, qids
 
-    use_ray = not args.no_ray
-    with session_with(prepare, ray_address(args), ray_storage_env(so), use_ray) as prepared:
-        cat, queries, qids = prepared
-        res = search.search(queries, cat, args.k, search.RayExecutor() if use_ray else None)
-    summary = {
-        "n_queries": len(queries),
+def _summary(q: Queries, cat, res) -> dict:
+    n = len(q.ids)
+    return {
+        "n_queries": n,
         "k": int(res.indices.shape[1]),
         "n_database": res.n_database,
         "segments": len(cat.segments),
         "shards": len(cat.shards),
         "tasks": res.tasks,
         "nbits": cat.meta.nbits,
+        "model": cat.meta.model,
         "seconds": round(res.seconds, 3),
-        "comparisons_per_s": float(f"{len(queries) * res.n_database / max(res.seconds, 1e-9):.4g}"),
+        "comparisons_per_s": float(f"{n * res.n_database / max(res.seconds, 1e-9):.4g}"),
     }
+
+
+def _check_args(args, so) -> str | None:
+    """Usage errors before any work; returns the --out file (or None)."""
+    if args.k < 1:
+        raise UsageError(f"--k must be >= 1, got {args.k}")
+    if args.image and not args.model:
+        raise UsageError("--image needs --model CKPT: the checkpoint that made the codes")
+    if args.report_queries < 1:
+        raise UsageError(f"--report-queries must be >= 1, got {args.report_queries}")
+    out = output_file(args.out, "neighbours.parquet", so) if args.out else None
+    if out and not out.endswith((".parquet", ".jsonl")):
+        raise UsageError(f"--out must end in .parquet, .jsonl or /: {args.out}")
+    return out
+
+
+def run(args):
+    from pipeline import search
+    from pipeline.ray_runtime import session_with
+
+    t0 = time.perf_counter()
+    so = storage_options(args)
+    out = _check_args(args, so)
+
+    def prepare():
+        info = _checkpoint(args, so)
+        cat = _open_codes(args, so, info)
+        q = _query_codes(args, so, cat, info)
+        log.info(
+            "%d queries over ~%d codes in %d segments + %d shards (%d-bit codes)",
+            *(len(q.ids), cat.n_rows, len(cat.segments), len(cat.shards), cat.meta.nbits),
+        )
+        return cat, q
+
+    use_ray = not args.no_ray
+    with session_with(prepare, ray_address(args), ray_storage_env(so), use_ray) as (cat, q):
+        res = search.search(q.codes, cat, args.k, search.RayExecutor() if use_ray else None)
+    summary = _summary(q, cat, res)
     if out:
-        _write_neighbours(out, so, qids, res)
+        _write_neighbours(out, so, q.ids, res)
         summary["out"] = out
     elif res.indices.size <= 1000:
         summary["neighbors"] = {
             str(qid): [[str(i), int(d)] for i, d in zip(res.ids[r], res.distances[r], strict=True)]
-            for r, qid in enumerate(qids)
+            for r, qid in enumerate(q.ids)
         }
+    if args.report:
+        summary["report"] = _write_report(args, so, cat, q, res, time.perf_counter() - t0)
+        log.info("report: %s", summary["report"])
     return summary

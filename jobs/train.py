@@ -3,7 +3,9 @@
 Writes OUT/model.safetensors, OUT/config.json and OUT/optimizer.safetensors after every epoch;
 running the same command again resumes after the last completed epoch (a finished run only
 re-evaluates). The summary has map (ties by index), map_tie_aware, accuracy (on the queries),
-params_mb (float32 parameter bytes / 2**20), train_seconds, and precision@k.
+params_mb (float32 parameter bytes / 2**20), train_seconds, and precision@k. config.json keeps
+the loss terms and training accuracy of every epoch (`history`); --report DIR writes them, the
+evaluation and retrieval examples as a report to read (DIR/<UTC time>-train/report.html).
 
 Examples:
   aurorahash train --dataset cifar10 --data ../shared/data/cifar10 --protocol cifar10-2 \\
@@ -171,7 +173,30 @@ def add_arguments(p) -> None:
     )
     g.add_argument("--no-eval", action="store_true", help="train only")
     g.add_argument("--plot", default=None, help="write PR curves to this PNG")
+    add_report_argument(g)
     add_s3_options(p)
+
+
+def add_report_argument(g) -> None:
+    g.add_argument(
+        "--report",
+        default=None,
+        metavar="DIR",
+        help="write an HTML report (loss and accuracy per epoch, MAP, PR and P@k, retrieval "
+        "examples of the query set) with report.json and PNG figures into a new folder "
+        "DIR/<UTC time>-<job>/",
+    )
+
+
+def job_report(kind, args, so, config, metrics, splits, enc, model_uri) -> str:
+    """--report of train and evaluate: where the report.html went."""
+    from pipeline.reports.training import write_model_report
+
+    info = splits["info"]
+    run = {"model": model_uri, "dataset": info["dataset"], "protocol": info["protocol"]}
+    path = write_model_report(kind, args.report, so, config, metrics, splits, enc, run)
+    log.info("report: %s", path)
+    return path
 
 
 def add_encode_arguments(p) -> None:
@@ -249,10 +274,12 @@ def train_config(args, **overrides):
 
 def run(args) -> dict:
     from pipeline.datasets import load_splits
-    from pipeline.evaluate import evaluate_model
+    from pipeline.evaluate import encode_splits, evaluate_encoded
     from pipeline.train import train_model
 
     t_start = time.perf_counter()
+    if args.report and args.no_eval:
+        raise UsageError("--report shows the evaluation: drop --no-eval")
     cfg = train_config(args)
     so = storage_options(args)
     t0 = time.perf_counter()
@@ -296,10 +323,13 @@ def run(args) -> dict:
         t1 = time.perf_counter()
         from pipeline.encoder import encode_settings
 
-        metrics = evaluate_model(
-            model, splits, encode_settings(config), device=args.device, topk=args.topk
-        )
+        enc = encode_splits(model, splits, encode_settings(config), device=args.device)
+        metrics = evaluate_encoded(enc, splits, args.topk)
         summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
+        if args.report:
+            summary["report"] = job_report(
+                "train", args, so, config, metrics, splits, enc, args.out
+            )
         if args.plot:
             from pipeline.report import plot_pr_curves
 

@@ -461,8 +461,14 @@ def codes_labels(t: pa.Table, meta: store.ShardMeta) -> tuple[np.ndarray, np.nda
 # ------------------------------------------------------------------------------ lookups
 
 
-def lookup_ids(cat: Catalogue, ids: list[str]) -> pa.Table:
-    """Rows of the given frame ids, reading only the part that holds each file (no scan)."""
+LOOKUP_COLUMNS = ("file", "frame", "id", "code", "label")
+
+
+def lookup_ids(cat: Catalogue, ids: list[str], columns=LOOKUP_COLUMNS) -> pa.Table:
+    """Rows of the given frame ids, reading only the part that holds each file (no scan).
+
+    `columns`: any of `file` and the shard columns (reports also want source, site, time, pred,
+    score); `id` is always there."""
     by_part: dict[Part, list[str]] = {}
     for fid in ids:
         rel = fid.rsplit("#", 1)[0]
@@ -470,7 +476,7 @@ def lookup_ids(cat: Catalogue, ids: list[str]) -> pa.Table:
         if part is not None:
             by_part.setdefault(part, []).append(fid)
     tables = []
-    cols = ["file", "frame", "id", "code", "label"]
+    cols = list(dict.fromkeys(["id", *columns]))
     for part, want in by_part.items():
         if part.kind == "shard":
             t = read_part(part, cat.meta, cat.storage_options, tuple(cols))

@@ -13,6 +13,8 @@ recall 0).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -97,12 +99,34 @@ def retrieval_metrics(
     return out
 
 
-def evaluate_model(model, splits: dict, settings: dict, batch=1000, device="cpu", topk=None):
-    """Encode queries and database of `splits` as ingest would (the checkpoint's encode
-    `settings`, `pipeline.encoder.encode_settings`) and compute the retrieval metrics."""
-    qx, qy = splits["query"]
-    dx, dy = splits["db"]
+@dataclass
+class EncodedSplits:
+    """The relaxed codes and log-probabilities of a split's queries and database (reports pick
+    retrieval examples from them)."""
+
+    q_h: np.ndarray
+    q_logp: np.ndarray | None
+    db_h: np.ndarray
+    db_logp: np.ndarray | None
+
+
+def encode_splits(model, splits: dict, settings: dict, batch=1000, device="cpu") -> EncodedSplits:
+    """Queries and database of `splits` encoded as ingest would (the checkpoint's encode
+    `settings`, `pipeline.encoder.encode_settings`)."""
+    qx, dx = splits["query"][0], splits["db"][0]
     pre = splits.get("preprocess")
-    q_h, q_logits = encode(model, qx, settings, batch, device, pre)
-    d_h = q_h if dx is qx else encode(model, dx, settings, batch, device, pre)[0]
-    return retrieval_metrics(q_h, qy, q_logits, d_h, dy, topk=topk)
+    q_h, q_logp = encode(model, qx, settings, batch, device, pre)
+    if dx is qx:
+        return EncodedSplits(q_h, q_logp, q_h, q_logp)
+    return EncodedSplits(q_h, q_logp, *encode(model, dx, settings, batch, device, pre))
+
+
+def evaluate_model(model, splits: dict, settings: dict, batch=1000, device="cpu", topk=None):
+    """The retrieval metrics of `splits` encoded by `encode_splits`."""
+    return evaluate_encoded(encode_splits(model, splits, settings, batch, device), splits, topk)
+
+
+def evaluate_encoded(enc: EncodedSplits, splits: dict, topk=None) -> dict:
+    return retrieval_metrics(
+        enc.q_h, splits["query"][1], enc.q_logp, enc.db_h, splits["db"][1], topk
+    )

@@ -432,6 +432,8 @@ def _start_or_resume(splits, cfg, out_dir, data_info, so, dev, encode_settings) 
     opt = torch.optim.SGD(_param_groups(model, cfg), momentum=cfg.momentum, nesterov=True)
     st = _State(model, opt, config)
     st.epochs_done = int(saved.get("epochs_done", 0))
+    # per-epoch loss and accuracy of the saved epochs (epochs after the last save run again)
+    config["history"] = [h for h in saved.get("history", []) if h.get("epoch", 0) <= st.epochs_done]
     st.train_seconds = float(saved.get("train_seconds", 0.0))
     if tensors is not None:
         _restore_optimizer(opt, tensors)
@@ -499,6 +501,15 @@ class _Meter:
         parts = " ".join(f"{k} {self.mean(k):.4f}" for k in sorted(self.sums))
         return f"{parts} train_acc {self.correct / max(self.images, 1):.4f}"
 
+    def record(self, epoch: int, seconds: float, single_label: bool) -> dict:
+        """The epoch's line of config.json `history` (what train/evaluate reports plot)."""
+        out = {"epoch": epoch, "seconds": round(seconds, 3), "images": self.images}
+        out.update({k: round(self.mean(k), 6) for k in sorted(self.sums)})
+        out["train_accuracy"] = (
+            round(self.correct / max(self.images, 1), 6) if single_label else None
+        )
+        return out
+
 
 def _batch(data: _Data, idx, flips, gen):
     fm = flips[idx] if flips is not None else None
@@ -558,6 +569,7 @@ def _train_epoch(st: _State, data: _Data, cfg: TrainConfig, loss_fn, epoch: int)
     dt = time.perf_counter() - t0
     st.train_seconds += dt
     st.epochs_done = epoch + 1
+    st.config.setdefault("history", []).append(meter.record(st.epochs_done, dt, data.y.dim() == 1))
     log.info(
         "epoch %d/%d done in %.1f s (%.0f img/s): %s",
         *(st.epochs_done, data.n_epochs, dt, meter.images / max(dt, 1e-9), meter.text()),

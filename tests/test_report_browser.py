@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from browser import assert_renders, render, require_browser
 from report_fixtures import write_models
@@ -60,3 +61,68 @@ def test_a_broken_page_fails_the_checks(tmp_path):
     page.failed, page.errors = [], []
     with pytest.raises(AssertionError, match="not decoded"):
         assert_renders(page, images=2, min_text=0)
+
+
+HISTORY = [
+    {"epoch": e, "loss": 1.6 - 0.3 * e, "ce": 1.4 - 0.3 * e, "pair": 0.5 / e, "quant": 0.2,
+     "train_accuracy": 0.4 + 0.15 * e}
+    for e in (1, 2, 3)
+]  # fmt: skip
+
+
+def _encoded_splits(n_query=8, n_db=40, bits=16):
+    """Synthetic aurora as model inputs, with codes that mostly agree within a class."""
+    from pipeline.evaluate import EncodedSplits
+    from pipeline.preprocess import PreprocessConfig, preprocess_batch
+    from pipeline.synth import CLASSES, generate
+
+    frames, labels = generate(n_query + n_db, size=64, seed=2)
+    pre = PreprocessConfig.aurora(32).to_dict()
+    x = preprocess_batch(list(frames), PreprocessConfig.from_dict(pre))
+    rng = np.random.default_rng(0)
+    centres = rng.choice([-1.0, 1.0], (len(CLASSES), bits))
+    h = centres[labels] * np.where(rng.random((len(labels), bits)) < 0.2, -1, 1)
+    logp = np.log(np.full((len(labels), len(CLASSES)), 1 / len(CLASSES)))
+    q, d = slice(0, n_query), slice(n_query, None)
+    splits = {"query": (x[q], labels[q]), "db": (x[d], labels[d]), "classes": list(CLASSES),
+              "preprocess": pre}  # fmt: skip
+    return splits, EncodedSplits(h[q], logp[q], h[d], logp[d])
+
+
+def test_training_report_renders(tmp_path):
+    from pipeline.evaluate import evaluate_encoded
+    from pipeline.reports.training import K_EXAMPLES, N_EXAMPLES, write_model_report
+
+    splits, enc = _encoded_splits()
+    metrics = evaluate_encoded(enc, splits, topk=10)
+    config = {"arch": "compact", "bits": 16, "history": HISTORY, "epochs_done": 3,
+              "train_images": 40, "params_mb": 0.04, "model_sha256": "ab" * 32}  # fmt: skip
+    run = {"model": "runs/x", "dataset": "synthetic-aurora", "protocol": "synthetic"}
+    path = write_model_report("train", str(tmp_path), None, config, metrics, splits, enc, run)
+    page = render(path, screenshot=tmp_path / "shot.png")
+    assert_renders(page, images=3 + N_EXAMPLES * (1 + K_EXAMPLES))
+    assert "MAP@10" in page.text and "query 0: arc" in page.text
+    shown = [i for i in page.images if i["alt"] in ("query", "d = 0", "d = 1")]
+    assert shown and all(i["width"] == 32 for i in shown)  # the model's inputs, 32 px
+
+
+def test_demo_report_renders(tmp_path, capsys):
+    from pipeline.reports import write_page
+    from pipeline.reports.demo import demo_report
+    from pipeline.synth import generate
+
+    write_models(tmp_path / "db", tmp_path / "q", bits=(32,), db_files=4, query_files=1)
+    argv = ["benchmark", "--database", str(tmp_path / "db"), "--queries", str(tmp_path / "q")]
+    assert main([*argv, "--no-ray", "--topk", "20", "--out", str(tmp_path / "b.json")]) == 0
+    capsys.readouterr()
+    records = list(json.loads((tmp_path / "b.json").read_text()).values())
+    frames, _ = generate(3, size=64, seed=1)
+    tiles = [Tile(thumbnail_png(f), "d = 0", "arc 90%", "hit") for f in frames]
+    gallery = Gallery([("x.pgm.gz#0", tiles)], "neighbours")
+    summary = {"workdir": str(tmp_path), "train": {"seconds": 12.0, "accuracy": 0.9},
+               "map": {"train": 0.8, "ingested": 0.79}, "total_seconds": 40.0}  # fmt: skip
+    run = {"database": "db", "queries": "q", "topk": 20, "executor": "local", "seconds": 1.0}
+    rep = demo_report(summary, HISTORY, records, run, gallery)
+    page = render(write_page(rep, str(tmp_path / "report.html")))
+    assert_renders(page, images=4 + 3)
+    assert "MAP of the codes ingest stored" in page.text and "0.7900" in page.text

@@ -148,6 +148,18 @@ def test_thumbnail_stretches_16_bit_counts():
         thumbnail.thumbnail_png(np.zeros((0, 3), np.uint16))
 
 
+def test_thumbnail_levels_come_from_the_field_of_view():
+    """An all-sky frame: dark corners outside the sky disk must not set the black level."""
+    rng = np.random.default_rng(1)
+    frame = rng.normal(3000, 30, (200, 200)).astype(np.uint16)
+    frame[90:110, 20:180] += 900  # an arc across the sky
+    yy, xx = np.mgrid[:200, :200]
+    frame[(yy - 99.5) ** 2 + (xx - 99.5) ** 2 > 97**2] = 400  # the dark corners
+    a = thumbnail.display_stretch(frame).astype(float)
+    sky, arc, corner = a[30:60, 80:120].mean(), a[95:105, 60:140].mean(), a[:10, :10].mean()
+    assert corner == 0 and arc > 230 and sky < 110, (corner, arc, sky)
+
+
 @pytest.mark.integration
 def test_s3_report_folder_is_new_and_its_page_comes_last(s3, monkeypatch):
     from pipeline import storage

@@ -44,6 +44,12 @@ def test_train_resume_and_checkpoint(tmp_path, syn_splits):
     # re-running with more epochs resumes after epoch 1
     m2, cfg2 = train_model(syn_splits, _tiny_cfg(epochs=2), out, syn_splits["info"])
     assert cfg2["epochs_done"] == 2 and cfg2["train_seconds"] >= cfg1["train_seconds"]
+    # per-epoch loss and accuracy: epoch 1's record kept across the resume, epoch 2's added
+    h1, h2 = cfg1["history"], cfg2["history"]
+    assert [h["epoch"] for h in h1] == [1] and [h["epoch"] for h in h2] == [1, 2]
+    assert h2[0] == h1[0] and h2[1]["images"] == 48
+    assert all(np.isfinite(h[k]) for h in h2 for k in ("loss", "ce", "pair", "quant"))
+    assert all(0 <= h["train_accuracy"] <= 1 for h in h2)
     # the same command again is a no-op on the weights
     m3, cfg3 = train_model(syn_splits, _tiny_cfg(epochs=2), out, syn_splits["info"])
     assert cfg3["model_sha256"] == cfg2["model_sha256"]
@@ -156,8 +162,10 @@ TINY = [
 
 
 def test_cli_train_and_evaluate(tmp_path, capsys):
-    out = str(tmp_path / "m")
-    rc, s = _cli(capsys, ["train", *TINY, "--epochs", "1", "--out", out, "--topk", "10"])
+    out, reports = str(tmp_path / "m"), str(tmp_path / "reports")
+    rc, s = _cli(
+        capsys, ["train", *TINY, "--epochs", "1", "--out", out, "--topk", "10", "--report", reports]
+    )
     assert rc == 0 and s["ok"] and s["epochs_done"] == 1
     for k in ("map", "map_tie_aware", "accuracy", "params_mb", "train_seconds", "map@10"):
         assert k in s, k
@@ -173,6 +181,24 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
     assert len(e["pr_curve"]["recall"]) == 13 and "5" in e["precision_at_k"]
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # --report: the same numbers and the epoch history in report.json, the figures beside it
+    with open(s["report"].replace("report.html", "report.json")) as f:
+        doc = json.load(f)
+    assert doc["kind"] == "train" and doc["metrics"]["map"] == pytest.approx(s["map"])
+    assert [h["epoch"] for h in doc["history"]] == [1]
+    assert doc["figures"] == ["precision_at_k.png", "training_history.png", "pr_curves.png"]
+    assert all(
+        os.path.exists(os.path.join(os.path.dirname(s["report"]), f)) for f in doc["figures"]
+    )
+    ev = ["evaluate", "--model", out, "--dataset", "synthetic-aurora", "--n-query", "8"]
+    rc, e = _cli(capsys, [*ev, "--n-database", "48", "--n-train", "48", "--report", reports])
+    assert rc == 0 and os.path.dirname(e["report"]) != os.path.dirname(s["report"])
+    with open(e["report"].replace("report.html", "report.json")) as f:
+        doc = json.load(f)
+    assert doc["kind"] == "evaluate" and doc["metrics"]["map"] == pytest.approx(s["map"])
+    assert len(doc["history"]) == 1  # the checkpoint's own record of its training
+    rc, bad = _cli(capsys, ["train", *TINY, "--out", out, "--no-eval", "--report", reports])
+    assert rc == 2 and "--no-eval" in bad["error"]
 
 
 def test_cli_bad_input_exits_2(tmp_path, capsys):

@@ -21,7 +21,7 @@ leave the layout, the figure style and the writing of the dated folder to these 
     tile_png = thumbnail.thumbnail_png(frame_uint16, size=160)  # for Gallery / Tile
 """
 
-from pipeline.reports.folder import report_name, write_report
+from pipeline.reports.folder import report_name, write_page, write_report
 from pipeline.reports.html import render_html
 from pipeline.reports.model import Figure, Gallery, Report, Section, Table, Text, Tile
 
@@ -35,5 +35,6 @@ __all__ = [
     "Tile",
     "render_html",
     "report_name",
+    "write_page",
     "write_report",
 ]

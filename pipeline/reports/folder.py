@@ -130,3 +130,17 @@ def write_report(
     if protocol == "file":
         return _write_local(path, name, files)
     return storage.join_uri(protocol, _write_remote(fs, path, name, files))
+
+
+def write_page(
+    report: Report,
+    uri: str,
+    storage_options: dict | None = None,
+    now: _dt.datetime | None = None,
+) -> str:
+    """Write `report` as one self-contained HTML file at `uri` (replacing it): for a fixed
+    place such as the demo's runs/demo/report.html. Figures are inline only."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    created = now.astimezone(_dt.timezone.utc).isoformat(timespec="seconds")
+    storage.atomic_write_bytes(uri, render_html(report, created).encode(), storage_options)
+    return uri
