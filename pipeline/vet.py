@@ -2,7 +2,8 @@
 
 `aurorahash check --source NIGHT [--model DIR] [--out OUT]` and `aurorahash ingest --dry-run`
 run `check_archive`. Each archive file goes through the same read task body as ingestion
-(`pipeline.datasource.read_file_rows`: the readers, then the shared preprocessing), in this
+(`pipeline.datasource.read_file_rows`: the readers), then the same preprocessing as the encoder
+actors (`pipeline.frame_rows.model_inputs`, on the CPU), in this
 process, a few files at a time (threads; the readers' per-file memory caps hold per thread). No
 Ray, no encoder, nothing written anywhere. With --model the checkpoint is validated first (a bad
 one is BadInput: exit 2) and frames are preprocessed with its settings; without, with the
@@ -62,16 +63,24 @@ class CheckFailed(Exception):
 
 
 def check_file(task: FileTask, preprocess: dict, storage_options: dict, max_reasons: int) -> dict:
-    """What ingestion's read task makes of one archive file, as counts and reasons."""
+    """What ingestion's read task and preprocessing make of one archive file, as counts and
+    reasons."""
+    from pipeline.frame_rows import model_inputs
+    from pipeline.preprocess import PreprocessConfig
+
+    cfg = PreprocessConfig.from_dict(dict(preprocess))
     frames, reasons, status = 0, Counter(), "ok"
     quarantined = 0
     try:
-        for block in read_file_rows(task, preprocess, storage_options, rows_per_block=256):
+        for block in read_file_rows(task, storage_options, rows_per_block=256):
+            inp = model_inputs(block, cfg, "cpu")
+            frames += len(inp.rows)
+            for why in inp.errors.values():
+                quarantined += 1
+                reasons[clean_text(why, 200)] += 1
             cols = block.select(["kind", "reason"]).to_pydict()
             for kind, reason in zip(cols["kind"], cols["reason"], strict=True):
-                if kind == "frame":
-                    frames += 1
-                elif kind == "error":
+                if kind == "error":
                     quarantined += 1
                     reasons[clean_text(reason or "error", 200)] += 1
                 elif kind in ("corrupt", "skip", "fail"):
