@@ -162,7 +162,8 @@ def mask_cache_bytes() -> int:
 
 def check_pixels(p) -> np.ndarray:
     """One frame as preprocessing takes it, or BadInput: (H, W) or (H, W, 1|3|4) integers or
-    floats, in native byte order (what torch and the read rows carry)."""
+    finite floats, in native byte order (what torch and the read rows carry). Non-finite
+    pixels would make the levels (percentiles) NaN: such a frame is refused whole."""
     a = np.asarray(p)
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3, 4))):
         raise BadInput(f"pixels must be (H, W) or (H, W, 1|3|4), not {a.shape}")
@@ -170,6 +171,8 @@ def check_pixels(p) -> np.ndarray:
         raise BadInput("cannot preprocess an empty image")
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise BadInput(f"cannot preprocess pixels of dtype {a.dtype}")
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        raise BadInput("non-finite pixel values")
     if not a.dtype.isnative:
         a = a.astype(a.dtype.newbyteorder("="))
     return a
