@@ -210,7 +210,7 @@ def worker_identity(device: str) -> dict:
     return {"node": node, "pid": os.getpid(), "device": device, "gpus": gpus}
 
 
-def _sync(device: str) -> None:
+def sync_device(device: str) -> None:
     """Wait for the device's queued work (honest per-stage times on a GPU)."""
     if device.startswith("cuda"):
         import torch
@@ -297,7 +297,7 @@ class HashEncoder:
             part = frames[k : k + step]
             t0 = time.perf_counter()
             inp = model_inputs(batch, self.preprocess, self.device, rows=part)
-            _sync(self.device)
+            sync_device(self.device)
             t1 = time.perf_counter()
             c, p, s = self.encode(inp.x)
             prep[part] = (t1 - t0) / len(part)
