@@ -356,7 +356,8 @@ def alternate(archive, model_dir, workdir, device, args, bare_too: bool) -> tupl
 def bound_figures(archive, model_dir, device, args, ingest: list) -> dict:
     """Forward-only and read rates beside the job's, and the ratios issue 10 asks for."""
     res = ingest[0]["resources"]
-    call = res["block_rows"]
+    per_file = round(ingest[0]["frames"] / max(1, ingest[0]["files_done"]))
+    call = min(res["block_rows"], per_file)  # one call = one block of one file
     sizes = sorted({call, res["batch_size"]})
     forward = {b: forward_only(model_dir, device, b, args.forward_seconds) for b in sizes}
     one = read_one_core(archive, args.read_sample)

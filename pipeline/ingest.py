@@ -562,10 +562,11 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, com
     resources as the encoder actors (num_cpus=1), so Ray Data fused each read into an actor
     call ("ReadArchiveRead->MapBatches(HashEncoder)"): one call read and encoded a whole file,
     its output one block at the end, and the calls of the other files queued behind it on the
-    actor. Now read tasks take `read_cpus` (0.75: on a 2-CPU machine one read slot beside the
-    actor; 0.5 measured ~35% slower there, two reads and the actor contending for two
-    cores; more slots per CPU on bigger machines); they must not ask for the same
-    resources as the actors, or the fusion comes back. Also: without batch_size=None, Ray Data
+    actor. Now read tasks take `read_cpus` (CPU-only clusters 0.75: on a 2-CPU machine one
+    read slot beside the actor; 0.5 measured ~35% slower there, two reads and the actor
+    contending for two cores; GPU clusters 1.0, the actors differing by their GPUs:
+    `pipeline.resources`); they must not ask for the same resources as the actors, or the
+    fusion comes back. Also: without batch_size=None, Ray Data
     bundles rows of several files into one call and holds a finished file's last rows until
     `batch_size` rows of other files arrive; and files are read smallest first (`read_order`).
     Not bounded: encoders take blocks first in, first out, so rows queued by a file read earlier
