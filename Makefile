@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint format bench clean
+.PHONY: setup browser demo test test-all lint format bench clean
 
 setup: $(STAMP)
 
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
+
+# Chromium (Debian package) for the report tests; they skip without it, except under CI=true.
+browser:
+	bash .ci/install-chromium
 
 demo: setup
 	$(VENV)/bin/aurorahash demo

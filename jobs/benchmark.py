@@ -3,21 +3,29 @@
 For every model found under --database (or the one given by --model), the labelled frames of
 --queries are ranked against every database frame by Hamming distance and scored by MAP, exactly:
 ties broken by the canonical frame order (`map`) and tie-aware (`map_tie_aware`), plus MAP@K with
---topk and a precision/recall curve per Hamming radius. The database is read through its catalogue
-(compacted segments plus shards not yet compacted) in tasks of about a million codes, run by Ray
-tasks (or in this process with --no-ray), two passes.
+--topk, a precision/recall curve per Hamming radius (0..bits), tie-aware precision@k and AP per
+query class. The database is read through its catalogue (compacted segments plus shards not yet
+compacted) in tasks of about a million codes, run by Ray tasks (or in this process with
+--no-ray), two passes.
+
+--out writes these results as one JSON file. --report writes a report to read: a new dated folder
+DIR/<UTC time>-benchmark/ holding report.html (self-contained: tables and figures inline),
+report.json and the figures as PNGs; it never overwrites an older report.
 
 Example:
-  aurorahash benchmark --queries out/query-codes --database out/codes --topk 100
+  aurorahash benchmark --queries out/query-codes --database out/codes --topk 100 \\
+      --report reports/map/
 """
 
 import json
 import logging
+import time
 
 from jobs.common import (
     UsageError,
     add_ray_options,
     add_s3_options,
+    output_file,
     ray_address,
     ray_storage_env,
     storage_options,
@@ -36,7 +44,17 @@ def add_arguments(p):
     p.add_argument(
         "--out",
         default=None,
-        help="write the full report (JSON, with PR curves) to this file, or DIR/benchmark.json",
+        metavar="FILE",
+        help="write the results (JSON: per model MAPs, PR curve per Hamming radius, P@k, "
+        "per-class AP, provenance) to this file; a folder (ending in / or existing) gets "
+        "benchmark.json inside; replaces that file",
+    )
+    p.add_argument(
+        "--report",
+        default=None,
+        metavar="DIR",
+        help="write an HTML report (with report.json and PNG figures) into a new folder "
+        "DIR/<UTC time>-benchmark/; never overwrites an older report",
     )
     p.add_argument("--no-ray", action="store_true", help="run in this process, without Ray")
     add_ray_options(p)
@@ -63,16 +81,55 @@ def _load(root, args, so):
     return cat, qcodes, qlabels
 
 
-def run(args):
-    from jobs.search import out_file
-    from pipeline import catalogue, search, storage
-    from pipeline.ray_runtime import session_with
+def _run_info(args, use_ray: bool, seconds: float) -> dict:
+    """What the report says about the run itself."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        release = version("aurorahash")
+    except PackageNotFoundError:
+        release = None
+    where = ray_address(args) or "a local instance"
+    return {
+        "database": args.database,
+        "queries": args.queries,
+        "topk": args.topk,
+        "n_queries_limit": args.n_queries,
+        "executor": f"Ray tasks on {where}" if use_ray else "this process (--no-ray)",
+        "seconds": round(seconds, 3),
+        "aurorahash": release,
+    }
+
+
+def _write(args, so, records: list[dict], run: dict) -> dict:
+    """--out (the records as JSON) and --report (a dated report folder); what the summary says."""
+    from pipeline import reports, storage
+    from pipeline.reports.benchmark import benchmark_report
+
+    written = {}
+    if args.out:
+        out = output_file(args.out, "benchmark.json", so)
+        doc = json.dumps({r["model"]: r for r in records}, indent=2).encode()
+        storage.atomic_write_bytes(out, doc, so)
+        written["out"] = out
+    if args.report:
+        folder = reports.write_report(benchmark_report(records, run), args.report, so)
+        written["report"] = f"{folder}/{reports.folder.HTML}"
+        log.info("report: %s", written["report"])
+    return written
+
+
+def run(args):
+    from pipeline import catalogue, search
+    from pipeline.ray_runtime import session_with
+    from pipeline.reports.benchmark import model_record
+
+    t0 = time.perf_counter()
     if args.topk is not None and args.topk < 1:
         raise UsageError(f"--topk must be >= 1, got {args.topk}")
     so = storage_options(args)
     roots = catalogue.select_roots(args.database, so, args.model)
-    results, report = {}, {}
+    results, records = {}, []
     use_ray = not args.no_ray
     prepare = lambda: [_load(r, args, so) for r in roots]  # noqa: E731
     with session_with(prepare, ray_address(args), ray_storage_env(so), use_ray) as models:
@@ -85,15 +142,9 @@ def run(args):
                 "shards": len(cat.shards),
                 **res.summary(),
             }
-            report[cat.meta.model] = {
-                **results[cat.meta.model12],
-                "pr_precision": res.pr_precision.tolist(),
-                "pr_recall": res.pr_recall.tolist(),
-            }
-    if args.out:
-        out = out_file(args.out, "benchmark.json")
-        storage.atomic_write_bytes(out, json.dumps(report, indent=2).encode(), so)
+            records.append(model_record(cat, res, args.topk))
     summary = {"models": results}
+    summary.update(_write(args, so, records, _run_info(args, use_ray, time.perf_counter() - t0)))
     if len(results) == 1:
         summary.update(next(iter(results.values())))
     return summary

@@ -32,6 +32,7 @@ JOBS = {
 }
 
 log = logging.getLogger("aurorahash")
+VERBOSE_HELP = "debug-level progress on stderr"
 
 
 def _available_jobs() -> dict:
@@ -54,7 +55,7 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
         description="Deep-hashing index for all-sky auroral image archives. Each job prints one "
         "JSON summary line on stdout; progress goes to stderr.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug-level progress")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="job", metavar="JOB", required=True)
     for name, mod in mods.items():
         p = sub.add_parser(
@@ -62,6 +63,10 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
             help=mod.HELP.splitlines()[0],
             description=mod.HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        # -v also after the job name; SUPPRESS keeps a -v given before it
+        p.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
         )
         if only is None or only == name:
             mod.add_arguments(p)

@@ -24,14 +24,21 @@ class JobFailed(Exception):
         self.summary = summary or {}
 
 
+# The project's own loggers: --verbose turns these to DEBUG, never the libraries' (botocore's
+# debug log prints request headers, which carry the access key id and the session token).
+OWN_LOGGERS = ("aurorahash", "pipeline", "jobs", "kernels")
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Progress goes to stderr so that stdout carries only the JSON summary."""
     logging.basicConfig(
         stream=sys.stderr,
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
 def emit_summary(summary: dict) -> None:
@@ -69,6 +76,17 @@ def ray_storage_env(so: dict) -> dict:
     from pipeline import storage
 
     return {"AWS_ENDPOINT_URL": storage.endpoint_of(so)}
+
+
+def output_file(uri: str, default_name: str, so: dict | None = None) -> str:
+    """Where `--out URI` writes its file: inside URI as `default_name` when URI is a folder
+    (ends in / or exists as a folder or prefix), else URI itself."""
+    from pipeline import storage
+
+    if uri.endswith("/"):
+        return f"{uri}{default_name}"
+    fs, path, _ = storage.split_uri(uri, so)
+    return f"{uri}/{default_name}" if fs.isdir(path) else uri
 
 
 def ray_address(args) -> str | None:

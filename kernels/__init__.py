@@ -13,6 +13,7 @@ from .metrics import (
     mean_average_precision,
     pr_curve_from_histograms,
     precision_at_k,
+    precision_at_k_from_histograms,
 )
 from .packing import pack_codes, unpack_codes
 
@@ -28,5 +29,6 @@ __all__ = [
     "pack_codes",
     "pr_curve_from_histograms",
     "precision_at_k",
+    "precision_at_k_from_histograms",
     "unpack_codes",
 ]

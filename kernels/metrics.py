@@ -449,15 +449,31 @@ def precision_at_k(queries, database, query_labels, db_labels, k, ties="index"):
         _, I = hamming_knn(Q, X, kk)
         return _relevance_of(I, mode, ql, dl).sum(axis=1) / kk
     A, R = histograms(Q, X, mode, ql, dl)
-    ca = np.cumsum(A, axis=1)
-    cr = np.cumsum(R, axis=1)
-    d = np.argmax(ca >= kk, axis=1)  # the group holding position kk
-    rows = np.arange(nq)
-    before_a = ca[rows, d] - A[rows, d]
-    before_r = cr[rows, d] - R[rows, d]
-    m = kk - before_a
-    exp_rel = before_r + m * R[rows, d] / np.maximum(A[rows, d], 1)
-    return exp_rel / kk
+    return precision_at_k_from_histograms(A, R, [kk])[:, 0]
+
+
+def precision_at_k_from_histograms(all_counts, rel_counts, ks):
+    """Tie-aware precision at each k of `ks` from per-distance counts: (q, len(ks)) float64.
+
+    The counts may be sums of :func:`distance_histograms` over database shards, so P@k of a whole
+    archive needs no ranking. k larger than a query's database uses all of it; a query with an
+    empty database scores 0.
+    """
+    A, R = _hist_arrays(all_counts, rel_counts)
+    ks = [_checks.positive_int(k, "k") for k in np.atleast_1d(ks).tolist()]
+    out = np.zeros((A.shape[0], len(ks)))
+    if A.size == 0:
+        return out
+    ca, cr = np.cumsum(A, axis=1), np.cumsum(R, axis=1)
+    n, rows = ca[:, -1], np.arange(A.shape[0])
+    for j, k in enumerate(ks):
+        kk = np.minimum(k, n)
+        d = np.argmax(ca >= np.maximum(kk, 1)[:, None], axis=1)  # the group holding position kk
+        before_a = ca[rows, d] - A[rows, d]
+        before_r = cr[rows, d] - R[rows, d]
+        exp_rel = before_r + (kk - before_a) * R[rows, d] / np.maximum(A[rows, d], 1)
+        np.divide(exp_rel, kk, out=out[:, j], where=kk > 0)
+    return out
 
 
 def pr_curve_from_histograms(all_counts, rel_counts):

@@ -286,14 +286,26 @@ def meta_from_description(description: str | None, where: str) -> store.ShardMet
 
 def read_parquet(uri: str, so: dict, columns=None, filters=None) -> pa.Table:
     """One Parquet file (all of it, or the rows matching `filters`, which skips row groups by
-    their statistics)."""
+    their statistics). An optional column asked for that the file lacks (segments written
+    before it existed) comes back all null (`store.with_optional`)."""
     fs, path, protocol = storage.split_uri(uri, so)
     if filters is not None:
-        return pq.read_table(
-            path, columns=columns, filters=filters, filesystem=None if protocol == "file" else fs
-        )
+        pafs = None if protocol == "file" else fs
+        have = columns
+        if columns is not None and set(columns) & set(store.OPTIONAL_COLUMNS):
+            have = _present(pq.read_schema(path, filesystem=pafs), columns)
+        t = pq.read_table(path, columns=have, filters=filters, filesystem=pafs)
+        return store.with_optional(t, columns, where=uri)
     with fs.open(path, "rb") as f:
-        return pq.ParquetFile(f).read(columns=columns)
+        pf = pq.ParquetFile(f)
+        t = pf.read(columns=_present(pf.schema_arrow, columns))
+    return store.with_optional(t, columns, where=uri)
+
+
+def _present(schema: pa.Schema, columns) -> list | None:
+    """The columns asked for that the file has (None: all); the rest are checked and filled in
+    by `store.with_optional`."""
+    return None if columns is None else [c for c in columns if c in schema.names]
 
 
 # ------------------------------------------------------------------------------ task planning
@@ -374,10 +386,11 @@ def read_rows(uri: str, so: dict, columns, row_range: tuple[int, int] | None) ->
                 groups.append(g)
                 first = at if first is None else first
             at += n
+        have = _present(pf.schema_arrow, columns)
         if not groups:
-            return pf.schema_arrow.empty_table().select(list(columns))
-        t = pf.read_row_groups(groups, columns=list(columns))
-    return t.slice(start - first, stop - start)
+            return store.with_optional(pf.schema_arrow.empty_table().select(have), columns, uri)
+        t = pf.read_row_groups(groups, columns=have)
+    return store.with_optional(t.slice(start - first, stop - start), columns, where=uri)
 
 
 # ------------------------------------------------------------------------------ reading tasks

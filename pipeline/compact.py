@@ -43,7 +43,8 @@ log = logging.getLogger("aurorahash.compact")
 DEFAULT_TARGET_ROWS = 2_000_000
 DEFAULT_GROUP_DEPTH = 4  # stream0/YYYY/MM/DD: one night of every camera
 APP_ID = "aurorahash-compact"
-SEGMENT_COLUMNS = ("segment", "file", *store.COLUMNS, "shard_mtime")
+SHARD_COLUMNS = (*store.COLUMNS, *store.OPTIONAL_COLUMNS)  # `meta`: null from older shards
+SEGMENT_COLUMNS = ("segment", "file", *SHARD_COLUMNS, "shard_mtime")
 
 
 @dataclass
@@ -90,11 +91,11 @@ def _read_pending(p: Plan, so: dict, progress: Progress, threads: int) -> pa.Tab
     """Every pending shard as one table with its `file` and `shard_mtime` columns."""
 
     def load(uri):
-        t = store.read_shard(uri, so)
+        t = store.read_shard(uri, so, columns=list(SHARD_COLUMNS))
         m = store.ShardMeta.from_kv(t.schema.metadata, where=uri)
         if not p.meta.compatible(m):
             raise BadInput(f"{uri}: nbits/model/classes differ from the other codes of {p.root}")
-        return t.replace_schema_metadata(None).select(list(store.COLUMNS))
+        return t.replace_schema_metadata(None)
 
     items = sorted(p.pending.items(), key=lambda it: it[1][0])  # canonical (file) order
     batches, tables, counts = [], [], []
@@ -201,6 +202,7 @@ SEGMENT_SCHEMA = pa.schema(
         ("label", pa.int16()),
         ("pred", pa.int16()),
         ("score", pa.float32()),
+        ("meta", pa.string()),  # optional shard column (pipeline.frame_meta), null if absent
         ("shard_mtime", pa.float64()),  # the shard's listing mtime when it was compacted
     ]
 )
@@ -226,6 +228,27 @@ def _create_table(root: str, so: dict, meta: store.ShardMeta) -> None:
         )
     except DeltaError as exc:  # another run created it first
         log.info("segment table created concurrently (%s)", exc)
+
+
+def _add_missing_columns(root: str, so: dict) -> bool:
+    """Give a segment table created before a column existed (`meta`) that column, as a commit
+    of its own (schema evolution; its old files read as null). True when it committed."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+    from deltalake.schema import Field
+
+    dt = DeltaTable(
+        catalogue.delta_uri(catalogue.table_uri(root)), storage_options=storage.delta_options(so)
+    )
+    have = {f.name for f in dt.schema().fields}
+    missing = [f for f in SEGMENT_SCHEMA if f.name not in have]
+    if not missing:
+        return False
+    try:
+        dt.alter.add_columns([Field.from_arrow(f) for f in missing])
+    except DeltaError as exc:  # another run added it first
+        log.info("segment table columns added concurrently (%s)", exc)
+    return True
 
 
 def _commit(p: Plan, data: pa.Table, so: dict) -> int:
@@ -345,6 +368,8 @@ def compact(
         p = plan(root, so, target_rows)
         if p is not None and p.version is None:
             _create_table(root, so, p.meta)
+            p = plan(root, so, target_rows)
+        elif p is not None and _add_missing_columns(root, so):
             p = plan(root, so, target_rows)
         if p is None:
             log.info("compact %s: nothing new", root)

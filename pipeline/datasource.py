@@ -15,6 +15,9 @@ read CPUs do the reading. Read tasks yield Arrow blocks of `ROW_SCHEMA`:
     kind="end"    the last row of a file: `expected` = how many rows of this file (all kinds
                   except "end") precede it, so the consumer knows when a file is complete
 
+A frame row's `meta` holds the header values that go into the shard's optional `meta` column
+(`pipeline.frame_meta`: JSON text, null when the frame has none).
+
 `seq` numbers the rows of one file 0, 1, 2, ...; a consumer that keys rows by (source, seq)
 tolerates a read task that Ray retried after a worker died and that emits some rows twice.
 """
@@ -50,6 +53,7 @@ ROW_SCHEMA = pa.schema(
         ("label", pa.int16()),
         ("reason", pa.string()),
         ("expected", pa.int32()),
+        ("meta", pa.string()),
     ]
     + PIXEL_FIELDS
 )
@@ -100,7 +104,17 @@ class _Rows:
         self.frames: list[np.ndarray | None] = []
         self.nbytes = 0
 
-    def add(self, kind, frame=None, site=None, time_us=None, label=None, reason=None, pixels=None):
+    def add(
+        self,
+        kind,
+        frame=None,
+        site=None,
+        time_us=None,
+        label=None,
+        reason=None,
+        meta=None,
+        pixels=None,
+    ):
         # every text field as safe text: an exception message or tar member name may hold
         # surrogate-escaped bytes, which Arrow cannot encode (and would fail the whole task)
         site = None if site is None else safe_text(site)
@@ -116,6 +130,7 @@ class _Rows:
         c["label"].append(label)
         c["reason"].append(reason)
         c["expected"].append(self.seq if kind == "end" else -1)
+        c["meta"].append(meta)
         self.frames.append(pixels)
         self.nbytes += 0 if pixels is None else pixels.nbytes
         if kind != "end":
@@ -186,6 +201,7 @@ def read_file_rows(
 def _add_frame(rows: _Rows, item) -> None:
     """One decoded frame as a row; an "error" row when preprocessing could not take its
     pixels (shape, dtype) or no row can hold its metadata."""
+    from pipeline import frame_meta
     from pipeline.preprocess import check_pixels
 
     try:
@@ -198,6 +214,7 @@ def _add_frame(rows: _Rows, item) -> None:
             site=None if item.site is None else str(item.site),
             time_us=time_to_us(item.time),
             label=_label(item.label),
+            meta=frame_meta.to_json(item.meta),
         )
     except Exception as exc:  # metadata that no row can hold
         rows.add("error", frame=item.index, reason=f"metadata: {exc}")

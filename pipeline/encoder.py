@@ -46,7 +46,9 @@ CHECKPOINT_FILES = ("config.json", "model.safetensors")  # DESIGN.md: safetensor
 # How `HashEncoder` turns model outputs into codes. Part of the model id
 # (`pipeline.checkpoint.model_id`): change anything here that changes the codes (a threshold, test-
 # time augmentation, the packing) and say so in this dict, so that the new codes get a new id.
+# `frames` too: the readers' orientation changes the codes of the same archive file.
 ENCODE_SETTINGS = {
+    "frames": "THEMIS PGM and CDF rows flipped top to bottom (pyucalgarysrs), docs/READERS.md",
     "input": "preprocess(frame) as float32 (C, S, S), one forward pass in eval mode",
     "tta": "none",
     "bit": "h > 0",

@@ -9,7 +9,8 @@ layout already equals FAISS's binary code layout (DESIGN.md "Packed codes").
 Output (every file committed atomically; the manifest last, so its presence means "complete"):
     OUT/parts/<part>.faissbin | .npy | .parquet   the codes of one segment (or of the shards not
                                                   yet compacted), in canonical (file, frame) order
-    OUT/parts/<part>.ids.parquet                  id, source, frame, site, time, label, pred, score
+    OUT/parts/<part>.ids.parquet                  id, source, frame, site, time, label, pred, score,
+                                                  meta (per-frame header values as JSON, or null)
     OUT/manifest.json                             nbits, words, model, classes, layout, count, the
                                                   segments covered and the table version, and the
                                                   parts in order: name, rows, offset (the global
@@ -86,7 +87,7 @@ def _units(cat: catalogue.Catalogue) -> list[tuple[str, str, list]]:
 
 def _unit_files(name: str, parts: list, cat, fmt: str) -> dict[str, bytes]:
     task = catalogue.Task(tuple(parts), sum(p.rows for p in parts), len(parts) > 1)
-    cols = tuple(c for c in store.COLUMNS)
+    cols = (*store.COLUMNS, *store.OPTIONAL_COLUMNS)  # `meta`: null where shards lack it
     table = catalogue.read_task(task, cat.meta, cat.storage_options, cols)
     codes = store.codes_to_numpy(table.column("code"), cat.meta.nbits)
     if fmt == "faiss":

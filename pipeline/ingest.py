@@ -337,6 +337,7 @@ class Committer:
         self.pool = ThreadPoolExecutor(max_workers=max(1, cfg.commit_threads))
         self.futures: list[Future] = []
         self.counts = dict(done=0, failed=0, ignored=0, corrupt=0, frames=0, quarantined=0)
+        self.counts.update(sequence_gaps=0, frames_dropped=0)  # THEMIS mode sequence numbers
         self.failed: dict[str, str] = {}
         self.frames_seen = 0  # frames that reached the driver (progress only)
         # seconds summed over workers: where the time goes (reported in the summary)
@@ -350,7 +351,7 @@ class Committer:
     def consume(self, batch) -> None:
         cols = batch.select(
             ["source", "kind", "seq", "frame", "site", "time_us", "label", "reason", "expected"]
-            + ["code", "pred", "score", "cost"]
+            + ["meta", "code", "pred", "score", "cost"]
             + [c for c in ("prep_cost", "encoder") if c in batch.column_names]
         ).to_pydict()
         n = len(cols["source"])
@@ -446,21 +447,30 @@ class Committer:
     def _commit(self, st: _FileState) -> None:
         t0 = time.perf_counter()
         try:
-            n_frames, n_q, corrupt = self._write(st)
+            n_frames, n_q, corrupt, (gaps, dropped) = self._write(st)
         except Exception as exc:
             log.debug("commit of %s failed", st.task.uri, exc_info=True)
             self._fail(st.task.uri, f"commit failed: {one_line(exc)}")
             return
+        if gaps:
+            log.info(
+                "%s: %d gap(s) in the mode sequence number, %d exposure(s) missing",
+                st.task.rel,
+                gaps,
+                dropped,
+            )
         with self.lock:
             self.counts["done"] += 1
             self.counts["frames"] += n_frames
             self.counts["quarantined"] += n_q
             self.counts["corrupt"] += int(corrupt)
+            self.counts["sequence_gaps"] += gaps
+            self.counts["frames_dropped"] += dropped
             self.costs["write_s"] += time.perf_counter() - t0
             self.t_last = time.monotonic()
         log.debug("committed %s: %d frames, %d quarantined", st.task.rel, n_frames, n_q)
 
-    def _write(self, st: _FileState) -> tuple[int, int, bool]:
+    def _write(self, st: _FileState) -> tuple[int, int, bool, tuple[int, int]]:
         rel, uri = st.task.rel, st.task.uri
         frames, problems, corrupt = shard_rows.split_rows(st.rows)
         n_problems = len(problems) + sum(st.more.values())
@@ -480,7 +490,7 @@ class Committer:
             storage.remove_if_exists(
                 store.quarantine_uri(self.cfg.out, rel, self.meta.model), self.out_opts
             )
-        return len(frames), n_problems, corrupt
+        return len(frames), n_problems, corrupt, shard_rows.sequence_gaps(frames)
 
     def start_progress(self) -> None:
         """Progress lines also while nothing arrives (actor start-up, a node being replaced)."""
@@ -745,6 +755,8 @@ def run_ingest(cfg: IngestConfig) -> dict:
         "files_corrupt": 0,
         "frames": 0,
         "quarantined": 0,
+        "sequence_gaps": 0,
+        "frames_dropped": 0,
         "frames_per_s": 0.0,
         "seconds": 0.0,
         "pipeline_seconds": 0.0,
@@ -784,6 +796,8 @@ def run_ingest(cfg: IngestConfig) -> dict:
         files_corrupt=c["corrupt"],
         frames=c["frames"],
         quarantined=c["quarantined"],
+        sequence_gaps=c["sequence_gaps"],
+        frames_dropped=c["frames_dropped"],
         frames_per_s=round(c["frames"] / pipe_s, 2),
         pipeline_seconds=round(pipe_s, 3),
         time_breakdown_s={k: round(v, 3) for k, v in committer.costs.items()},

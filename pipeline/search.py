@@ -243,8 +243,11 @@ class MapResult:
     topk: int | None
     aps: np.ndarray  # (q,) ties="index"
     aps_tie_aware: np.ndarray
-    pr_precision: np.ndarray  # per Hamming radius
+    pr_precision: np.ndarray  # per Hamming radius 0..nbits
     pr_recall: np.ndarray
+    query_labels: np.ndarray  # (q,) of the labelled queries scored, in the order of `aps`
+    hist_all: np.ndarray  # (q, nbits + 1) database items at each distance, summed over tasks
+    hist_rel: np.ndarray  # (q, nbits + 1) the relevant ones
     n_queries: int
     n_database: int
     seconds: float
@@ -336,7 +339,9 @@ def evaluate_map(
     if topk is not None:
         knn = search(queries, cat, topk, executor, task_rows)
         map_at_k = float(kernels.ap_from_neighbors(knn.labels == qlabels[:, None]).mean())
-    precision, recall = kernels.pr_curve_from_histograms(total_all, total_rel)
+    radii = cat.meta.nbits + 1  # distances above nbits never occur: no padding to 64 * words
+    hist_all, hist_rel = total_all[:, :radii], total_rel[:, :radii]
+    precision, recall = kernels.pr_curve_from_histograms(hist_all, hist_rel)
     return MapResult(
         map=float(aps.mean()),
         map_tie_aware=float(aps_aware.mean()),
@@ -346,6 +351,9 @@ def evaluate_map(
         aps_tie_aware=aps_aware,
         pr_precision=np.asarray(precision),
         pr_recall=np.asarray(recall),
+        query_labels=qlabels,
+        hist_all=hist_all,
+        hist_rel=hist_rel,
         n_queries=len(queries),
         n_database=n_db,
         seconds=time.perf_counter() - t0,

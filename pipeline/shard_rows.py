@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 
-from pipeline import store
+from pipeline import frame_meta, store
 from pipeline.messages import clean_text
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -58,7 +58,15 @@ def shard_columns(frames: list, rel: str, uri: str, words: int) -> dict:
         "label": [r["label"] for r in frames],
         "pred": [r["pred"] for r in frames],
         "score": np.asarray([r["score"] for r in frames], dtype=np.float32),
+        "meta": [r.get("meta") for r in frames],  # optional column: pipeline.frame_meta
     }
+
+
+def sequence_gaps(frames: list) -> tuple[int, int]:
+    """(gaps, exposures missing) in the mode sequence numbers of one file's frame rows."""
+    return frame_meta.sequence_gaps(
+        (r["frame"], frame_meta.sequence_of(r.get("meta"))) for r in frames
+    )
 
 
 def quarantine_lines(task, problems: list, more_counts: Counter, cap: int, model12: str) -> bytes:

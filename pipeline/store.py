@@ -1,7 +1,9 @@
 """Code shards: the Parquet files that ingestion writes and search/evaluate/export read.
 
-Schema and metadata are fixed by DESIGN.md ("Code shards"). This module is the only place that
-knows them:
+Schema and metadata are fixed by DESIGN.md ("Code shards"), plus one optional column, `meta`
+(string, JSON of per-frame header values, `pipeline.frame_meta`), written by ingest since the
+THEMIS conventions of issue 8; shards written before it lack the column and every reader here
+gives null for it. This module is the only place that knows them:
 
     meta = ShardMeta(nbits=64, model=sha256_hex, classes=["arc", ...])
     write_shard(uri, {"id": [...], "source": [...], ..., "code": packed_uint64}, meta)
@@ -53,14 +55,17 @@ IGNORED_DIR = "_ignored"
 MODEL_PREFIX_LEN = 12
 
 COLUMNS = ("id", "source", "frame", "site", "time", "code", "label", "pred", "score")
+OPTIONAL_COLUMNS = {"meta": pa.string()}  # may be absent from a shard (older ones): null then
 
 
 def words_for(nbits: int) -> int:
     return max(1, math.ceil(int(nbits) / 64))
 
 
-def shard_schema(nbits: int) -> pa.Schema:
-    """The DESIGN.md shard schema for codes of `nbits` bits (without key-value metadata)."""
+def shard_schema(nbits: int, optional: Iterable[str] = ()) -> pa.Schema:
+    """The DESIGN.md shard schema for codes of `nbits` bits (without key-value metadata), plus
+    the `optional` columns named (OPTIONAL_COLUMNS, in that order)."""
+    extra = [pa.field(c, t) for c, t in OPTIONAL_COLUMNS.items() if c in set(optional)]
     return pa.schema(
         [
             pa.field("id", pa.string(), nullable=False),
@@ -72,6 +77,7 @@ def shard_schema(nbits: int) -> pa.Schema:
             pa.field("label", pa.int16()),
             pa.field("pred", pa.int16(), nullable=False),
             pa.field("score", pa.float32(), nullable=False),
+            *extra,
         ]
     )
 
@@ -237,12 +243,13 @@ def build_table(columns: Mapping, meta: ShardMeta) -> pa.Table:
     `columns` maps the DESIGN.md column names to lists/arrays: `code` may be an (n, words) uint64
     array (as `kernels.pack_codes` returns), an (n, words*8) uint8 array, or a list of bytes;
     `time` may be datetimes (naive = UTC), datetime64 values or int64 microseconds; `site`,
-    `time` and `label` may hold None.
+    `time`, `label` and `meta` may hold None. An optional column (OPTIONAL_COLUMNS) is written
+    when `columns` has it.
     """
     missing = [c for c in COLUMNS if c not in columns]
     if missing:
         raise BadInput(f"shard columns missing: {missing}")
-    schema = shard_schema(meta.nbits)
+    schema = shard_schema(meta.nbits, [c for c in OPTIONAL_COLUMNS if c in columns])
     n = len(columns["id"])
     width = 8 * meta.words
     arrays = []
@@ -285,7 +292,8 @@ def write_shard(
     if isinstance(data, pa.Table):
         if meta is None:
             meta = ShardMeta.from_kv(data.schema.metadata, where="table")
-        table = build_table({c: data.column(c) for c in COLUMNS}, meta)
+        names = [*COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in data.column_names)]
+        table = build_table({c: data.column(c) for c in names}, meta)
     else:
         if meta is None:
             raise BadInput("write_shard needs ShardMeta with column data")
@@ -314,16 +322,35 @@ def list_shards(uri: str, storage_options: dict | None = None, detail: bool = Fa
 def read_shard(
     uri: str, storage_options: dict | None = None, columns: list[str] | None = None
 ) -> pa.Table:
-    """One shard as a table; its schema carries the `aurorahash.*` metadata."""
+    """One shard as a table; its schema carries the `aurorahash.*` metadata. An optional
+    column asked for that the shard lacks (written before it existed) comes back all null."""
     try:
         data = storage.read_bytes(uri, storage_options)
-        table = pq.ParquetFile(pa.BufferReader(data)).read(columns=columns)  # 2x read_table
+        pf = pq.ParquetFile(pa.BufferReader(data))  # 2x faster than read_table
+        present = set(pf.schema_arrow.names)
+        table = pf.read(columns=None if columns is None else [c for c in columns if c in present])
     except (pa.ArrowInvalid, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise BadInput(f"{uri}: unreadable shard ({exc})") from None
     ShardMeta.from_kv(table.schema.metadata, where=uri)
-    return table
+    return with_optional(table, columns, where=uri)
+
+
+def with_optional(table: pa.Table, columns: Iterable[str] | None, where: str) -> pa.Table:
+    """`table` with the `columns` asked, in that order: an optional one it lacks is added as
+    nulls (older shards and segments); a required one it lacks is BadInput naming `where`."""
+    if columns is None:
+        return table
+    for c in columns:
+        if c in table.column_names:
+            continue
+        if c not in OPTIONAL_COLUMNS:
+            raise BadInput(f"{where}: no column {c!r}")
+        table = table.append_column(
+            pa.field(c, OPTIONAL_COLUMNS[c]), pa.nulls(table.num_rows, OPTIONAL_COLUMNS[c])
+        )
+    return table.select(list(columns))
 
 
 def shard_meta(table_or_uri, storage_options: dict | None = None) -> ShardMeta:
@@ -391,13 +418,15 @@ def read_table(
     columns: list[str] | None = None,
     model: str | None = None,
 ) -> pa.Table:
-    """All shards under `uri` as one table (metadata of the first shard). Empty -> BadInput."""
+    """All shards under `uri` as one table (metadata of the first shard). Empty -> BadInput.
+    Shards without an optional column (older ones) give nulls in it when others have it."""
     tables = [t for _, t in read_shards(uri, storage_options, columns, model)]
     if not tables:
         raise BadInput(f"no code shards under {uri}")
     md = tables[0].schema.metadata
-    out = pa.concat_tables([t.replace_schema_metadata(md) for t in tables])
-    return out
+    return pa.concat_tables(
+        [t.replace_schema_metadata(md) for t in tables], promote_options="default"
+    )
 
 
 def codes_to_numpy(column, nbits: int) -> np.ndarray:

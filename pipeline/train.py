@@ -586,6 +586,10 @@ def train_model(
     dev = _device(cfg)
     if len(splits["train"][0]) < 2:
         raise BadInput(f"need at least 2 training images, got {len(splits['train'][0])}")
+    if encode_settings is not None:  # refused before any work, stored with its defaults
+        from pipeline.encoder import encode_settings as checked
+
+        encode_settings = checked({"encode": encode_settings})
     st = _start_or_resume(splits, cfg, out_dir, data_info, storage_options, dev, encode_settings)
     data = _prepare_data(splits, cfg, dev)
     # every saved epoch but a fractional last one is whole, so the step follows from the epoch;

@@ -16,9 +16,11 @@ The summary counts what ingestion would do with each file:
     files_corrupt      nothing readable: ingestion writes an empty shard + a quarantine record
     files_ignored      deliberately not ingested (THEMIS thumbnails)
     files_failed       reading failed for a reason that is not the file's (I/O): exit 1
-and `files` lists per file: rel, status, frames, quarantined and reasons ({reason: count}, the
-most common `max_reasons`); files with problems first, at most `max_listed` entries
-(`files_listed_truncated` says how many more were left out).
+and `files` lists per file: rel, status, frames, quarantined, reasons ({reason: count}, the
+most common `max_reasons`), and sequence_gaps / frames_dropped (jumps in the THEMIS mode sequence
+number and the exposures they skip, `pipeline.frame_meta.sequence_gaps`; summed in the
+summary); files with problems first, at most `max_listed` entries (`files_listed_truncated`
+says how many more were left out).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pipeline import storage
+from pipeline import frame_meta, storage
 from pipeline.datasource import FileTask, read_file_rows
 from pipeline.messages import clean_text, one_line
 
@@ -70,7 +72,7 @@ def check_file(task: FileTask, preprocess: dict, storage_options: dict, max_reas
 
     cfg = PreprocessConfig.from_dict(dict(preprocess))
     frames, reasons, status = 0, Counter(), "ok"
-    quarantined = 0
+    quarantined, numbers = 0, []
     try:
         for block in read_file_rows(task, storage_options, rows_per_block=256):
             inp = model_inputs(block, cfg, "cpu")
@@ -78,9 +80,14 @@ def check_file(task: FileTask, preprocess: dict, storage_options: dict, max_reas
             for why in inp.errors.values():
                 quarantined += 1
                 reasons[clean_text(why, 200)] += 1
-            cols = block.select(["kind", "reason"]).to_pydict()
-            for kind, reason in zip(cols["kind"], cols["reason"], strict=True):
-                if kind == "error":
+            kept = set(inp.rows.tolist())
+            cols = block.select(["kind", "reason", "frame", "meta"]).to_pydict()
+            for i, (kind, reason, index, meta) in enumerate(zip(*cols.values(), strict=True)):
+                if i in kept:
+                    number = frame_meta.sequence_of(meta)
+                    if number is not None:  # THEMIS PGM frames only: nothing kept for others
+                        numbers.append((index, number))
+                elif kind == "error":
                     quarantined += 1
                     reasons[clean_text(reason or "error", 200)] += 1
                 elif kind in ("corrupt", "skip", "fail"):
@@ -95,6 +102,7 @@ def check_file(task: FileTask, preprocess: dict, storage_options: dict, max_reas
     if status == "ok" and quarantined:
         status = "quarantine"
     entry = {"file": task.rel, "status": status, "frames": frames, "quarantined": quarantined}
+    entry["sequence_gaps"], entry["frames_dropped"] = frame_meta.sequence_gaps(numbers)
     if reasons:
         entry["reasons"] = dict(reasons.most_common(max(1, max_reasons)))
         if len(reasons) > max_reasons:
@@ -168,6 +176,8 @@ def check_archive(cfg: CheckConfig) -> dict:
         **{f"files_{s}": counts.get(s, 0) for s in STATUS_ORDER},
         "frames": sum(e["frames"] for e in entries),
         "quarantined": sum(e["quarantined"] for e in entries),
+        "sequence_gaps": sum(e["sequence_gaps"] for e in entries),
+        "frames_dropped": sum(e["frames_dropped"] for e in entries),
         "model": model.id[:12] if model is not None else None,
         "preprocess": "model" if model is not None else "default",
         "files": entries[: max(0, cfg.max_listed)],

@@ -25,8 +25,20 @@ def cdf_epoch(t: datetime) -> float:
     return CDF_EPOCH_1970_MS + delta.total_seconds() * 1000.0
 
 
-def write_asf_cdf(path, frames: np.ndarray, times: list[datetime], site: str = "test") -> None:
-    """A THEMIS-like level-1 ASF CDF: thg_asf_SITE (uint16 records) + thg_asf_SITE_epoch."""
+def write_asf_cdf(
+    path,
+    frames: np.ndarray,
+    times: list[datetime],
+    site: str = "test",
+    virtual_epoch: bool = False,
+    ends: list[datetime] | None = None,
+) -> None:
+    """A THEMIS-like level-1 ASF CDF: thg_asf_SITE (uint16 records) + thg_asf_SITE_epoch.
+
+    virtual_epoch: as THEMIS writes it when the epoch is left to comp_themis_epoch: one epoch
+    record of 0, plus _epoch0 (1970) and _time (seconds since 1970) per record. `ends` adds
+    _tend (exposure ends, seconds since 1970).
+    """
     from cdflib.cdfwrite import CDF
 
     frames = np.asarray(frames, dtype=np.uint16)
@@ -50,18 +62,30 @@ def write_asf_cdf(path, frames: np.ndarray, times: list[datetime], site: str = "
             var_attrs={"FILLVAL": [65535, "CDF_UINT2"], "DEPEND_0": f"{var}_epoch"},
             var_data=frames,
         )
-        cdf.write_var(
-            {
-                "Variable": f"{var}_epoch",
-                "Data_Type": 31,  # CDF_EPOCH
-                "Num_Elements": 1,
-                "Rec_Vary": True,
-                "Dim_Sizes": [],
-            },
-            var_data=np.array([cdf_epoch(t) for t in times], dtype=np.float64),
-        )
+        epochs = [0.0] if virtual_epoch else [cdf_epoch(t) for t in times]
+        _write_scalar(cdf, f"{var}_epoch", 31, epochs)  # CDF_EPOCH
+        if virtual_epoch:
+            _write_scalar(cdf, f"{var}_epoch0", 31, [CDF_EPOCH_1970_MS], rec_vary=False)
+            _write_scalar(cdf, f"{var}_time", 45, [_unix(t) for t in times])  # CDF_REAL8
+        if ends is not None:
+            _write_scalar(cdf, f"{var}_tend", 45, [_unix(t) for t in ends])
     finally:
         cdf.close()
+
+
+def _unix(t: datetime) -> float:
+    return (t - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()
+
+
+def _write_scalar(cdf, name: str, data_type: int, values, rec_vary: bool = True) -> None:
+    spec = {
+        "Variable": name,
+        "Data_Type": data_type,
+        "Num_Elements": 1,
+        "Rec_Vary": rec_vary,
+        "Dim_Sizes": [],
+    }
+    cdf.write_var(spec, var_data=np.array(values, dtype=np.float64))
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

@@ -15,6 +15,7 @@ import sys
 import time
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from code_archive import (
     CLASSES,
@@ -268,3 +269,59 @@ def test_segment_files_are_stored_in_canonical_order(tmp_path):
     for p in a.catalogue().segments:  # each file on its own, as plain Parquet
         got += pq.read_table(p.uri, columns=["id"]).column("id").to_pylist()
     assert got == expected
+
+
+def _add_meta(arch, rels):
+    """Rewrite these shards with the optional `meta` column, as ingest now writes them."""
+    import pyarrow as pa
+
+    texts = {}
+    for rel in rels:
+        uri = store.shard_uri(arch.root, rel, MODEL)
+        t = store.read_shard(uri)
+        col = [json.dumps({"sequence": 100 + j}) for j in range(t.num_rows)]
+        store.write_shard(uri, t.append_column("meta", pa.array(col, pa.string())))
+        texts[rel] = col
+    return texts
+
+
+def test_meta_column_is_carried_into_segments_and_added_to_old_tables(arch, monkeypatch):
+    from deltalake import DeltaTable
+
+    # a segment table as the release before `meta` wrote it: no such column anywhere
+    old = compact.SEGMENT_SCHEMA.remove(compact.SEGMENT_SCHEMA.get_field_index("meta"))
+    monkeypatch.setattr(compact, "SEGMENT_SCHEMA", old)
+    monkeypatch.setattr(compact, "FILE_SCHEMA", old.remove(0))
+    monkeypatch.setattr(compact, "SHARD_COLUMNS", store.COLUMNS)
+    monkeypatch.setattr(compact, "SEGMENT_COLUMNS", ("segment", "file", *old.names[2:]))
+    compact.compact(arch.root, target_rows=500)
+    monkeypatch.undo()
+    table = catalogue.delta_uri(catalogue.table_uri(arch.model_root()))
+    assert "meta" not in {f.name for f in DeltaTable(table).schema().fields}
+    assert all("meta" not in pq.read_schema(p.uri).names for p in arch.catalogue().segments)
+    assert _meta_by_file(arch) == {rel: [None] * 20 for rel in arch.rows}  # readable: null
+
+    # new shards with meta (they sort after the old ones), and one old file re-ingested with it
+    new = archive_relpaths(130)[120:]
+    arch.write(new, seed=3)
+    time.sleep(0.02)  # a later modification time than the compacted shard's
+    texts = _add_meta(arch, [*new, sorted(arch.rows)[0]])
+    s = compact.compact(arch.root, target_rows=500)
+    assert s["files"] == 11
+    assert "meta" in {f.name for f in DeltaTable(table).schema().fields}
+    assert not arch.catalogue().shards
+    got = _meta_by_file(arch)
+    assert len(got) == 130 and sum(map(len, got.values())) == 2600
+    assert got == {rel: texts.get(rel, [None] * 20) for rel in arch.rows}
+    assert_exactly_once(arch)
+    assert_equals_kernels(arch)
+
+
+def _meta_by_file(arch) -> dict:
+    cat = arch.catalogue()
+    (task,) = catalogue.plan_tasks(cat.parts, target_rows=10**6)
+    t = catalogue.read_task(task, cat.meta, {}, ("file", "frame", "meta"))
+    got = collections.defaultdict(list)
+    for f, m in zip(t.column("file").to_pylist(), t.column("meta").to_pylist(), strict=True):
+        got[f].append(m)
+    return dict(got)

@@ -223,3 +223,22 @@ def test_search_and_benchmark_jobs_start_their_own_ray(tmp_path, capsys):
     assert rc == 0 and [g[0] for g in s["neighbors"][ids[3]]] == list(
         ids[np.argsort(d, kind="stable")[:5]]
     )
+
+
+def test_ids_carry_the_meta_column_null_where_shards_lack_it(tmp_path):
+    import pyarrow as pa
+
+    from pipeline import compact, store
+
+    _, _, ids, uris = write_dataset(tmp_path / "codes", sizes=(3, 5), nbits=12)
+    texts = [json.dumps({"sequence": 40 + k}) for k in range(5)]
+    t = store.read_shard(uris[1])
+    store.write_shard(uris[1], t.append_column("meta", pa.array(texts, pa.string())))
+    for step in ("shards", "segments"):
+        if step == "segments":
+            compact.compact(str(tmp_path / "codes"))
+        cat = catalogue.open_catalogue(str(tmp_path / "codes"))
+        m = export.export(cat, str(tmp_path / step), "npy")
+        table = pq.read_table(_part(tmp_path / step, m, ".ids.parquet"))
+        assert table.column("id").to_pylist() == list(ids), step
+        assert table.column("meta").to_pylist() == [None] * 3 + texts, step

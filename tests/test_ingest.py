@@ -8,6 +8,7 @@ import json
 import os
 import tarfile
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from ingest_helpers import (
     THEMIS,
     make_model,
+    pgm_headers,
     rows_by_id,
     snapshot,
     themis_expected,
@@ -74,6 +76,8 @@ def test_themis_one_row_per_frame_with_header_sites_and_times(themis_run, model_
             assert r["source"] == str(THEMIS / rel)
             assert (r["frame"], r["site"], r["time"]) == (i, site, t), rel
             assert r["label"] is None and 0 <= r["pred"] < 4 and 0.25 <= r["score"] <= 1.0
+    _assert_header_meta(rows, expected)
+    assert summary["sequence_gaps"] == 0 and summary["frames_dropped"] == 0
     meta = store.shard_meta(table)
     assert meta.nbits == 32 and len(meta.classes) == 4
     assert prefix.endswith(meta.model12)
@@ -84,6 +88,35 @@ def test_themis_one_row_per_frame_with_header_sites_and_times(themis_run, model_
     _, cfg = load_checkpoint(model_dir)
     assert meta.model == cfg["model_id"] != cfg["model_sha256"]
     assert summary["model"] == cfg["model_id"][:12]
+
+
+def _assert_header_meta(rows: dict, expected: dict) -> None:
+    """The shard's meta column holds each PGM frame's own header values (parsed here), and
+    the CDF frames' exposure ends."""
+    for rel, frames in expected.items():
+        if not rel.endswith((".pgm", ".pgm.gz")):
+            for i, (_, t) in enumerate(frames):
+                end = datetime.fromisoformat(json.loads(rows[f"{rel}#{i}"]["meta"])["exposure_end"])
+                assert timedelta(0) < end - t < timedelta(seconds=2)
+            continue
+        for i, h in enumerate(pgm_headers(THEMIS / rel)):
+            meta = json.loads(rows[f"{rel}#{i}"]["meta"])
+            assert meta["sequence"] == int(h["Mode sequence number"])
+            assert meta["exposure_options"] == h["Exposure options"]
+            readout = h["Image readout start"].replace(" UTC", "+00:00")
+            assert datetime.fromisoformat(meta["readout_start"]) == datetime.fromisoformat(readout)
+
+
+def test_dropped_exposures_are_counted_in_the_summary(ray_local, model_dir, tmp_path):
+    from pipeline.synth import generate, write_pgm_minute
+
+    frames, _ = generate(20, size=32, seed=0)
+    src = str(tmp_path / "night")
+    write_pgm_minute(src, frames, "2020-01-01T06:00", sequence=[*range(5), *range(8, 23)])
+    write_pgm_minute(src, frames[:19], "2020-01-01T06:01", sequence=range(23, 42))
+    s = run_ingest(IngestConfig(source=src, out=str(tmp_path / "out"), model=model_dir))
+    assert s["files_done"] == 2 and s["frames"] == 39
+    assert (s["sequence_gaps"], s["frames_dropped"]) == (1, 3)  # 5, 6 and 7 missing
 
 
 def test_codes_equal_the_bare_model(themis_run, model_dir):

@@ -120,6 +120,7 @@ def _batch(uri, rows):
             "label": pa.array([None] * n, pa.int16()),
             "reason": pa.array(col["reason"], pa.string()),
             "expected": pa.array([-1 if e is None else e for e in col["expected"]], pa.int32()),
+            "meta": pa.array([r.get("meta") for r in rows], pa.string()),
             "code": pa.array([np.uint64(i).tobytes() for i in range(n)], pa.binary(8)),
             "pred": pa.array([0] * n, pa.int16()),
             "score": pa.array([0.5] * n, pa.float32()),
@@ -189,6 +190,20 @@ def test_failed_file_reason_is_one_clean_line(tmp_path):
     assert c.counts["failed"] == 1
     reason = c.failed["/archive/x.pgm"]
     assert "\n" not in reason and "\x1b" not in reason and "boom" in reason
+
+
+def test_gaps_in_the_mode_sequence_number_are_counted_and_meta_is_kept(tmp_path):
+    c, out = _committer(tmp_path, ["a.pgm", "b.pgm"])
+    numbers = {"a.pgm": [5, 6, 9, 10], "b.pgm": [20, 21, 22, 23]}  # a: 7 and 8 dropped
+    for rel, seqs in numbers.items():
+        metas = [json.dumps({"sequence": n}) for n in seqs]
+        rows = [dict(kind="frame", seq=i, frame=i, meta=m) for i, m in enumerate(metas)]
+        c.consume(_batch(f"/archive/{rel}", rows + [dict(kind="end", expected=4, reason="{}")]))
+    c.finish()
+    assert c.counts["done"] == 2 and c.counts["frames"] == 8
+    assert (c.counts["sequence_gaps"], c.counts["frames_dropped"]) == (1, 2)
+    shard = store.read_shard(str(out / "abababababab" / "a.pgm.parquet"))
+    assert [json.loads(m)["sequence"] for m in shard.column("meta").to_pylist()] == [5, 6, 9, 10]
 
 
 # --------------------------------------------------------------------------------- messages
@@ -266,7 +281,14 @@ def test_check_reads_everything_and_writes_nothing(night, tmp_path, capsys):
         1,
     )
     f = _by_file(s)
-    assert f[GOOD] == {"file": GOOD, "status": "ok", "frames": 20, "quarantined": 0}
+    assert f[GOOD] == {
+        "file": GOOD,
+        "status": "ok",
+        "frames": 20,
+        "quarantined": 0,
+        "sequence_gaps": 0,
+        "frames_dropped": 0,
+    }
     trunc = f["20140310_0602_gill_themis19_full.pgm.gz"]
     assert trunc["status"] == "quarantine" and 0 < trunc["frames"] < 20
     assert trunc["quarantined"] == sum(trunc["reasons"].values()) >= 1
@@ -276,6 +298,23 @@ def test_check_reads_everything_and_writes_nothing(night, tmp_path, capsys):
     assert s["quarantined"] == trunc["quarantined"] + 1
     assert [e["status"] for e in s["files"]][-1] == "ok"  # problems listed first
     assert s["model"] is None and s["preprocess"] == "default"
+
+
+def test_check_counts_dropped_exposures_per_file(tmp_path, capsys):
+    from jobs.cli import main
+    from pipeline.synth import generate, write_pgm_minute
+
+    frames, _ = generate(20, size=32, seed=0)
+    night = str(tmp_path / "night")
+    write_pgm_minute(night, frames, "2020-01-01T06:00", sequence=[*range(7), *range(9, 22)])
+    write_pgm_minute(night, frames, "2020-01-01T06:01", sequence=range(22, 42))
+    rc = main(["check", "--source", night])
+    s = _last_json(capsys)
+    assert rc == 0 and (s["sequence_gaps"], s["frames_dropped"]) == (1, 2)
+    f = _by_file(s)
+    gap, clean = (f[f"20200101_06{m}_synt_themis99_full.pgm.gz"] for m in ("00", "01"))
+    assert (gap["sequence_gaps"], gap["frames_dropped"], gap["frames"]) == (1, 2, 20)
+    assert (clean["sequence_gaps"], clean["frames_dropped"]) == (0, 0)
 
 
 def test_dry_run_validates_the_model_and_reads_only_files_still_to_do(

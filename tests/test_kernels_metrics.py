@@ -23,6 +23,7 @@ from kernels import (
     pack_codes,
     pr_curve_from_histograms,
     precision_at_k,
+    precision_at_k_from_histograms,
 )
 
 
@@ -303,6 +304,26 @@ def test_precision_at_k_aware_by_enumeration():
                 order = p[np.argsort(d[i][p], kind="stable")]
                 vals.append(rel[i][order][:k].mean())
             assert got[i] == pytest.approx(np.mean(vals))
+
+
+def test_precision_at_k_from_shard_histograms():
+    """P@k of many k at once from histograms summed over shards = the tie-aware P@k."""
+    rng = np.random.default_rng(11)
+    X = random_codes(rng, 500, 16)
+    Q = random_codes(rng, 5, 16)
+    ql, dl = rng.integers(0, 3, 5), rng.integers(0, 3, 500)
+    parts = [distance_histograms(Q, X[a:b], ql, dl[a:b]) for a, b in ((0, 120), (120, 500))]
+    A, R = parts[0][0] + parts[1][0], parts[0][1] + parts[1][1]
+    ks = [1, 7, 100, 500, 900]
+    got = precision_at_k_from_histograms(A, R, ks)
+    assert got.shape == (5, len(ks))
+    for j, k in enumerate(ks):
+        ref = precision_at_k(Q, X, ql, dl, k, ties="aware")
+        np.testing.assert_allclose(got[:, j], ref, rtol=0, atol=1e-12)
+    assert got[:, -1] == pytest.approx((R.sum(1) / 500.0).tolist())  # k > n: the whole database
+    assert precision_at_k_from_histograms(A[:, :0], R[:, :0], [3]).tolist() == [[0.0]] * 5
+    with pytest.raises(ValueError):
+        precision_at_k_from_histograms(A, R, [0])
 
 
 def test_pr_curve():

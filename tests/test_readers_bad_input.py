@@ -266,8 +266,52 @@ def test_cdf_fill_frames_are_frame_errors(tmp_path):
     assert [f.index for f in good] == [0, 1, 3]
     assert [f.time for f in good] == [times[0], times[1], times[3]]
     assert all(f.site == "test" for f in good)
-    np.testing.assert_array_equal(good[2].pixels, frames[3])
+    np.testing.assert_array_equal(good[2].pixels, frames[3][::-1])  # rows flipped, as PGM
     assert len(bad) == 1 and bad[0].index == 2 and "fill" in bad[0].reason
+
+
+def test_cdf_block_inflation_is_capped(tmp_path, monkeypatch):
+    """cdflib's own gzip.decompress is unbounded; the reader's override caps every block."""
+    frames = np.random.default_rng(2).integers(2000, 9000, (4, 32, 32)).astype(np.uint16)
+    p = tmp_path / "thg_l1_asf_test_2021120109_v01.cdf"
+    rf.write_asf_cdf(p, frames, [T0.replace(second=3 * k) for k in range(4)], site="test")
+    assert len(_split(list(read_frames(str(p))))[0]) == 4
+    monkeypatch.setattr(limits, "MAX_DECOMPRESSED_BYTES", 1000)  # a block holds 2 x 2048 B
+    good, bad = _split(list(read_frames(str(p))))
+    assert good == [] and [b.index for b in bad] == [0, 1, 2, 3]
+    assert all("expands beyond 1000 bytes" in b.reason for b in bad)
+
+
+def test_whole_file_compressed_cdf_is_refused_before_cdflib_inflates_it(tmp_path):
+    frames = np.zeros((2, 8, 8), np.uint16)
+    p = tmp_path / "thg_l1_asf_test_2021120109_v01.cdf"
+    rf.write_asf_cdf(p, frames, [T0, T0], site="test")
+    data = bytearray(p.read_bytes())
+    assert data[4:8].hex() == "0000ffff"
+    data[4:8] = bytes.fromhex("cccc0001")  # the header word of a whole-file compressed CDF
+    p.write_bytes(bytes(data))
+    with pytest.raises(CorruptFile, match="whole-file compressed"):
+        list(read_frames(str(p)))
+
+
+def test_cdflib_is_the_release_the_bounded_reader_was_written_for():
+    """pipeline/readers/cdf.py overrides private cdflib methods; another release may change
+    them (and bypass the cap) without notice: upgrade the pin only after re-checking them."""
+    import inspect
+    from pathlib import Path
+
+    import cdflib
+
+    from pipeline.readers.cdf import _BoundedCDF
+
+    text = (Path(__file__).resolve().parents[1] / "constraints.txt").read_text()
+    pins = dict(ln.split("==", 1) for ln in text.split() if ln.startswith("cdflib=="))
+    assert cdflib.__version__ == pins["cdflib"]
+    for name in ("_read_vvr_block", "_read_vvr_block2"):
+        ours, theirs = getattr(_BoundedCDF, name), getattr(cdflib.CDF, name)
+        assert ours is not theirs
+        assert list(inspect.signature(ours).parameters) == ["self", "offset"]
+        assert list(inspect.signature(theirs).parameters) == ["self", "offset"]
 
 
 def test_truncated_cdf_is_reported(tmp_path):
@@ -285,7 +329,7 @@ def test_truncated_cdf_is_reported(tmp_path):
     good, bad = _split(items)
     assert bad, "a half CDF cannot be read whole"
     for f in good:
-        np.testing.assert_array_equal(f.pixels, frames[f.index])
+        np.testing.assert_array_equal(f.pixels, frames[f.index][::-1])
 
 
 # ------------------------------------------------------------------ poison inputs (issue 12)
@@ -329,7 +373,7 @@ def test_pgm_time_header_at_the_calendar_limits_is_one_frame_error(tmp_path, fiv
     p.write_bytes(_pgm(frames[:3], [ok, edge, ok]))
     good, bad = _split(list(read_frames(str(p))))
     assert [f.index for f in good] == [0, 2]  # the frame after it is read too
-    np.testing.assert_array_equal(good[1].pixels, frames[2])
+    np.testing.assert_array_equal(good[1].pixels, frames[2][::-1])  # file rows, bottom first
     assert good[0].time == T0
     assert [b.index for b in bad] == [1]
     assert "Image request start" in bad[0].reason and "outside the representable range" in (
@@ -602,3 +646,18 @@ def test_read_task_classifies_errors(tmp_path, five, monkeypatch):
     infra = type("EndpointConnectionError", (Exception,), {"__module__": "botocore.exceptions"})
     assert base.classify_error(infra("unreachable"))[0] == "fail"
     assert base.classify_error(MemoryError())[0] == "corrupt"
+
+
+@pytest.mark.parametrize(
+    "value, number",
+    [(b"42", 42), (b"\xb2", None), (b"12x", None), (b"1" * 19, None), (b"", None), (b"-3", None)],
+)
+def test_odd_mode_sequence_numbers_leave_the_frame_readable(tmp_path, value, number):
+    """A latin-1 header may hold digits int() refuses ('\\xb2' is str.isdigit): no crash."""
+    frame = np.arange(16, dtype=np.uint16).reshape(4, 4)
+    head = b'P5\n#"Mode sequence number" ' + value + b"\n4 4\n65535\n"
+    p = tmp_path / "20211201_0930_synt_themis99_full.pgm"
+    p.write_bytes(head + frame.astype(">u2").tobytes())
+    (f,) = list(read_frames(str(p)))
+    assert isinstance(f, Frame) and f.meta["sequence"] == number
+    np.testing.assert_array_equal(f.pixels, frame[::-1])

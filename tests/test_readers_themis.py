@@ -72,8 +72,22 @@ def test_pgm_minute_file(path: Path):
         assert abs((f.time - minute) - timedelta(seconds=3 * k)) < timedelta(seconds=0.2)
     rasters = _independent_rasters(raw)
     assert len(rasters) == 20
-    np.testing.assert_array_equal(items[0].pixels, rasters[0])
-    np.testing.assert_array_equal(items[19].pixels, rasters[19])
+    # the community orientation: the file's rows bottom first (docs/READERS.md)
+    np.testing.assert_array_equal(items[0].pixels, rasters[0][::-1])
+    np.testing.assert_array_equal(items[19].pixels, rasters[19][::-1])
+    assert items[0].pixels.flags.c_contiguous
+    # per-frame header values kept for the shard's meta column
+    seqs = [int(v) for v in re.findall(rb'#"Mode sequence number" (\d+)', raw)]
+    reads = re.findall(rb'#"Image readout start" (\S+ \S+) UTC', raw)
+    options = re.findall(rb'#"Exposure options" ([^\n]*)', raw)
+    assert len(seqs) == len(reads) == len(options) == 20
+    assert [f.meta["sequence"] for f in items] == seqs
+    assert seqs == list(range(seqs[0], seqs[0] + 20))  # no dropped frame in these minutes
+    for f, r, o in zip(items, reads, options, strict=True):
+        t = datetime.strptime(r.decode(), "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc)
+        assert datetime.fromisoformat(f.meta["readout_start"]) == t
+        assert timedelta(0) < t - f.time < timedelta(seconds=1.5)
+        assert f.meta["exposure_options"] == o.decode().strip()
 
 
 def test_asf_cdf_every_record_with_epoch():
@@ -82,6 +96,7 @@ def test_asf_cdf_every_record_with_epoch():
     cdf = cdflib.CDF(str(ASF))
     ref_pixels = cdf.varget("thg_asf_gako")
     ref_times = cdflib.cdfepoch.to_datetime(cdf.varget("thg_asf_gako_epoch"))
+    ref_ends = cdf.varget("thg_asf_gako_tend")  # seconds since 1970
     for k, f in enumerate(items):
         assert f.index == k
         assert f.site == "gako"
@@ -91,7 +106,12 @@ def test_asf_cdf_every_record_with_epoch():
         assert f.time < datetime(2011, 1, 6, 18, tzinfo=timezone.utc)
         ref = np.datetime64(ref_times[k], "us").item().replace(tzinfo=timezone.utc)
         assert abs(f.time - ref) < timedelta(microseconds=2)
-    np.testing.assert_array_equal(items[7].pixels, ref_pixels[7])
+        end = datetime.fromisoformat(f.meta["exposure_end"])
+        assert abs(end.timestamp() - ref_ends[k]) < 1e-5
+        assert timedelta(seconds=0.5) < end - f.time < timedelta(seconds=1.5)
+    # flipped top to bottom like the PGM frames (docs/READERS.md: checked against the sky)
+    np.testing.assert_array_equal(items[7].pixels, ref_pixels[7][::-1])
+    assert not np.array_equal(ref_pixels[7], ref_pixels[7][::-1])
     assert all(b.time > a.time for a, b in zip(items, items[1:], strict=False))
 
 
@@ -103,3 +123,57 @@ def test_ast_thumbnails_are_skipped_with_a_reason():
 def test_read_through_file_uri():
     items = list(read_frames("file://" + str(PGMS[0])))
     assert len(items) == 20 and not any(isinstance(i, FrameError) for i in items)
+
+
+@pytest.mark.parametrize("path", [PGMS[0], PGMS[-1]], ids=lambda p: p.name)
+def test_pgm_frames_equal_pyucalgarysrs(path: Path):
+    """UCalgary's reader is the community's reference: the same pixels, the same way up, and
+    the same times (it gives naive UTC datetimes)."""
+    from pyucalgarysrs.data.read import ReadManager
+
+    ref = ReadManager().read_themis(str(path), quiet=True)
+    assert not ref.problematic_files
+    ours = list(read_frames(str(path)))
+    assert ref.data.shape == (256, 256, len(ours)) == (256, 256, 20)
+    for k, f in enumerate(ours):
+        np.testing.assert_array_equal(f.pixels, ref.data[:, :, k])
+        assert f.time == ref.timestamp[k].replace(tzinfo=timezone.utc)
+        assert f.meta["sequence"] == int(ref.metadata[k]["Mode sequence number"])
+
+
+def test_record_times_of_the_thumbnail_file_with_a_virtual_epoch():
+    """AST: one epoch record (the virtual comp_themis_epoch, stored as 0) for 1,075 frames."""
+    from pipeline.readers.cdf import record_times
+
+    cdf = cdflib.CDF(str(AST))
+    n = cdf.varinq("thg_ast_gako").Last_Rec + 1
+    assert n == 1075 and cdf.varinq("thg_ast_gako_epoch").Last_Rec == 0
+    starts, ends = record_times(cdf, "thg_ast_gako", n)
+    seconds = cdf.varget("thg_ast_gako_time")  # independent: seconds since 1970 (CATDESC)
+    assert len(starts) == n and None not in starts
+    assert [t.timestamp() for t in starts] == pytest.approx(list(seconds), abs=1e-6)
+    assert starts[0] == datetime(2011, 5, 5, 9, 14, 15, tzinfo=timezone.utc)
+    steps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    assert all(s > 0 and s % 3 == 0 for s in steps)  # the 3 s cadence, a few exposures missing
+    assert steps.count(3.0) > 0.95 * len(steps)
+    assert ends == [None] * n  # the thumbnail file has no thg_ast_gako_tend
+
+
+def test_asf_with_a_virtual_epoch_is_timed_by_its_record_times(tmp_path):
+    """The thumbnail file's records and times, written as an ASF file with its one-record
+    virtual epoch: the reader falls back to thg_asf_SITE_time (start) and _tend (end)."""
+    from reader_fixtures import write_asf_cdf
+
+    cdf = cdflib.CDF(str(AST))
+    frames = cdf.varget("thg_ast_gako", startrec=0, endrec=59)
+    seconds = cdf.varget("thg_ast_gako_time")[:60]
+    base = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    starts = [base + timedelta(seconds=float(s)) for s in seconds]
+    ends = [t + timedelta(seconds=1) for t in starts]
+    p = tmp_path / "thg_l1_asf_gako_2011050509_v01.cdf"
+    write_asf_cdf(p, frames, starts, site="gako", virtual_epoch=True, ends=ends)
+    assert cdflib.CDF(str(p)).varinq("thg_asf_gako_epoch").Last_Rec == 0
+    items = list(read_frames(str(p)))
+    assert [f.time for f in items] == starts
+    assert [datetime.fromisoformat(f.meta["exposure_end"]) for f in items] == ends
+    np.testing.assert_array_equal(items[5].pixels, frames[5][::-1])

@@ -62,6 +62,11 @@ def test_map_equals_reference(dataset):
     aware = kernels.mean_average_precision(q, codes, ql, labels, ties="aware")
     assert res.map_tie_aware == pytest.approx(aware, abs=1e-12)
     assert res.n_database == 34 and res.n_queries == 6
+    # PR per Hamming radius 0..12 (13 points, not 65), from histograms over the whole database
+    assert len(res.pr_precision) == len(res.pr_recall) == 13
+    assert res.hist_all.shape == res.hist_rel.shape == (6, 13)
+    assert res.hist_all.sum(axis=1).tolist() == [34] * 6 and res.pr_recall[-1] > 0
+    np.testing.assert_array_equal(res.query_labels, ql)
 
 
 def test_unlabelled_database_items_never_relevant(tmp_path):

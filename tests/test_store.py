@@ -192,3 +192,28 @@ def test_mtime_of_reads_every_store_flavour():
     assert mtime_of({"updated": "2026-11-26T12:00:00Z"}) == t.timestamp()  # gcsfs-style string
     assert mtime_of({"created": "not a time"}) is None and mtime_of({}) is None
     assert mtime_of(None) is None
+
+
+def test_meta_column_is_optional_and_null_where_a_shard_lacks_it(tmp_path):
+    """Shards written before the `meta` column existed stay readable beside newer ones."""
+    old = store.shard_uri(str(tmp_path), "2014/a.pgm.gz", SHA)
+    store.write_shard(old, _columns(n=3), _meta())
+    new = store.shard_uri(str(tmp_path), "2014/b.pgm.gz", SHA)
+    texts = ['{"sequence":5}', None, '{"sequence":7}']
+    written = store.write_shard(new, dict(_columns(n=3, rel="2014/b.pgm.gz"), meta=texts), _meta())
+    assert "meta" not in pq.read_schema(old).names
+    assert written.schema.remove_metadata() == store.shard_schema(64, ["meta"])
+    assert store.shard_schema(64, ["meta"]).field("meta").type == pa.string()
+
+    t = store.read_shard(old, columns=["meta", "id"])
+    assert t.column_names == ["meta", "id"] and t.column("meta").to_pylist() == [None] * 3
+    assert store.shard_meta(t).model == SHA  # the metadata survives the added column
+    assert store.read_shard(new, columns=["id", "meta"]).column("meta").to_pylist() == texts
+    with pytest.raises(BadInput, match="no column 'nope'"):
+        store.read_shard(old, columns=["id", "nope"])
+
+    both = store.read_table(str(tmp_path))
+    assert both.column("meta").to_pylist() == [None] * 3 + texts
+    again = store.shard_uri(str(tmp_path / "copy"), "2014/b.pgm.gz", SHA)
+    store.write_shard(again, store.read_shard(new))  # a table keeps its optional column
+    assert store.read_shard(again).column("meta").to_pylist() == texts

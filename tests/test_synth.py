@@ -106,6 +106,23 @@ def test_pgm_minute_round_trip(tmp_path):
         assert {f.site for f in items} == {"synt"}
         assert {f.meta["imager"] for f in items} == {"themis99"}
         assert items[5].meta["label_name"] == CLASSES[labels[5]]
+        assert [f.meta["sequence"] for f in items] == list(range(20))
+    # the file holds the rows bottom first (the reader flips them back): the THEMIS convention
+    raw = Path(uri).read_bytes()
+    start = raw.index(b"\n64 64\n65535\n") + len(b"\n64 64\n65535\n")
+    first = np.frombuffer(raw[start : start + 2 * 64 * 64], ">u2").reshape(64, 64)
+    assert not np.array_equal(frames[0], frames[0][::-1])
+    np.testing.assert_array_equal(first, frames[0][::-1])
+
+
+def test_pgm_minute_with_a_dropped_exposure(tmp_path):
+    frames, _ = generate(4, size=16, seed=3)
+    uri = write_pgm_minute(str(tmp_path / "d.pgm"), frames, T0, sequence=[7, 8, 10, 11])
+    items = list(read_frames(uri))
+    assert [f.meta["sequence"] for f in items] == [7, 8, 10, 11]
+    assert [(f.time - T0).total_seconds() for f in items] == [0, 3, 9, 12]  # 6 s at the gap
+    with pytest.raises(ValueError, match="sequence"):
+        write_pgm_minute(str(tmp_path / "e.pgm"), frames, T0, sequence=[1, 2, 2, 3])
 
 
 def test_write_pgm_minute_to_an_explicit_name_and_unlabelled(tmp_path):
@@ -159,6 +176,8 @@ def test_archive_equals_the_generated_stream(tmp_path, fmt, n_files):
     frames, labels = generate(45, size=32, seed=6)
     np.testing.assert_array_equal(np.stack([f.pixels for f in got]), frames)
     assert [f.label for f in got] == labels.tolist()
+    if fmt != "png":  # one camera's counter, across its minute files
+        assert [f.meta["sequence"] for f in got] == list(range(45))
     times = [f.time for f in got]
     assert times == sorted(times) and times[0] == T0 and times[20] == T0 + timedelta(minutes=1)
 

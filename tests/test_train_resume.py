@@ -60,12 +60,15 @@ def test_resume_after_the_ema_started_is_exact(tmp_path):
 
 
 def test_encode_settings_round_trip(tmp_path):
-    enc = {"format": "test-encode/1", "tta": [0, 1], "threshold": 0.0, "note": None}
+    enc = {"views": "mirror+shift", "precision": "bf16"}
     out = str(tmp_path / "m")
     _, cfg = train_model(
         _splits(), _cfg(), out, {"dataset": "tiny"}, stop_after=1, encode_settings=enc
     )
     assert cfg["encode"] == enc and read_config(out)["encode"] == enc
+    with pytest.raises(BadInput, match="encode"):  # settings the encoder does not know
+        train_model(_splits(), _cfg(), str(tmp_path / "m2"), {}, stop_after=1,
+                    encode_settings={"views": "sideways"})  # fmt: skip
 
 
 def test_an_ema_that_does_not_fit_the_model_is_refused():

@@ -1,16 +1,29 @@
 """THEMIS level-1 all-sky CDF files (thg_l1_asf_SITE_YYYYMMDDHH_v01.cdf), read with cdflib.
 
-Every record of the `thg_asf_SITE` image variable is a frame, timed by `thg_asf_SITE_epoch`
-(CDF_EPOCH, or any epoch type cdflib converts); the site comes from the global attribute
-Logical_source (`thg_l1_asf_gako`), else the variable or file name. Records that are all fill
-value (65535) are FrameErrors. Thumbnail products (thg_l1_ast_*) are a SkipFile.
+Every record of the `thg_asf_SITE` image variable is a frame; the site comes from the global
+attribute Logical_source (`thg_l1_asf_gako`), else the variable or file name. Records that are
+all fill value (65535) are FrameErrors. Thumbnail products (thg_l1_ast_*) are a SkipFile.
 
-Why the bounded subclass: cdflib inflates gzip-compressed variable blocks and whole files with an
-unbounded gzip.decompress; a small hostile CDF could expand to any size. _BoundedCDF routes
-those through a decompressor capped at limits.MAX_DECOMPRESSED_BYTES. cdflib opens only local
-paths (its own s3:// support bypasses fsspec and our endpoint options), so remote files are read
-(capped at limits.MAX_FILE_BYTES) into a temporary local copy first. Records are read in small
-batches so an hour-long file is never decoded at once.
+Times: `VAR_epoch` (CDF_EPOCH, or any epoch type cdflib converts) when it holds a value for
+every record. THEMIS declares it VIRTUAL (comp_themis_epoch = VAR_epoch0 + VAR_time) and some
+files store a single record of it (the thumbnail day file holds one for 1,075 frames); then the
+record times `VAR_time` (seconds after VAR_epoch0, which is 1970-01-01) give the exposure start.
+`VAR_tend`, where present, gives the exposure end (`meta["exposure_end"]`).
+
+Orientation: rows come out flipped top to bottom (last stored row first), the way the PGM reader
+gives stream0 frames (pyucalgarysrs / asilib orientation), so that one camera's frames look the
+same from either format. docs/READERS.md says how this was checked against the sky.
+
+Why the bounded subclass: cdflib inflates gzip-compressed variable blocks with an unbounded
+gzip.decompress; a small hostile CDF could expand to any size. _BoundedCDF overrides the two
+private cdflib methods that read variable blocks, to inflate through a decompressor capped at
+limits.MAX_DECOMPRESSED_BYTES; cdflib's public API has no way to bound it. The override is
+written against the cdflib release pinned in constraints.txt, and a test fails when another
+release is installed. Whole-file compressed CDFs (which cdflib would inflate whole on opening)
+are refused from their header before cdflib sees them. cdflib opens only local paths (its own
+s3:// support bypasses fsspec and our endpoint options), so remote files are read (capped at
+limits.MAX_FILE_BYTES) into a temporary local copy first. Records are read in small batches so
+an hour-long file is never decoded at once.
 """
 
 from __future__ import annotations
@@ -36,7 +49,9 @@ THUMBNAIL_RE = re.compile(r"^thg_l\d_ast_", re.IGNORECASE)
 NAME_RE = re.compile(r"^thg_l\d_asf_([a-z0-9]+)_", re.IGNORECASE)
 IMAGE_VAR_RE = re.compile(r"^thg_asf_([a-z0-9]+)$", re.IGNORECASE)
 CDF_MAGICS = ("cdf30001", "cdf26002", "0000ffff")
+UNCOMPRESSED_FILE = "0000ffff"  # the header's second word; anything else: whole-file compression
 EPOCH_1970_MS = 62167219200000.0  # CDF_EPOCH (ms since 0000-01-01) of 1970-01-01T00:00Z
+EPOCH_1970 = datetime(1970, 1, 1, tzinfo=timezone.utc)
 RECORDS_PER_READ = 32
 MAX_CONSECUTIVE_FAILURES = 64
 
@@ -82,9 +97,6 @@ class _BoundedCDF(cdflib.CDF):
             return block[4:]
         raise RuntimeError("Unexpected section type")
 
-    def _uncompress_file(self) -> None:
-        raise LimitExceeded("whole-file compressed CDFs are not supported (unbounded inflation)")
-
 
 def read(uri: str, storage_options: dict | None = None):
     """Frames and FrameErrors of one ASF CDF (a generator); SkipFile for thumbnails."""
@@ -116,6 +128,10 @@ def _open(uri: str, local: str) -> _BoundedCDF:
         head = f.read(8).hex()
     if head[:8] not in CDF_MAGICS:
         raise CorruptFile(uri, f"not a CDF file (magic {head[:8] or 'none'})")
+    if head[8:16] != UNCOMPRESSED_FILE:
+        raise CorruptFile(
+            uri, "whole-file compressed CDFs are not supported (cdflib inflates them unbounded)"
+        )
     try:
         return _BoundedCDF(local)
     except LimitExceeded as exc:
@@ -137,27 +153,71 @@ def _site(cdf, var: str, uri: str) -> str | None:
     return m.group(1).lower() if m else None
 
 
-def _times(cdf, var: str, n: int) -> list[datetime | None]:
-    """Epoch of each record as aware UTC datetimes (None where absent or fill)."""
+def record_times(cdf, var: str, n: int) -> tuple[list, list]:
+    """(exposure starts, exposure ends) of the n records of `var`: aware UTC datetimes, None
+    where absent or fill (the module docstring says which variables are used)."""
+    starts = _epochs(cdf, f"{var}_epoch", n) or [None] * n
+    base = _epoch0(cdf, f"{var}_epoch0")
+    if any(t is None for t in starts):
+        record = _seconds_after(cdf, f"{var}_time", n, base) or [None] * n
+        starts = [a or b for a, b in zip(starts, record, strict=True)]
+    ends = _seconds_after(cdf, f"{var}_tend", n, base) or [None] * n
+    return starts, ends
+
+
+def _epochs(cdf, name: str, n: int) -> list | None:
+    """`name` converted record by record; None unless it holds at least n records."""
     try:
-        ep = np.asarray(cdf.varget(f"{var}_epoch"))
-        dtype = cdf.varinq(f"{var}_epoch").Data_Type
+        info = cdf.varinq(name)
+        if int(info.Last_Rec) + 1 < n:
+            return None
+        ep = np.asarray(cdf.varget(name, startrec=0, endrec=n - 1)).reshape(-1)
     except Exception:
-        return [None] * n
-    out: list[datetime | None] = [None] * n
-    base = datetime(1970, 1, 1, tzinfo=timezone.utc)
-    for i in range(min(n, ep.shape[0] if ep.ndim else 1)):
-        v = ep[i] if ep.ndim else ep
+        return None
+    if ep.shape[0] < n:
+        return None
+    return [_epoch_value(v, info.Data_Type) for v in ep[:n]]
+
+
+def _epoch_value(v, dtype: int) -> datetime | None:
+    try:
+        if dtype == 31:  # CDF_EPOCH: float ms since year 0
+            if np.isfinite(v) and v > 0:
+                return EPOCH_1970 + timedelta(milliseconds=float(v) - EPOCH_1970_MS)
+            return None
+        t = cdflib.cdfepoch.to_datetime(v)  # EPOCH16 / TT2000
+        t = np.asarray(t).reshape(-1)[0].astype("datetime64[us]").item()
+        return t.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError, TypeError):
+        return None
+
+
+def _epoch0(cdf, name: str) -> datetime:
+    """The base of the record times (`VAR_epoch0`, CDF_EPOCH); 1970-01-01 when unreadable."""
+    try:
+        v = np.asarray(cdf.varget(name)).reshape(-1)[0]
+        return _epoch_value(v, cdf.varinq(name).Data_Type) or EPOCH_1970
+    except Exception:
+        return EPOCH_1970
+
+
+def _seconds_after(cdf, name: str, n: int, base: datetime) -> list | None:
+    """Record times stored as seconds after `base` (NaN fill -> None); None if not n records."""
+    try:
+        if int(cdf.varinq(name).Last_Rec) + 1 < n:
+            return None
+        sec = np.asarray(cdf.varget(name, startrec=0, endrec=n - 1), dtype=np.float64)
+    except Exception:
+        return None
+    sec = sec.reshape(-1)
+    if sec.shape[0] < n:
+        return None
+    out = []
+    for v in sec[:n]:
         try:
-            if dtype == 31:  # CDF_EPOCH: float ms since year 0
-                if np.isfinite(v) and v > 0:
-                    out[i] = base + timedelta(milliseconds=float(v) - EPOCH_1970_MS)
-            else:  # EPOCH16 / TT2000: let cdflib convert
-                t = cdflib.cdfepoch.to_datetime(v)
-                t = np.asarray(t).reshape(-1)[0].astype("datetime64[us]").item()
-                out[i] = t.replace(tzinfo=timezone.utc)
-        except (ValueError, OverflowError, TypeError):
-            out[i] = None
+            out.append(base + timedelta(seconds=float(v)) if np.isfinite(v) else None)
+        except OverflowError:
+            out.append(None)
     return out
 
 
@@ -178,7 +238,8 @@ def _frames(uri: str, storage_options: dict | None):
 
 
 def _layout(uri: str, cdf):
-    """(image variable, records, height, width, fill value, site, times) or CorruptFile."""
+    """(image variable, records, height, width, fill value, site, [(start, end)] per record)
+    or CorruptFile."""
     names = list(cdf.cdf_info().zVariables) + list(cdf.cdf_info().rVariables)
     images = [v for v in names if IMAGE_VAR_RE.match(v)]
     if not images:
@@ -204,7 +265,7 @@ def _layout(uri: str, cdf):
     except Exception:
         fill = 65535
     site = _site(cdf, var, uri)
-    times = _times(cdf, var, n)
+    times = list(zip(*record_times(cdf, var, n), strict=True))
     return var, n, h, w, fill, site, times
 
 
@@ -250,18 +311,21 @@ def _read_block(cdf, var: str, start: int, stop: int, h: int, w: int) -> np.ndar
     return block.reshape(stop - start, h, w)
 
 
-def _frame_or_error(uri, i, frame, fill, site, time, var):
+def _frame_or_error(uri, i, frame, fill, site, when, var):
     if (frame == fill).all():
         return FrameError(uri, i, f"fill-valued frame (all pixels {fill})")
-    if frame.dtype != np.uint16:
-        if frame.min() < 0 or frame.max() > 65535:
-            return FrameError(uri, i, f"pixel values outside 0..65535 ({frame.dtype})")
-        frame = frame.astype(np.uint16)
+    if frame.dtype != np.uint16 and (frame.min() < 0 or frame.max() > 65535):
+        return FrameError(uri, i, f"pixel values outside 0..65535 ({frame.dtype})")
+    start, end = when
     return Frame(
         index=i,
-        pixels=np.ascontiguousarray(frame),
+        pixels=np.ascontiguousarray(frame[::-1], dtype=np.uint16),  # the PGM orientation
         site=site,
-        time=time,
+        time=start,
         label=None,
-        meta={"variable": var, "imager": "asf"},
+        meta={
+            "variable": var,
+            "imager": "asf",
+            "exposure_end": None if end is None else end.isoformat(),
+        },
     )

@@ -3,8 +3,17 @@
 Each frame is `P5`, comment lines `#"Key" value`, `W H`, `MAXVAL`, one whitespace byte, then
 W*H big-endian uint16 (MAXVAL > 255) or uint8 pixels. The first frame of a minute carries the
 full header (site, imager, geodetic position); later frames repeat only the per-exposure lines,
-so site-level keys are carried over from earlier frames while per-frame keys (exposure start,
-class label) are taken from the frame's own header only.
+so site-level keys are carried over from earlier frames while per-frame keys (exposure start
+and readout, mode sequence number, exposure options, class label) are taken from the frame's own
+header only.
+
+Orientation: rows come out bottom row of the file first (each raster flipped top to bottom), as
+UCalgary's pyucalgarysrs (`read_themis`) and asilib return THEMIS frames, so that pixel (r, c)
+here is pixel (r, c) there. Why and how it was checked: docs/READERS.md.
+
+Per-frame header values kept for users (`Frame.meta`, and from there the shard's `meta` column):
+`sequence` ("Mode sequence number", +1 per exposure: a jump means dropped frames),
+`readout_start` ("Image readout start", ISO-8601 UTC) and `exposure_options`.
 
 Frames are parsed one at a time from a capped stream (see streams.py). A problem that makes the
 file unrecognisable (empty, wrong magic at the start, bad compression header) raises
@@ -30,7 +39,15 @@ from pipeline.readers.streams import open_stream
 SUFFIXES = (".pgm", ".pgm.gz", ".pgm.bz2")
 NAME_RE = re.compile(r"^(\d{8})_(\d{4})_([A-Za-z0-9]+)_([A-Za-z]+\d+)_")
 KEY_RE = re.compile(rb'^#\s*"([^"]{1,200})"\s?(.*?)\s*$')
-PER_FRAME_KEYS = ("Image request start", "Image readout start", "Aurora class")
+PER_FRAME_KEYS = (
+    "Image request start",
+    "Image readout start",
+    "Mode sequence number",
+    "Exposure options",
+    "Exposure plus initial readout",
+    "Aurora class",
+)
+MAX_SEQUENCE_DIGITS = 18  # fits int64 (the shard's JSON meta, pipeline.frame_meta)
 WHITESPACE = b" \t\r\n\x0b\x0c"
 
 
@@ -128,6 +145,22 @@ def _read_header(stream):
         line = stream.readline(limits.MAX_HEADER_LINE)
 
 
+def _sequence(value: str | None) -> int | None:
+    """The "Mode sequence number" as an int; None unless plain ASCII digits (latin-1 headers
+    hold characters that str.isdigit accepts and int() refuses, such as '\xb2')."""
+    v = (value or "").strip()
+    return int(v) if v.isascii() and v.isdigit() and len(v) <= MAX_SEQUENCE_DIGITS else None
+
+
+def _readout(value: str | None) -> str | None:
+    """ISO-8601 UTC text of "Image readout start"; None if absent or unusable (the frame stays)."""
+    try:
+        t = parse_time(value)
+    except BadValue:
+        return None
+    return None if t is None else t.isoformat()
+
+
 def _frame_meta(ctx: dict, own: dict, width: int, height: int, maxval: int) -> dict:
     meta = {
         "imager": ctx.get("Imager unique ID"),
@@ -137,6 +170,9 @@ def _frame_meta(ctx: dict, own: dict, width: int, height: int, maxval: int) -> d
         "width": width,
         "height": height,
         "maxval": maxval,
+        "sequence": _sequence(own.get("Mode sequence number")),
+        "readout_start": _readout(own.get("Image readout start")),
+        "exposure_options": own.get("Exposure options"),
     }
     if "Aurora class" in own:
         meta["label_name"] = own["Aurora class"].strip()
@@ -196,9 +232,9 @@ def _frames(uri: str, storage_options: dict | None):
                 yield FrameError(uri, index, f"{kind}: {type(exc).__name__}: {exc}")
                 return
             ctx.update({k: v for k, v in own.items() if k not in PER_FRAME_KEYS})
-            dtype = ">u2" if bpp == 2 else "u1"
-            pixels = np.frombuffer(raster, dtype=dtype).reshape(height, width)
-            pixels = pixels.astype(np.uint16 if bpp == 2 else np.uint8)
+            rows = np.frombuffer(raster, dtype=">u2" if bpp == 2 else "u1").reshape(height, width)
+            # the community's orientation (module docstring): last row of the file first
+            pixels = np.ascontiguousarray(rows[::-1], dtype=np.uint16 if bpp == 2 else np.uint8)
             meta = _frame_meta(ctx, own, width, height, maxval)
             meta["imager"] = meta["imager"] or name_imager
             try:

@@ -3,7 +3,9 @@
 Why: the ingest job, its tests and the throughput benchmark need archives of thousands of
 labelled frames in the real directory layout (stream0/YYYY/MM/DD/SITE_themisNN/utHH/), made in
 seconds and identical for a given seed. Each minute file holds frames 20*i .. 20*i+19 of the
-seeded stream, so the archive equals `generate(n, seed=seed)` frame for frame.
+seeded stream, so the archive read back equals `generate(n, seed=seed)` frame for frame (the
+writers store PGM rows in file order, which the reader flips back). The frames' "Mode sequence
+number" counts 0, 1, 2, ... across the whole archive, as a camera's does across its minutes.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ def write_archive(
                     labels=labs if labels else None,
                     gzip=fmt == "pgm.gz",
                     storage_options=storage_options,
+                    sequence=range(first, first + k),
                 )
             )
         log.info("synth: %d/%d frames", first + k, n_frames)

@@ -53,13 +53,15 @@ def write_code_shards(
     storage_options: dict | None = None,
     threads: int = 8,
     codes_labels=None,
+    classes: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One shard per relpath under out/<model12>/; returns (codes, labels, ids) in canonical
-    (relpath, frame) order."""
+    (relpath, frame) order. Class names default to c0, c1, ..."""
     order = sorted(relpaths)
     n = len(order) * rows_per_file
     codes, labels = codes_labels or make_codes(n, nbits, n_classes, seed)
-    meta = store.ShardMeta(nbits=nbits, model=model, classes=[f"c{i}" for i in range(n_classes)])
+    classes = classes or [f"c{i}" for i in range(n_classes)]
+    meta = store.ShardMeta(nbits=nbits, model=model, classes=classes)
 
     def write(i):
         rel = order[i]

@@ -3,11 +3,13 @@
 Why mimic the real layout byte for byte: the readers, the ingest job and the throughput benchmark
 must be exercised on what observatories actually store. A THEMIS stream0 minute file is a
 concatenation of binary PGM (P5) frames; the first frame carries the full site/imager header,
-later frames only the per-exposure lines (mode, exposure, timestamps), exactly as in
-../shared/data/themis. The class label travels inside each frame's header as an extra
-`#"Aurora class" <name>` line (PNG: a tEXt chunk of the same name), so a labelled archive needs
-no side files. All writes go through pipeline.storage (local paths, file:// and s3://) and are
-atomic.
+later frames only the per-exposure lines (mode and its sequence number, exposure, timestamps),
+exactly as in ../shared/data/themis. Each raster is the generated frame flipped top to bottom:
+the PGM reader flips stream0 rows (the pyucalgarysrs / asilib orientation, docs/READERS.md), so
+reading a written file gives the generated arrays exactly. The class label travels inside each
+frame's header as an extra `#"Aurora class" <name>` line (PNG: a tEXt chunk of the same name),
+so a labelled archive needs no side files. All writes go through pipeline.storage (local paths,
+file:// and s3://) and are atomic.
 """
 
 from __future__ import annotations
@@ -75,10 +77,10 @@ def _full_header(site: str, imager: str, latitude: float, longitude: float) -> l
     ]
 
 
-def _frame_header(k: int, t: datetime, label: int | None) -> list[str]:
+def _frame_header(seq: int, t: datetime, label: int | None) -> list[str]:
     lines = [
         '"Mode unique ID" full',
-        f'"Mode sequence number" {k}',
+        f'"Mode sequence number" {seq}',
         '"CCD device" /dev/ccdA',
         '"Exposure options" WIDTH=512 HEIGHT=256 XBIN=2 YBIN=1 XOFFSET=126 YOFFSET=22 MSEC=999',
         f'"Image request start" {t.strftime(TIME_FORMAT)}',
@@ -99,23 +101,31 @@ def pgm_minute_bytes(
     latitude: float = 60.0,
     longitude: float = -100.0,
     cadence_s: float = CADENCE_S,
+    sequence=None,
 ) -> bytes:
-    """The uncompressed bytes of a stream0 minute file holding `frames` (n, H, W) uint16."""
+    """The uncompressed bytes of a stream0 minute file holding `frames` (n, H, W) uint16.
+
+    `sequence`: each frame's "Mode sequence number" (default 0, 1, 2, ...). A frame is timed
+    `cadence_s` per number after the first, so a skipped number is a dropped exposure.
+    """
     frames = np.asarray(frames)
     if frames.ndim != 3 or frames.dtype != np.uint16:
         raise ValueError("frames must be a uint16 array of shape (n, H, W)")
     if labels is not None and len(labels) != len(frames):
         raise ValueError("labels must have one entry per frame")
+    seq = list(range(len(frames))) if sequence is None else [int(s) for s in sequence]
+    if len(seq) != len(frames) or any(b <= a for a, b in zip(seq, seq[1:], strict=False)):
+        raise ValueError("sequence must give one rising number per frame")
     t0 = as_utc(start_time)
     n, h, w = frames.shape
     parts = []
     for k in range(n):
         lines = _full_header(site, imager, latitude, longitude) if k == 0 else []
-        t = t0 + timedelta(seconds=cadence_s * k)
-        lines += _frame_header(k, t, None if labels is None else labels[k])
+        t = t0 + timedelta(seconds=cadence_s * (seq[k] - seq[0]))
+        lines += _frame_header(seq[k], t, None if labels is None else labels[k])
         head = "P5\n" + "".join(f"#{line}\n" for line in lines) + f"{w} {h}\n65535\n"
         parts.append(head.encode("ascii"))
-        parts.append(frames[k].astype(">u2").tobytes())
+        parts.append(frames[k][::-1].astype(">u2").tobytes())  # file order: see module doc
     return b"".join(parts)
 
 
@@ -130,12 +140,13 @@ def write_pgm_minute(
     latitude: float = 60.0,
     longitude: float = -100.0,
     storage_options: dict | None = None,
+    sequence=None,
 ) -> str:
     """Write one THEMIS stream0 minute file; returns the URI written.
 
     `path` is either the file's name (ending .pgm or .pgm.gz) or a folder, in which case the
     file is named `YYYYMMDD_HHMM_SITE_IMAGER_full.pgm[.gz]` inside it. `gzip=None` follows the
-    name's suffix (and means gzip for a folder).
+    name's suffix (and means gzip for a folder). `sequence`: see `pgm_minute_bytes`.
     """
     p = str(path)
     is_file = p.endswith((".pgm", ".pgm.gz"))
@@ -143,7 +154,9 @@ def write_pgm_minute(
         gzip = p.endswith(".gz") if is_file else True
     if not is_file:
         p = posixpath.join(p.rstrip("/"), minute_file_name(start_time, site, imager, gzip))
-    data = pgm_minute_bytes(frames, start_time, site, imager, labels, latitude, longitude)
+    data = pgm_minute_bytes(
+        frames, start_time, site, imager, labels, latitude, longitude, sequence=sequence
+    )
     if gzip:
         data = gzip_module.compress(data, compresslevel=6, mtime=0)
     storage.atomic_write_bytes(p, data, storage_options)
