@@ -194,7 +194,25 @@ def _as_nchw(frames: torch.Tensor) -> torch.Tensor:
     if c not in (1, 3, 4):
         raise BadInput(f"cannot preprocess images with {c} channels")
     src = frames[:, None] if frames.ndim == 3 else frames[..., : min(c, 3)].permute(0, 3, 1, 2)
-    return _float_workspace((n, min(c, 3), h, w), frames.device).copy_(src)
+    out = _float_workspace((n, min(c, 3), h, w), frames.device)
+    try:
+        return out.copy_(src)
+    except (RuntimeError, NotImplementedError):  # a build without casts from uint16/uint32 there
+        if src.dtype not in _WIDER:
+            raise
+        return out.copy_(_widened(src))
+
+
+_WIDER = {  # unsigned dtype -> (signed of its size, a wider signed one, mask)
+    torch.uint16: (torch.int16, torch.int32, 0xFFFF),
+    torch.uint32: (torch.int32, torch.int64, 0xFFFFFFFF),
+}
+
+
+def _widened(t: torch.Tensor) -> torch.Tensor:
+    """uint16/uint32 values as int32/int64 through ops every device has (a same-size view)."""
+    signed, wide, mask = _WIDER[t.dtype]
+    return t.view(signed).to(wide).bitwise_and_(mask)
 
 
 def _dtype_max(dtype: torch.dtype) -> float:

@@ -87,6 +87,15 @@ def test_raw_uint16_frames_preprocess_as_they_are_read(frames):
     )
 
 
+def test_unsigned_frames_widen_exactly_where_a_device_cannot_cast_them():
+    """The fallback of `_as_nchw` for builds without uint16/uint32 casts on a device."""
+    for dtype, top in ((np.uint16, 65535), (np.uint32, 2**32 - 1)):
+        a = np.array([[0, 1, top // 2, top - 1, top]], dtype=dtype)
+        wide = pp._widened(torch.from_numpy(a))
+        assert wide.dtype in (torch.int32, torch.int64)
+        np.testing.assert_array_equal(wide.numpy(), a.astype(np.int64))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_gpu_path_matches_the_cpu_within_float_tolerance(frames, name):
