@@ -25,7 +25,10 @@ On the CPU it gives the former NumPy implementation's numbers bit for bit (tests
 test_preprocess_device.py; stored codes do not change): percentiles follow NumPy's linear
 interpolation exactly (`_percentile`), and the stretch on CPU tensors uses NumPy's vectorised
 asinh/log1p (torch's CPU kernels for these are scalar and ~20x slower, and differ from NumPy's in
-the last bit of ~13% of values). On a GPU, torch's kernels agree within float tolerance.
+the last bit of ~13% of values). On a GPU, torch's kernels agree within float tolerance. (NumPy's
+float32 asinh itself depends on the CPU: with AVX-512 it differed from the baseline build's in
+the last bit of ~13% of values, measured 2026-12-01; so did the former implementation, so inputs
+were, and are, bit-identical between machines of one SIMD level.)
 
 Frames are processed in chunks (by shape and dtype, a bounded number of bytes each), vectorised
 over frames; percentiles use a 2x-subsampled grid.
@@ -226,11 +229,10 @@ def _percentile(flat: torch.Tensor, q: float) -> torch.Tensor:
         raise ValueError("Percentiles must be in the range [0, 100]")
     m = flat.shape[1]
     virtual = (m - 1) * (q / 100)
-    if virtual >= m - 1:
-        lo = hi = m - 1
-    else:
-        lo = max(0, math.floor(virtual))
-        hi = lo + 1 if virtual >= 0 else 0
+    lo = hi = m - 1  # at the top: the maximum
+    if virtual < m - 1:
+        lo = math.floor(virtual)
+        hi = lo + 1
     gamma = virtual - lo
     if hi + 1 <= m - lo:  # the smaller partial sort: from below or from above
         v = torch.topk(flat, hi + 1, dim=1, largest=False, sorted=True).values
