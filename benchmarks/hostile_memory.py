@@ -4,11 +4,11 @@
     python benchmarks/hostile_memory.py --only tar_gnu_longname_1000mib
 
 Each case's file is built in a temporary folder (by this process), then read in a fresh child
-process by `pipeline.datasource.read_file_rows` (the body of a Ray read task: reader +
-preprocessing, exactly what an ingest worker runs). The child reports its resident set after
-all imports (baseline) and its peak (VmHWM from /proc/self/status, the kernel's high-water
-mark), plus the kinds and reasons of the rows it made. Target (issue 12): no process above
-2 GB on any single hostile file.
+process by `pipeline.datasource.read_file_rows` (the body of a Ray read task: the reader,
+exactly what an ingest read task runs; preprocessing runs in the encoder actors). The child
+reports its resident set after all imports (baseline) and its peak (VmHWM from
+/proc/self/status, the kernel's high-water mark), plus the kinds and reasons of the rows it
+made. Target (issue 12): no process above 2 GB on any single hostile file.
 """
 
 from __future__ import annotations
@@ -164,12 +164,10 @@ def child(path: str, rel: str) -> None:
     import pyarrow as pa
 
     from pipeline.datasource import FileTask, read_file_rows
-    from pipeline.preprocess import PreprocessConfig
 
-    cfg = PreprocessConfig(size=64).to_dict()
     baseline = _status_mb("VmHWM")
     kinds, reasons = {}, []
-    for block in read_file_rows(FileTask(path, rel), cfg):
+    for block in read_file_rows(FileTask(path, rel)):
         for r in block.select(["kind", "reason"]).to_pylist():
             kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
             if r["kind"] not in ("frame", "end") and len(reasons) < 3:

@@ -1,9 +1,10 @@
 """aurorahash ingest: encode archive files into Parquet code shards (nightly job).
 
 Lists the archive under --source (local path, file:// or s3://), skips files already encoded
-for this model, reads each remaining file in its own Ray task (one row per frame, preprocessed
-as in training), encodes the frames with HashEncoder actors (one GPU each where the cluster has
-GPUs, CPU otherwise) and commits one Parquet shard per archive file, atomically:
+for this model, reads each remaining file in its own Ray task (one row per frame, decoded only),
+preprocesses (as in training) and encodes the frames in HashEncoder actors (on GPUs where the
+cluster has them, each actor pinned to one; CPU otherwise) and commits one Parquet shard per
+archive file, atomically:
 
   OUT/<model12>/<path relative to SOURCE>.parquet           codes, ids, sites, times, classes
   OUT/_quarantine/<model12>/<relative path>.jsonl           one JSON line per unreadable frame
@@ -29,7 +30,9 @@ encoded), files_changed (encoded before, newer now: read again), files_done (com
 files_failed, files_ignored (deliberately not ingested, e.g. THEMIS thumbnails), files_corrupt
 (nothing readable: empty shard + quarantine record), frames (written now), quarantined (records
 written now), frames_per_s (frames / pipeline time, Ray start-up excluded; `seconds` is the
-whole run).
+whole run), resources (actors, their GPUs and CPUs, read slots, batch: chosen from the cluster
+unless the options below say otherwise) and encoders (per actor: node, pid, device,
+CUDA_VISIBLE_DEVICES, frames).
 
 --dry-run reads every file still to do through the readers and preprocessing (as
 `aurorahash check` does) and reports per file what ingestion would do; it encodes and writes
@@ -74,22 +77,43 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=64,
-        help="frames per encoder call (default 64; use 256+ on GPUs)",
+        default=None,
+        help="frames per model call and per read block at most (default 256 with GPUs, else 64)",
     )
     add_s3_options(parser)
     parser.add_argument(
         "--actors",
         type=int,
         default=None,
-        help="encoder actors (default: one per GPU; on CPU-only clusters half the CPUs, "
-        "always leaving one CPU for read tasks)",
+        help="encoder actors (default: --actors-per-gpu on every GPU; on CPU-only clusters "
+        "half the CPUs, always leaving one CPU for read tasks)",
+    )
+    parser.add_argument(
+        "--actors-per-gpu",
+        type=int,
+        default=None,
+        help="encoder actors sharing one GPU (default 2 for models under 1 GiB on nodes with "
+        "at least 8 CPUs per GPU, else 1); each actor is pinned to one GPU",
+    )
+    parser.add_argument(
+        "--read-cpus",
+        type=float,
+        default=None,
+        help="CPU slots per read task (default 1 with GPUs, else 0.75): with GPUs, a node "
+        "reads as many files at once as it has CPUs beside its actors",
+    )
+    parser.add_argument(
+        "--read-tasks",
+        type=int,
+        default=None,
+        help="read tasks at once at most (default: as many as the CPUs take)",
     )
     parser.add_argument(
         "--encoder-threads",
         type=int,
         default=None,
-        help="torch threads per CPU encoder actor (default 1, the actor's CPU share)",
+        help="torch threads per encoder actor (default: with GPUs 1, on CPUs the node's CPUs "
+        "shared among its actors)",
     )
     parser.add_argument(
         "--rows-per-block",
@@ -128,10 +152,12 @@ def run(args) -> dict:
     for name in ("batch_size", "rows_per_block"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("actors", "encoder_threads", "max_files"):
+    for name in ("actors", "actors_per_gpu", "read_tasks", "encoder_threads", "max_files"):
         v = getattr(args, name)
         if v is not None and v < (0 if name == "max_files" else 1):
             raise UsageError(f"--{name.replace('_', '-')}: bad value {v}")
+    if args.read_cpus is not None and not 0 < args.read_cpus <= 64:
+        raise UsageError("--read-cpus must be in (0, 64]")
     if args.progress_interval <= 0:
         raise UsageError("--progress-interval must be positive")
     cfg = IngestConfig(
@@ -143,6 +169,9 @@ def run(args) -> dict:
         batch_size=args.batch_size,
         s3_endpoint=args.s3_endpoint,
         actors=args.actors,
+        actors_per_gpu=args.actors_per_gpu,
+        read_cpus=args.read_cpus,
+        read_tasks=args.read_tasks,
         encoder_threads=args.encoder_threads,
         rows_per_block=args.rows_per_block,
         progress_interval=args.progress_interval,

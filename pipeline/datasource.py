@@ -1,11 +1,13 @@
-"""Ray Data source for archive files: one read task per file, one row per frame, preprocessed.
+"""Ray Data source for archive files: one read task per file, one row per frame, as read.
 
-Each read task opens one archive file with `pipeline.readers.read_frames`, runs the shared
-`pipeline.preprocess.preprocess` on every frame (so only the small model input travels through
-the object store, not the raw 16-bit frame) and yields Arrow blocks of `ROW_SCHEMA`:
+Each read task opens one archive file with `pipeline.readers.read_frames` and only decodes: a
+frame travels as read (uint16 stays uint16) in the pixel columns of `pipeline.frame_rows`, and
+the encoder actors preprocess it on their device (`pipeline.frame_rows.model_inputs`), so the
+read CPUs do the reading. Read tasks yield Arrow blocks of `ROW_SCHEMA`:
 
-    kind="frame"  a readable frame; `x` holds its preprocessed float32 (C, S, S) array as bytes
-    kind="error"  a frame the reader or preprocessing rejected (`reason`): quarantined downstream
+    kind="frame"  a readable frame: `pixels`, `shape`, `dtype` (pipeline.frame_rows)
+    kind="error"  a frame the reader rejected, or that preprocessing cannot take (its shape or
+                  dtype, `pipeline.preprocess.check_pixels`), with its `reason`: quarantined
     kind="corrupt" nothing in the file could be read (CorruptFile)
     kind="skip"   the file is deliberately not ingested (SkipFile, e.g. THEMIS thumbnails)
     kind="fail"   reading failed for a reason that is not the input's fault (I/O, bug): the file
@@ -34,6 +36,7 @@ import pyarrow as pa
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
+from pipeline.frame_rows import PIXEL_COLUMNS, PIXEL_FIELDS, pixel_columns
 from pipeline.storage import safe_text
 
 log = logging.getLogger("aurorahash.ingest")
@@ -51,9 +54,10 @@ ROW_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("expected", pa.int32()),
         ("meta", pa.string()),
-        ("x", pa.binary()),
     ]
+    + PIXEL_FIELDS
 )
+MAX_BLOCK_BYTES = 256 << 20  # pixel bytes per block at most, whatever the row count
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
@@ -86,16 +90,30 @@ def time_to_us(t) -> int | None:
 
 
 class _Rows:
-    """Accumulates rows of one file and cuts them into blocks."""
+    """Accumulates rows of one file and cuts them into blocks of at most `rows_per_block` rows
+    and about MAX_BLOCK_BYTES of pixels."""
 
     def __init__(self, task: FileTask, rows_per_block: int):
         self.task = task
         self.rows_per_block = rows_per_block
-        self.cols = {f.name: [] for f in ROW_SCHEMA}
+        self._reset()
         self.seq = 0
 
+    def _reset(self) -> None:
+        self.cols = {f.name: [] for f in ROW_SCHEMA if f.name not in PIXEL_COLUMNS}
+        self.frames: list[np.ndarray | None] = []
+        self.nbytes = 0
+
     def add(
-        self, kind, frame=None, site=None, time_us=None, label=None, reason=None, meta=None, x=None
+        self,
+        kind,
+        frame=None,
+        site=None,
+        time_us=None,
+        label=None,
+        reason=None,
+        meta=None,
+        pixels=None,
     ):
         # every text field as safe text: an exception message or tar member name may hold
         # surrogate-escaped bytes, which Arrow cannot encode (and would fail the whole task)
@@ -113,18 +131,20 @@ class _Rows:
         c["reason"].append(reason)
         c["expected"].append(self.seq if kind == "end" else -1)
         c["meta"].append(meta)
-        c["x"].append(b"" if x is None else x)
+        self.frames.append(pixels)
+        self.nbytes += 0 if pixels is None else pixels.nbytes
         if kind != "end":
             self.seq += 1
 
     def full(self) -> bool:
-        return len(self.cols["kind"]) >= self.rows_per_block
+        return len(self.frames) >= self.rows_per_block or self.nbytes >= MAX_BLOCK_BYTES
 
     def take(self) -> pa.Table | None:
-        if not self.cols["kind"]:
+        if not self.frames:
             return None
-        t = pa.Table.from_pydict(self.cols, schema=ROW_SCHEMA)
-        self.cols = {f.name: [] for f in ROW_SCHEMA}
+        arrays = [pa.array(self.cols[f.name], f.type) for f in ROW_SCHEMA if f.name in self.cols]
+        t = pa.Table.from_arrays(arrays + pixel_columns(self.frames), schema=ROW_SCHEMA)
+        self._reset()
         return t
 
 
@@ -137,7 +157,6 @@ def _label(v) -> int | None:
 
 def read_file_rows(
     task: FileTask,
-    preprocess_cfg: dict,
     storage_options: dict | None = None,
     rows_per_block: int = 32,
 ) -> Iterator[pa.Table]:
@@ -145,61 +164,78 @@ def read_file_rows(
 
     Whatever the file holds, the task ends with its "end" row: an exception from the reader is
     classified by pipeline.readers.base.classify_error (the file's fault -> "corrupt", with the
-    frames already read kept; infrastructure -> "fail"), and one frame whose conversion to a
-    row fails is an "error" row for that frame.
+    frames already read kept; infrastructure -> "fail"), and one frame that no row can hold (its
+    pixels or metadata) is an "error" row for that frame.
     """
-    from pipeline import frame_meta
-    from pipeline.preprocess import PreprocessConfig, preprocess
     from pipeline.readers import FrameError, read_frames
     from pipeline.readers.base import classify_error
 
-    cfg = PreprocessConfig.from_dict(dict(preprocess_cfg))
     rows = _Rows(task, rows_per_block)
-    t_read = t_prep = 0.0
+    t_read = 0.0
     try:
         t0 = time.perf_counter()
         it = iter(read_frames(task.path, storage_options=storage_options or {}))
-        t_read += time.perf_counter() - t0
         while True:
-            t0 = time.perf_counter()
             item = next(it, None)
-            t1 = time.perf_counter()
-            t_read += t1 - t0
             if item is None:
                 break
             if isinstance(item, FrameError):
                 rows.add("error", frame=item.index, reason=str(item.reason))
             else:
-                try:
-                    x = np.ascontiguousarray(preprocess(item.pixels, cfg), dtype=np.float32)
-                    if not np.all(np.isfinite(x)):
-                        raise ValueError("non-finite values after preprocessing")
-                except Exception as exc:  # the frame's content, not the job, is at fault
-                    rows.add("error", frame=item.index, reason=f"preprocess: {exc}")
-                else:
-                    dt_prep = time.perf_counter() - t1
-                    t_prep += dt_prep
-                    try:
-                        fields = dict(
-                            site=None if item.site is None else str(item.site),
-                            time_us=time_to_us(item.time),
-                            label=_label(item.label),
-                            meta=frame_meta.to_json(item.meta),
-                        )
-                    except Exception as exc:  # metadata that no row can hold
-                        rows.add("error", frame=item.index, reason=f"metadata: {exc}")
-                    else:
-                        rows.add("frame", frame=item.index, x=x.tobytes(), **fields)
+                _add_frame(rows, item)
             if rows.full():
+                t_read += time.perf_counter() - t0
                 yield rows.take()
+                t0 = time.perf_counter()
+        t_read += time.perf_counter() - t0
     except Exception as exc:
         kind, reason = classify_error(exc)
         if kind == "fail":  # I/O trouble or a lost node: not committed, retried next run
             log.warning("reading %s failed: %s", task.uri, safe_text(reason))
         rows.add(kind, reason=reason)
-    # the end row carries the file's read and preprocessing seconds (reported, not used)
-    rows.add("end", reason=json.dumps({"read_s": t_read, "preprocess_s": t_prep}))
+    # the end row carries the file's reading (decoding) seconds (reported, not used)
+    rows.add("end", reason=json.dumps({"read_s": t_read}))
     yield rows.take()
+
+
+def _add_frame(rows: _Rows, item) -> None:
+    """One decoded frame as a row; an "error" row when preprocessing could not take its
+    pixels (shape, dtype) or no row can hold its metadata."""
+    from pipeline import frame_meta
+    from pipeline.preprocess import check_pixels
+
+    try:
+        pixels = check_pixels(item.pixels)
+    except Exception as exc:  # the frame's content, not the job, is at fault
+        rows.add("error", frame=item.index, reason=f"preprocess: {exc}")
+        return
+    try:
+        fields = dict(
+            site=None if item.site is None else str(item.site),
+            time_us=time_to_us(item.time),
+            label=_label(item.label),
+            meta=frame_meta.to_json(item.meta),
+        )
+    except Exception as exc:  # metadata that no row can hold
+        rows.add("error", frame=item.index, reason=f"metadata: {exc}")
+    else:
+        rows.add("frame", frame=item.index, pixels=pixels, **fields)
+
+
+def frame_bytes_hint(files: list[FileTask], storage_options: dict | None = None) -> int | None:
+    """Bytes of the first frame that the first of `files` to yield one holds (None if none
+    does): what a frame of the archive weighs, to size read blocks in bytes."""
+    from pipeline.readers import FrameError, read_frames
+
+    for f in files:
+        try:
+            for item in read_frames(f.path, storage_options=storage_options or {}):
+                if not isinstance(item, FrameError):
+                    return int(np.asarray(item.pixels).nbytes)
+                break
+        except Exception:  # the read task will say what is wrong with it
+            continue
+    return None
 
 
 class ArchiveDatasource(Datasource):
@@ -208,13 +244,11 @@ class ArchiveDatasource(Datasource):
     def __init__(
         self,
         files: list[FileTask],
-        preprocess_cfg: dict,
         storage_options: dict | None = None,
         rows_per_block: int = 32,
     ):
         super().__init__()
         self.files = list(files)
-        self.preprocess_cfg = dict(preprocess_cfg)
         self.storage_options = storage_options or {}
         self.rows_per_block = int(rows_per_block)
 
@@ -227,7 +261,7 @@ class ArchiveDatasource(Datasource):
     def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
         tasks = []
         for f in self.files:
-            args = (f, self.preprocess_cfg, self.storage_options, self.rows_per_block)
+            args = (f, self.storage_options, self.rows_per_block)
             meta = BlockMetadata(
                 num_rows=None, size_bytes=None, exec_stats=None, input_files=[f.uri]
             )

@@ -11,16 +11,19 @@ final evaluation, `evaluate`, the benchmarks and `HashEncoder` all call it, so t
 measures are the codes ingest stores (tests/test_encode_parity.py checks this bit for bit).
 
 `HashEncoder.encode(x)` is the model step on its own (also used by the benchmark's bare loop);
-`__call__`
-takes an Arrow batch of `pipeline.datasource.ROW_SCHEMA` rows, encodes the `kind == "frame"` rows
-and returns the batch without the pixel column plus `code` (packed little-endian uint64 bytes,
-DESIGN.md "Packed codes"), `pred` (int16), `score` (float32, probability of `pred`) and `cost`
-(model seconds per row, for reports). Rows of other kinds pass through with a zero code, pred -1
-and score NaN.
+`__call__` takes an Arrow batch of `pipeline.datasource.ROW_SCHEMA` rows (raw frames as read),
+preprocesses the `kind == "frame"` rows on the actor's device (`pipeline.frame_rows.
+model_inputs`, at most `batch_size` frames at a time), encodes them and returns the batch without
+the pixel columns plus `code` (packed little-endian uint64 bytes, DESIGN.md "Packed codes"),
+`pred` (int16), `score` (float32, probability of `pred`), `cost` and `prep_cost` (model and
+preprocessing seconds per row, for reports) and `encoder` (JSON: the actor's node, pid, device
+and CUDA_VISIBLE_DEVICES, for the job's summary). Rows of other kinds pass through with a zero
+code, pred -1 and score NaN; a frame that preprocessing rejects becomes an "error" row.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -105,7 +108,8 @@ def _views(x, views: str):
 
 
 def encode_inputs(model, x, settings: dict, device: str = "cpu"):
-    """float32 model inputs (n, C, S, S) -> (h float32 (n, bits), log-probabilities (n, K)).
+    """float32 model inputs (n, C, S, S), NumPy or torch on any device -> (h float32 (n, bits),
+    log-probabilities (n, K)) as NumPy arrays.
 
     The one encode step: eval mode, no grad, channels_last on the CPU, the settings' views
     averaged (h and log-probabilities alike) under the settings' precision. Codes are
@@ -117,7 +121,10 @@ def encode_inputs(model, x, settings: dict, device: str = "cpu"):
     model.eval()
     dev = torch.device(device)
     with torch.inference_mode():
-        xb = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)).to(dev)
+        if isinstance(x, torch.Tensor):  # preprocessed on the device already (ingest)
+            xb = x.to(dev, torch.float32)
+        else:
+            xb = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)).to(dev)
         if dev.type == "cpu":
             xb = xb.contiguous(memory_format=torch.channels_last)
         h_acc, l_acc = 0.0, 0.0
@@ -191,6 +198,28 @@ def input_shape(config: dict) -> tuple[int, int, int]:
     return int(pc.channels), int(pc.size), int(pc.size)
 
 
+def worker_identity(device: str) -> dict:
+    """Where an encoder runs: Ray node (12 hex digits), pid, device, CUDA_VISIBLE_DEVICES."""
+    node = None
+    try:
+        import ray
+
+        if ray.is_initialized():
+            node = ray.get_runtime_context().get_node_id()[:12]
+    except Exception:  # not in a Ray worker
+        pass
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return {"node": node, "pid": os.getpid(), "device": device, "gpus": gpus}
+
+
+def sync_device(device: str) -> None:
+    """Wait for the device's queued work (honest per-stage times on a GPU)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
 class HashEncoder:
     """Callable class for `Dataset.map_batches(HashEncoder, compute=ActorPoolStrategy(...))`."""
 
@@ -200,8 +229,11 @@ class HashEncoder:
         model_dir: str | None = None,
         device: str | None = None,
         threads: int | None = None,
+        batch_size: int | None = None,
     ):
         import torch
+
+        from pipeline.preprocess import PreprocessConfig
 
         if isinstance(model_files, tuple | list):  # (ObjectRef,) from ray.put
             import ray
@@ -217,22 +249,23 @@ class HashEncoder:
         self.model, self.config = load_model(model_files, self.device)
         self.model.eval()
         self.settings = encode_settings(self.config)
+        self.preprocess = PreprocessConfig.from_dict(dict(self.config["preprocess"]))
+        self.batch_size = int(batch_size) if batch_size else None
         self.nbits = int(self.config["bits"])
         self.words = max(1, -(-self.nbits // 64))
-        self.shape = input_shape(self.config)
-        self.frame_bytes = 4 * int(np.prod(self.shape))
+        self.identity = json.dumps(worker_identity(self.device), sort_keys=True)
         log.info(
-            "HashEncoder on %s (pid %d, %d torch threads): %s, %d bits, encode %s",
-            self.device,
-            os.getpid(),
+            "HashEncoder %s (%d torch threads): %s, %d bits, encode %s",
+            self.identity,
             torch.get_num_threads(),
             self.config.get("arch"),
             self.nbits,
             self.settings,
         )
 
-    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """float32 (n, C, S, S) -> (codes (n, words) uint64, pred (n,) int16, score (n,) f32)."""
+    def encode(self, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """float32 (n, C, S, S), NumPy or torch -> (codes (n, words) uint64, pred (n,) int16,
+        score (n,) f32)."""
         from kernels import pack_codes
 
         n = len(x)
@@ -248,47 +281,43 @@ class HashEncoder:
         codes = np.ascontiguousarray(pack_codes(h), dtype=np.uint64).reshape(n, self.words)
         return codes, pred.astype(np.int16), score
 
-    def _frames(self, xcol: pa.Array, rows: np.ndarray) -> np.ndarray:
-        if isinstance(xcol, pa.ChunkedArray):
-            xcol = xcol.combine_chunks()
-        off = np.frombuffer(xcol.buffers()[1], dtype=np.int32)
-        off = off[xcol.offset : xcol.offset + len(xcol) + 1]
-        data = xcol.buffers()[2]
-        raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-        x = np.empty((len(rows),) + self.shape, dtype=np.float32)
-        flat = x.reshape(len(rows), -1).view(np.uint8)
-        for j, i in enumerate(rows):
-            a, b = int(off[i]), int(off[i + 1])
-            if b - a != self.frame_bytes:
-                raise BadInput(
-                    f"frame of {b - a} bytes, model input needs {self.frame_bytes} "
-                    f"{self.shape}: preprocessing and checkpoint disagree"
-                )
-            flat[j] = raw[a:b]
-        return x
-
     def __call__(self, batch: pa.Table) -> pa.Table:
+        from pipeline.frame_rows import PIXEL_COLUMNS, model_inputs, with_errors
+
         n = batch.num_rows
         kind = np.asarray(batch.column("kind").to_pylist(), dtype=object)
-        rows = np.flatnonzero(kind == "frame")
+        frames = np.flatnonzero(kind == "frame")
         width = 8 * self.words
         code = np.zeros((n, width), dtype=np.uint8)
         pred = np.full(n, -1, dtype=np.int16)
         score = np.full(n, np.nan, dtype=np.float32)
         cost = np.zeros(n, dtype=np.float64)
-        if len(rows):
+        prep = np.zeros(n, dtype=np.float64)
+        errors: dict[int, str] = {}
+        step = self.batch_size or max(1, len(frames))
+        for k in range(0, len(frames), step):
+            part = frames[k : k + step]
             t0 = time.perf_counter()
-            c, p, s = self.encode(self._frames(batch.column("x"), rows))
-            cost[rows] = (time.perf_counter() - t0) / len(rows)
-            code[rows] = c.astype("<u8").view(np.uint8).reshape(len(rows), width)
-            pred[rows] = p
-            score[rows] = s
-        out = batch.drop_columns(["x"]).append_column("cost", pa.array(cost))
+            inp = model_inputs(batch, self.preprocess, self.device, rows=part)
+            sync_device(self.device)
+            t1 = time.perf_counter()
+            c, p, s = self.encode(inp.x)
+            prep[part] = (t1 - t0) / len(part)
+            cost[part] = (time.perf_counter() - t1) / len(part)
+            code[inp.rows] = c.astype("<u8").view(np.uint8).reshape(len(inp.rows), width)
+            pred[inp.rows] = p
+            score[inp.rows] = s
+            errors.update(inp.errors)
+        out = batch.drop_columns([c for c in PIXEL_COLUMNS if c in batch.column_names])
+        out = with_errors(out, errors)  # frames preprocessing rejected: quarantined
         code_arr = pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(width), n, [None, pa.py_buffer(code.tobytes())]
         )
         return (
-            out.append_column("code", code_arr)
+            out.append_column("cost", pa.array(cost))
+            .append_column("prep_cost", pa.array(prep))
+            .append_column("code", code_arr)
             .append_column("pred", pa.array(pred))
             .append_column("score", pa.array(score))
+            .append_column("encoder", pa.array([self.identity] * n, pa.string()))
         )

@@ -2,10 +2,13 @@
 
     plan:    list the archive (fsspec), apply --since, list this model's shards once and skip
              every archive file that already has one (unless the file is newer than its shard)
-    read:    one Ray read task per archive file (pipeline.datasource): frames -> preprocess,
-             in blocks of batch_size frames; smallest files first (`read_order`)
+    read:    one Ray read task per archive file (pipeline.datasource): frames decoded only
+             (uint16 as read), in blocks of batch_size frames; smallest files first
+             (`read_order`)
     encode:  map_batches(HashEncoder, compute=ActorPoolStrategy), one block (one file's rows)
-             per call: num_gpus=1 per actor when the cluster has GPUs, CPU actors otherwise
+             per call: the actor preprocesses the frames on its device and encodes them; GPU
+             actors where the cluster has GPUs (`actors_per_gpu` each), CPU actors otherwise;
+             how many, and how many read tasks beside them: `pipeline.resources`
     commit:  the driver streams the encoded rows back (iter_batches), groups them by archive
              file and, once all rows of a file have arrived (its read task sends the row count
              last), writes its quarantine record (if any) and then its shard, each atomically
@@ -66,13 +69,15 @@ class IngestConfig:
     model: str
     since: _dt.date | None = None
     ray_address: str | None = None
-    batch_size: int = 64
+    batch_size: int | None = None  # frames per model call (default 256 with GPUs, else 64)
     s3_endpoint: str | None = None
-    actors: int | None = None  # encoder actors (default: GPUs, else a share of the CPUs)
-    encoder_threads: int | None = None  # torch threads per CPU actor (default: its num_cpus)
+    actors: int | None = None  # encoder actors (default: pipeline.resources)
+    actors_per_gpu: int | None = None  # actors sharing one GPU (default 2 for small models)
+    encoder_threads: int | None = None  # torch threads per actor (default: pipeline.resources)
     rows_per_block: int | None = None  # rows per read block = per encoder call (batch_size)
-    read_cpus: float = 0.75  # CPU slots per read task; not the actors' 1.0, or Ray Data fuses
-    # the read into the encoder actor (whole files per actor call, see _run_pipeline)
+    read_cpus: float | None = None  # CPU slots per read task (default 1 with GPUs, else 0.75;
+    # on CPUs not the actors' 1.0, or Ray Data fuses the read into the encoder actor)
+    read_tasks: int | None = None  # read tasks at once at most (default: as the CPUs allow)
     commit_threads: int = 8  # shard/quarantine writes in flight
     progress_interval: float = 5.0  # seconds between progress lines
     dry_run: bool = False
@@ -337,6 +342,7 @@ class Committer:
         self.frames_seen = 0  # frames that reached the driver (progress only)
         # seconds summed over workers: where the time goes (reported in the summary)
         self.costs = dict(read_s=0.0, preprocess_s=0.0, model_s=0.0, write_s=0.0)
+        self.encoders: Counter = Counter()  # HashEncoder identity (JSON) -> frames encoded
         self.t0 = time.monotonic()
         self.t_last = None
         self._next_progress = self.t0 + cfg.progress_interval
@@ -346,6 +352,7 @@ class Committer:
         cols = batch.select(
             ["source", "kind", "seq", "frame", "site", "time_us", "label", "reason", "expected"]
             + ["meta", "code", "pred", "score", "cost"]
+            + [c for c in ("prep_cost", "encoder") if c in batch.column_names]
         ).to_pydict()
         n = len(cols["source"])
         touched = set()
@@ -373,8 +380,7 @@ class Committer:
                     st.rows[seq] = {k: cols[k][i] for k in cols}
                     st.problems_kept += kind == "error"
                     if kind == "frame":
-                        self.frames_seen += 1
-                        self.costs["model_s"] += cols["cost"][i] or 0.0
+                        self._count_frame(cols, i)
             touched.add(uri)
         for uri in touched:
             st = self.pending[uri]
@@ -382,6 +388,15 @@ class Committer:
                 del self.pending[uri]
                 self._dispatch(st)
         self.progress()
+
+    def _count_frame(self, cols: dict, i: int) -> None:
+        self.frames_seen += 1
+        self.costs["model_s"] += cols["cost"][i] or 0.0
+        prep = cols.get("prep_cost")
+        if prep is not None:
+            self.costs["preprocess_s"] += prep[i] or 0.0
+        if "encoder" in cols:
+            self.encoders[cols["encoder"][i]] += 1
 
     def _add_read_costs(self, text) -> None:
         try:
@@ -532,29 +547,6 @@ def _init_ray(address: str | None) -> bool:
     return init_ray(address)
 
 
-def _actor_plan(cfg: IngestConfig) -> tuple[int, int, float, int | None]:
-    """(actors, GPUs per actor, CPUs per actor, torch threads per CPU actor) for this cluster."""
-    import ray
-
-    res = ray.cluster_resources()
-    gpus = int(res.get("GPU", 0))
-    cpus = int(res.get("CPU", 1))
-    if gpus > 0:
-        n = cfg.actors or gpus
-        return max(1, min(n, gpus)), 1, 1.0, None
-    # CPU only: each actor reserves one CPU slot and at least one slot stays free for the read
-    # tasks, or the pipeline starves. Reading and preprocessing cost ~1 ms a frame against
-    # tens of ms for the model, so by default an actor's torch uses its node's CPUs shared
-    # among the actors that land there (oversubscribing the read slot slightly).
-    n = cfg.actors or max(1, cpus // 2)
-    n = max(1, min(n, max(1, cpus - 1)))
-    nodes = [x for x in ray.nodes() if x.get("Alive") and x.get("Resources", {}).get("CPU")]
-    node_cpus = min((int(x["Resources"]["CPU"]) for x in nodes), default=cpus)
-    per_node = -(-n // max(1, len(nodes)))
-    threads = cfg.encoder_threads or max(1, node_cpus // per_node)
-    return n, 0, 1.0, threads
-
-
 def read_order(plan: Plan) -> list[FileTask]:
     """The files in the order their read tasks start: smallest first (listing sizes; unknown
     sizes last), then by path. Ray Data starts read tasks in this order and the encoders take
@@ -580,10 +572,11 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, com
     resources as the encoder actors (num_cpus=1), so Ray Data fused each read into an actor
     call ("ReadArchiveRead->MapBatches(HashEncoder)"): one call read and encoded a whole file,
     its output one block at the end, and the calls of the other files queued behind it on the
-    actor. Now read tasks take `read_cpus` (0.75: on a 2-CPU machine one read slot beside the
-    actor; 0.5 measured ~35% slower there, two reads and the actor contending for two
-    cores; more slots per CPU on bigger machines); they must not ask for the same
-    resources as the actors, or the fusion comes back. Also: without batch_size=None, Ray Data
+    actor. Now read tasks take `read_cpus` (CPU-only clusters 0.75: on a 2-CPU machine one
+    read slot beside the actor; 0.5 measured ~35% slower there, two reads and the actor
+    contending for two cores; GPU clusters 1.0, the actors differing by their GPUs:
+    `pipeline.resources`); they must not ask for the same resources as the actors, or the
+    fusion comes back. Also: without batch_size=None, Ray Data
     bundles rows of several files into one call and holds a finished file's last rows until
     `batch_size` rows of other files arrive; and files are read smallest first (`read_order`).
     Not bounded: encoders take blocks first in, first out, so rows queued by a file read earlier
@@ -593,67 +586,109 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, com
     holds its slot, on a 2-CPU machine the only one.
     """
     import ray
-    from ray.data import ActorPoolStrategy, DataContext
+    from ray.data import DataContext
 
-    from pipeline.encoder import HashEncoder, input_shape
+    from pipeline.encoder import HashEncoder
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = cfg.ray_progress_bars
     ctx.print_on_execution_start = cfg.ray_progress_bars
 
-    actors, num_gpus, num_cpus, threads = _actor_plan(cfg)
-    rows = min(cfg.rows_per_block or cfg.batch_size, cfg.batch_size)
+    ep = encoder_plan(cfg, model)
+    rows = min(cfg.rows_per_block or ep.batch_size, ep.batch_size)
+    order = read_order(plan)
+    block_bytes = rows * _frame_bytes(order, src_opts, model)
     log.info(
-        "ingest: %d files to encode with %d %s actor(s)%s, batch %d",
+        "ingest: %d files to encode with %d %s actor(s) (%s), %d read slots, blocks of %d frames",
         len(plan.todo),
-        actors,
-        "GPU" if num_gpus else "CPU",
-        "" if num_gpus else f" of {threads} torch threads",
+        ep.actors,
+        "GPU" if ep.gpus_per_actor else "CPU",
+        ep.to_dict(),
+        ep.read_slots,
         rows,
     )
     files_ref = ray.put(model.files)
-    source = ArchiveDatasource(read_order(plan), model.preprocess, src_opts, rows)
+    source = ArchiveDatasource(order, src_opts, rows)
     # Blocks as the read task yields them (`rows` frames): Ray Data merges yielded tables into
     # blocks of up to target_max_block_size (128 MiB by default), so set it to one table's
-    # pixel bytes; a table is a little larger (other columns) and leaves as one block.
-    c, h, w = input_shape(model.config)
+    # pixel bytes; a table is a little larger (other columns) and leaves as one block. Frames
+    # of another size are cut or merged into blocks of about that many bytes (never across
+    # files); the actor encodes at most `batch_size` of them at a time.
     old_block_size = ctx.target_max_block_size
-    ctx.target_max_block_size = max(1, rows * 4 * c * h * w)
-    encode_args = dict(
-        fn_constructor_kwargs={
-            # nested in a tuple: the actor fetches it itself, so a restarted actor (lost node)
-            # re-fetches from the driver-owned object instead of failing on a lost argument
-            "model_files": (files_ref,),
-            "threads": threads,
-        },
-        compute=ActorPoolStrategy(min_size=1, max_size=actors),
-        batch_size=None,  # one block (one file's rows) per call: no bundling across files
-        batch_format="pyarrow",
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-    )
+    ctx.target_max_block_size = max(1, block_bytes)
     try:
         # Read tasks keep Ray's default retries for system failures (a lost node); reading
         # errors never raise out of a task (they become "fail" rows), so application retries
         # are moot. override_num_blocks = one read task per file.
-        read_cpus = cfg.read_cpus
-        if not num_gpus and read_cpus == num_cpus:  # the same resources would fuse them
-            read_cpus = num_cpus / 2
         ds = ray.data.read_datasource(
-            source, num_cpus=read_cpus, override_num_blocks=len(plan.todo)
+            source,
+            num_cpus=ep.read_cpus,
+            concurrency=ep.read_tasks,
+            override_num_blocks=len(plan.todo),
         )
         # map_batches refuses batch_size=None with GPUs (a guard for users); the internal entry
         # takes it, and our blocks are already `batch_size` rows
-        mapper = getattr(ds, "map_batches_internal", None) if num_gpus else None
+        mapper = getattr(ds, "map_batches_internal", None) if ep.gpus_per_actor else None
+        encode_args = _encode_args(ep, files_ref)
         if mapper is None:
             mapper = ds.map_batches
-            if num_gpus:
+            if ep.gpus_per_actor:
                 encode_args["batch_size"] = rows
         ds = mapper(HashEncoder, **encode_args)
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
             committer.consume(batch)
     finally:
         ctx.target_max_block_size = old_block_size
+    return {**ep.to_dict(), "block_rows": rows, "block_bytes": block_bytes}
+
+
+def encoder_plan(cfg: IngestConfig, model: ModelInfo):
+    """`pipeline.resources.plan_encoders` for this cluster, model and the config's overrides."""
+    from pipeline.resources import cluster_nodes, plan_encoders
+
+    return plan_encoders(
+        cluster_nodes(),
+        len(model.files.get("model.safetensors", b"")),
+        actors=cfg.actors,
+        actors_per_gpu=cfg.actors_per_gpu,
+        batch_size=cfg.batch_size,
+        read_cpus=cfg.read_cpus,
+        read_tasks=cfg.read_tasks,
+        threads=cfg.encoder_threads,
+    )
+
+
+def _frame_bytes(order: list[FileTask], src_opts: dict, model: ModelInfo) -> int:
+    """Bytes of one of the archive's frames as read (the first one the first files yield),
+    else of one model input."""
+    from pipeline.datasource import frame_bytes_hint
+    from pipeline.encoder import input_shape
+
+    c, h, w = input_shape(model.config)
+    return frame_bytes_hint(order[:3], src_opts) or 4 * c * h * w
+
+
+def _encode_args(ep, files_ref) -> dict:
+    """map_batches arguments of the HashEncoder actor pool."""
+    from ray.data import ActorPoolStrategy
+
+    # GPU pools start whole (every GPU gets its actors at once); they may shrink to one actor
+    # when nodes are lost
+    initial = ep.actors if ep.gpus_per_actor else None
+    return dict(
+        fn_constructor_kwargs={
+            # nested in a tuple: the actor fetches it itself, so a restarted actor (lost node)
+            # re-fetches from the driver-owned object instead of failing on a lost argument
+            "model_files": (files_ref,),
+            "threads": ep.threads,
+            "batch_size": ep.batch_size,
+        },
+        compute=ActorPoolStrategy(min_size=1, max_size=ep.actors, initial_size=initial),
+        batch_size=None,  # one block (one file's rows) per call: no bundling across files
+        batch_format="pyarrow",
+        num_cpus=ep.cpus_per_actor,
+        num_gpus=ep.gpus_per_actor,
+    )
 
 
 # -------------------------------------------------------------------------------------- job
@@ -683,12 +718,12 @@ def _dry_run(cfg: IngestConfig) -> dict:
 def run_ingest(cfg: IngestConfig) -> dict:
     """Run the job; returns the summary, raises IngestFailed (with it) when files failed."""
     t_start = time.monotonic()
-    if cfg.batch_size < 1:
-        raise BadInput("--batch-size must be at least 1")
-    if cfg.actors is not None and cfg.actors < 1:
-        raise BadInput("--actors must be at least 1")
-    if not 0 < cfg.read_cpus <= 64:
-        raise BadInput("read_cpus must be in (0, 64]")
+    for name in ("batch_size", "actors", "actors_per_gpu", "read_tasks"):
+        v = getattr(cfg, name)
+        if v is not None and v < 1:
+            raise BadInput(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.read_cpus is not None and not 0 < cfg.read_cpus <= 64:
+        raise BadInput("--read-cpus must be in (0, 64]")
     if cfg.dry_run:
         return _dry_run(cfg)
     src_opts = storage_options_for(cfg.source, cfg.s3_endpoint)
@@ -738,8 +773,9 @@ def run_ingest(cfg: IngestConfig) -> dict:
     t_pipe = time.monotonic()
     committer.t0 = t_pipe
     committer.start_progress()
+    resources = None
     try:
-        _run_pipeline(cfg, plan, model, src_opts, committer)
+        resources = _run_pipeline(cfg, plan, model, src_opts, committer)
     except Exception as exc:  # the pipeline broke: keep what was committed, report the rest
         log.error("pipeline failed", exc_info=True)  # the whole traceback: stderr only
         error = f"pipeline failed: {one_line(exc)}"  # the summary: one clean line
@@ -765,6 +801,8 @@ def run_ingest(cfg: IngestConfig) -> dict:
         frames_per_s=round(c["frames"] / pipe_s, 2),
         pipeline_seconds=round(pipe_s, 3),
         time_breakdown_s={k: round(v, 3) for k, v in committer.costs.items()},
+        resources=resources,
+        encoders=[{**json.loads(k), "frames": v} for k, v in sorted(committer.encoders.items())],
         seconds=round(time.monotonic() - t_start, 3),
     )
     if error or c["failed"]:

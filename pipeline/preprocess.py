@@ -1,4 +1,4 @@
-"""The one preprocessing function shared by training and ingestion.
+"""The one preprocessing function shared by training and ingestion, on any torch device.
 
 Why one function with its parameters in the checkpoint: codes are only comparable when every
 frame, at training time and years later at ingestion, goes through the same arithmetic. The
@@ -16,7 +16,22 @@ steps, in order:
 6. the circular field-of-view mask at the output size, applied last so that everything outside
    the sky disk is exactly 0.
 
-Batches are processed in chunks, vectorised over frames; percentiles use a 2x-subsampled grid.
+Where it runs: `preprocess_tensor` takes a batch of raw frames (uint16 as read) on any torch
+device. Ingest's encoder actors run it on their own device (the GPU where they have one), so
+read tasks only decode; training, evaluation and `check` run the same function on the CPU
+(`preprocess_frames(..., device="cpu")`, `preprocess_batch`, `preprocess`).
+
+On the CPU it gives the former NumPy implementation's numbers bit for bit (tests/
+test_preprocess_device.py; stored codes do not change): percentiles follow NumPy's linear
+interpolation exactly (`_percentile`), and the stretch on CPU tensors uses NumPy's vectorised
+asinh/log1p (torch's CPU kernels for these are scalar and ~20x slower, and differ from NumPy's in
+the last bit of ~13% of values). On a GPU, torch's kernels agree within float tolerance. (NumPy's
+float32 asinh itself depends on the CPU: with AVX-512 it differed from the baseline build's in
+the last bit of ~13% of values, measured 2026-12-01; so did the former implementation, so inputs
+were, and are, bit-identical between machines of one SIMD level.)
+
+Frames are processed in chunks (by shape and dtype, a bounded number of bytes each), vectorised
+over frames; percentiles use a 2x-subsampled grid.
 """
 
 from __future__ import annotations
@@ -34,8 +49,9 @@ import torch.nn.functional as F
 from pipeline.errors import BadInput
 
 STRETCHES = ("linear", "asinh", "log")
-CHUNK = 128
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+CHUNK = 128  # frames per chunk at most
+CHUNK_BYTES = 32 << 20  # float32 bytes per chunk at most (128 THEMIS frames of 256 x 256)
+LUMA = (0.299, 0.587, 0.114)
 
 
 @dataclass
@@ -147,113 +163,190 @@ def mask_cache_bytes() -> int:
         return sum(v.nbytes for v in _masks.values())
 
 
-def _as_nchw(stack: np.ndarray) -> np.ndarray:
+def check_pixels(p) -> np.ndarray:
+    """One frame as preprocessing takes it, or BadInput: (H, W) or (H, W, 1|3|4) integers or
+    finite floats, in native byte order (what torch and the read rows carry). Non-finite
+    pixels would make the levels (percentiles) NaN: such a frame is refused whole."""
+    a = np.asarray(p)
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3, 4))):
+        raise BadInput(f"pixels must be (H, W) or (H, W, 1|3|4), not {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise BadInput("cannot preprocess an empty image")
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise BadInput(f"cannot preprocess pixels of dtype {a.dtype}")
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        raise BadInput("non-finite pixel values")
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    return a
+
+
+def _float_workspace(shape: tuple, device: torch.device) -> torch.Tensor:
+    """An uninitialised float32 tensor; on the CPU from NumPy's allocator, which asks the kernel
+    for huge pages for big arrays (a fresh 16 MiB torch buffer costs ~0.1 ms a frame in page
+    faults, more than the arithmetic done in it)."""
+    if device.type == "cpu":
+        return torch.from_numpy(np.empty(shape, dtype=np.float32))
+    return torch.empty(shape, dtype=torch.float32, device=device)
+
+
+def _as_nchw(frames: torch.Tensor) -> torch.Tensor:
     """(n, H, W) or (n, H, W, C) of any numeric dtype -> float32 (n, C, H, W), C in {1, 3}."""
-    x = stack.astype(np.float32, copy=False)
-    if x.ndim == 3:
-        return x[:, None]
-    c = x.shape[-1]
-    if c == 1:
-        return x[..., 0][:, None]
-    if c in (3, 4):
-        return np.ascontiguousarray(np.moveaxis(x[..., :3], -1, 1))
-    raise BadInput(f"cannot preprocess images with {c} channels")
+    n, h, w = frames.shape[:3]
+    c = 1 if frames.ndim == 3 else frames.shape[-1]
+    if c not in (1, 3, 4):
+        raise BadInput(f"cannot preprocess images with {c} channels")
+    src = frames[:, None] if frames.ndim == 3 else frames[..., : min(c, 3)].permute(0, 3, 1, 2)
+    out = _float_workspace((n, min(c, 3), h, w), frames.device)
+    try:
+        return out.copy_(src)
+    except (RuntimeError, NotImplementedError):  # a build without casts from uint16/uint32 there
+        if src.dtype not in _WIDER:
+            raise
+        return out.copy_(_widened(src))
 
 
-def _dtype_max(dtype: np.dtype) -> float:
-    if np.issubdtype(dtype, np.integer):
-        return float(np.iinfo(dtype).max)
-    return 1.0
+_WIDER = {  # unsigned dtype -> (signed of its size, a wider signed one, mask)
+    torch.uint16: (torch.int16, torch.int32, 0xFFFF),
+    torch.uint32: (torch.int32, torch.int64, 0xFFFFFFFF),
+}
 
 
-def _levels(x: np.ndarray, cfg: PreprocessConfig, dtype_max: float):
-    """Per-image background and white levels, (n, 1, 1, 1) each."""
-    n, _, h, w = x.shape
-    want_bg, want_white = cfg.background == "auto", cfg.white == "auto"
-    qs = [
-        q
-        for q, want in ((cfg.background_percentile, want_bg), (cfg.white_percentile, want_white))
-        if want
-    ]
-    bg_est = white_est = None
-    if qs:
-        sub = x[:, :, ::2, ::2]
-        if cfg.mask:
-            flat = sub[:, :, fov_mask(h, w, cfg.mask_radius)[::2, ::2]].reshape(n, -1)
+def _widened(t: torch.Tensor) -> torch.Tensor:
+    """uint16/uint32 values as int32/int64 through ops every device has (a same-size view)."""
+    signed, wide, mask = _WIDER[t.dtype]
+    return t.view(signed).to(wide).bitwise_and_(mask)
+
+
+def _dtype_max(dtype: torch.dtype) -> float:
+    return 1.0 if dtype.is_floating_point else float(torch.iinfo(dtype).max)
+
+
+def _percentile(flat: torch.Tensor, q: float) -> torch.Tensor:
+    """Per-row q-th percentile of float32 (n, m), exactly as np.percentile(flat, q, axis=1)
+    (linear method; its float64 index and interpolation), via a partial sort (topk)."""
+    if not 0 <= q <= 100:
+        raise ValueError("Percentiles must be in the range [0, 100]")
+    m = flat.shape[1]
+    virtual = (m - 1) * (q / 100)
+    lo = hi = m - 1  # at the top: the maximum
+    if virtual < m - 1:
+        lo = math.floor(virtual)
+        hi = lo + 1
+    gamma = virtual - lo
+    if hi + 1 <= m - lo:  # the smaller partial sort: from below or from above
+        v = torch.topk(flat, hi + 1, dim=1, largest=False, sorted=True).values
+        a, b = v[:, lo], v[:, hi]
+    else:
+        v = torch.topk(flat, m - lo, dim=1, largest=True, sorted=True).values
+        a, b = v[:, m - 1 - lo], v[:, m - 1 - hi]
+    diff = (b - a).double()  # NumPy: float32 difference, float64 interpolation
+    if gamma >= 0.5:
+        return (b.double() - diff * (1 - gamma)).float()
+    return (a.double() + diff * gamma).float()
+
+
+def _levels(x: torch.Tensor, cfg: PreprocessConfig, dtype_max: float):
+    """Per-image background and white levels, (n, 1, 1, 1) float32 each."""
+    shape = (x.shape[0], 1, 1, 1)
+    sky = _sky(x, cfg) if "auto" in (cfg.background, cfg.white) else None
+    levels = []
+    for value, q, unset in (
+        (cfg.background, cfg.background_percentile, 0.0),
+        (cfg.white, cfg.white_percentile, dtype_max),
+    ):
+        if value == "auto":
+            levels.append(_percentile(sky, q).view(shape))
         else:
-            flat = sub.reshape(n, -1)
-        if flat.shape[1] == 0:  # a frame too small for the subsampled mask
-            flat = x.reshape(n, -1)
-        vals = iter(np.percentile(flat, qs, axis=1).astype(np.float32))  # each (n,)
-        bg_est = next(vals) if want_bg else None
-        white_est = next(vals) if want_white else None
-    shape = (n, 1, 1, 1)
-    if cfg.background == "auto":
-        bg = bg_est.reshape(shape)
-    elif cfg.background is None:
-        bg = np.zeros(shape, np.float32)
-    else:
-        bg = np.full(shape, float(cfg.background), np.float32)
-    if cfg.white == "auto":
-        white = white_est.reshape(shape)
-    elif cfg.white is None:
-        white = np.full(shape, dtype_max, np.float32)
-    else:
-        white = np.full(shape, float(cfg.white), np.float32)
-    return bg, white
+            v = unset if value is None else float(value)
+            levels.append(torch.full(shape, v, dtype=torch.float32, device=x.device))
+    return levels
 
 
-def _chunk(stack: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
-    x = _as_nchw(stack)
-    if cfg.channels == 1 and x.shape[1] == 3:
-        x = np.tensordot(LUMA, x, axes=([0], [1]))[:, None]
-    bg, white = _levels(x, cfg, _dtype_max(stack.dtype))
-    x = (x - bg) / np.maximum(white - bg, np.float32(1e-6))
-    np.clip(x, 0.0, 1.0, out=x)
+def _sky(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """(n, k) pixels of a 2x-subsampled grid inside the field of view (all if none fit)."""
+    n, _, h, w = x.shape
+    sub = x[:, :, ::2, ::2]
+    if cfg.mask:
+        m = np.ascontiguousarray(fov_mask(h, w, cfg.mask_radius)[::2, ::2])
+        flat = sub[:, :, torch.from_numpy(m).to(x.device)].reshape(n, -1)
+    else:
+        flat = sub.reshape(n, -1)
+    return flat if flat.shape[1] else x.reshape(n, -1)  # a frame too small for the mask
+
+
+def _elementwise_(x: torch.Tensor, np_fn, torch_fn_) -> torch.Tensor:
+    """A float32 transcendental, in place: NumPy's vectorised kernel on CPU tensors, torch's
+    elsewhere (see the module docstring)."""
+    if x.device.type == "cpu":
+        np_fn(x.numpy(), out=x.numpy())
+        return x
+    return torch_fn_(x)
+
+
+def _stretch_(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """The asinh/log stretch of [0, 1] values, in place (the same arithmetic as NumPy's
+    `np.arcsinh(x / a) / np.float32(math.asinh(1 / a))`)."""
     a = np.float32(cfg.stretch_scale)
     if cfg.stretch == "asinh":
-        x = np.arcsinh(x / a) / np.float32(math.asinh(1.0 / a))
-    elif cfg.stretch == "log":
-        x = np.log1p(x / a) / np.float32(math.log1p(1.0 / a))
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    s = cfg.size
-    if t.shape[-2:] != (s, s):
-        t = F.interpolate(t, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
-    c = cfg.channels
-    if t.shape[1] != c:
-        t = t.expand(-1, c, -1, -1)
-    mean = torch.tensor(cfg.mean, dtype=torch.float32).expand(c).view(1, c, 1, 1)
-    std = torch.tensor(cfg.std, dtype=torch.float32).expand(c).view(1, c, 1, 1)
-    t = (t - mean) / std
+        c = np.float32(math.asinh(1.0 / a))
+        return _elementwise_(x.div_(float(a)), np.arcsinh, torch.asinh_).div_(float(c))
+    if cfg.stretch == "log":
+        c = np.float32(math.log1p(1.0 / a))
+        return _elementwise_(x.div_(float(a)), np.log1p, torch.log1p_).div_(float(c))
+    return x
+
+
+def preprocess_tensor(frames: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """Raw frames of one shape, (n, H, W) or (n, H, W, C) of their own dtype (uint16 as read),
+    on any device -> float32 (n, channels, size, size) model inputs on that device."""
+    dev = frames.device
+    x = _as_nchw(frames)
+    if cfg.channels == 1 and x.shape[1] == 3:
+        luma = torch.tensor(LUMA, dtype=torch.float32, device=dev)
+        x = torch.tensordot(luma, x, dims=([0], [1]))[:, None]
+    bg, white = _levels(x, cfg, _dtype_max(frames.dtype))
+    x = _stretch_(x.sub_(bg).div_(torch.clamp_min(white - bg, 1e-6)).clamp_(0.0, 1.0), cfg)
+    s, c = cfg.size, cfg.channels
+    if x.shape[-2:] != (s, s):
+        x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+    if x.shape[1] != c:
+        x = x.expand(-1, c, -1, -1)
+    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=dev).expand(c).view(1, c, 1, 1)
+    std = torch.tensor(cfg.std, dtype=torch.float32, device=dev).expand(c).view(1, c, 1, 1)
+    x = (x - mean) / std
     if cfg.mask:
-        t = t.masked_fill(torch.from_numpy(~fov_mask(s, s, cfg.mask_radius)), 0.0)
-    return t.contiguous()
+        outside = torch.from_numpy(~fov_mask(s, s, cfg.mask_radius)).to(dev)
+        x = x.masked_fill(outside, 0.0)
+    return x.contiguous()
 
 
-def _check(p) -> np.ndarray:
-    a = np.asarray(p)
-    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3, 4)):
-        if a.shape[0] == 0 or a.shape[1] == 0:
-            raise BadInput("cannot preprocess an empty image")
-        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-            raise BadInput(f"cannot preprocess pixels of dtype {a.dtype}")
-        return a
-    raise BadInput(f"pixels must be (H, W) or (H, W, 1|3|4), not {a.shape}")
+def preprocess_frames(
+    pixels: Sequence[np.ndarray], cfg: PreprocessConfig, device="cpu"
+) -> torch.Tensor:
+    """Frames (any mix of sizes and dtypes) -> float32 (n, channels, size, size) on `device`.
 
-
-def preprocess_batch(pixels: Sequence[np.ndarray], cfg: PreprocessConfig) -> np.ndarray:
-    """List of frames (any mix of sizes and dtypes) -> float32 (n, channels, size, size)."""
-    arrays = [_check(p) for p in pixels]
-    out = np.empty((len(arrays), cfg.channels, cfg.size, cfg.size), dtype=np.float32)
-    # frames of one shape and dtype are stacked and processed together, in input order
+    Frames of one shape and dtype are stacked, moved to the device as they are (uint16 frames
+    travel as uint16) and processed together, in chunks of at most CHUNK frames and CHUNK_BYTES.
+    """
+    arrays = [check_pixels(p) for p in pixels]
+    dev = torch.device(device)
+    out = torch.empty((len(arrays), cfg.channels, cfg.size, cfg.size), device=dev)
     groups: dict[tuple, list[int]] = {}
     for i, a in enumerate(arrays):
         groups.setdefault((a.shape, a.dtype.str), []).append(i)
     for idx in groups.values():
-        for k in range(0, len(idx), CHUNK):
-            part = idx[k : k + CHUNK]
-            out[part] = _chunk(np.stack([arrays[i] for i in part]), cfg).numpy()
+        step = max(1, min(CHUNK, CHUNK_BYTES // (4 * arrays[idx[0]].size)))
+        for k in range(0, len(idx), step):
+            part = idx[k : k + step]
+            raw = torch.from_numpy(np.stack([arrays[i] for i in part])).to(dev)
+            out[torch.tensor(part, device=dev)] = preprocess_tensor(raw, cfg)
     return out
+
+
+def preprocess_batch(pixels: Sequence[np.ndarray], cfg: PreprocessConfig) -> np.ndarray:
+    """List of frames (any mix of sizes and dtypes) -> float32 (n, channels, size, size)."""
+    return preprocess_frames(pixels, cfg, "cpu").numpy()
 
 
 def preprocess(pixels: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 `aurorahash check --source NIGHT [--model DIR] [--out OUT]` and `aurorahash ingest --dry-run`
 run `check_archive`. Each archive file goes through the same read task body as ingestion
-(`pipeline.datasource.read_file_rows`: the readers, then the shared preprocessing), in this
+(`pipeline.datasource.read_file_rows`: the readers), then the same preprocessing as the encoder
+actors (`pipeline.frame_rows.model_inputs`, on the CPU), in this
 process, a few files at a time (threads; the readers' per-file memory caps hold per thread). No
 Ray, no encoder, nothing written anywhere. With --model the checkpoint is validated first (a bad
 one is BadInput: exit 2) and frames are preprocessed with its settings; without, with the
@@ -64,15 +65,25 @@ class CheckFailed(Exception):
 
 
 def check_file(task: FileTask, preprocess: dict, storage_options: dict, max_reasons: int) -> dict:
-    """What ingestion's read task makes of one archive file, as counts and reasons."""
+    """What ingestion's read task and preprocessing make of one archive file, as counts and
+    reasons."""
+    from pipeline.frame_rows import model_inputs
+    from pipeline.preprocess import PreprocessConfig
+
+    cfg = PreprocessConfig.from_dict(dict(preprocess))
     frames, reasons, status = 0, Counter(), "ok"
     quarantined, numbers = 0, []
     try:
-        for block in read_file_rows(task, preprocess, storage_options, rows_per_block=256):
+        for block in read_file_rows(task, storage_options, rows_per_block=256):
+            inp = model_inputs(block, cfg, "cpu")
+            frames += len(inp.rows)
+            for why in inp.errors.values():
+                quarantined += 1
+                reasons[clean_text(why, 200)] += 1
+            kept = set(inp.rows.tolist())
             cols = block.select(["kind", "reason", "frame", "meta"]).to_pydict()
-            for kind, reason, index, meta in zip(*cols.values(), strict=True):
-                if kind == "frame":
-                    frames += 1
+            for i, (kind, reason, index, meta) in enumerate(zip(*cols.values(), strict=True)):
+                if i in kept:
                     number = frame_meta.sequence_of(meta)
                     if number is not None:  # THEMIS PGM frames only: nothing kept for others
                         numbers.append((index, number))

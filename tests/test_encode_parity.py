@@ -34,32 +34,45 @@ def archive(tmp_path_factory):
     return str(root)
 
 
-def _ingest_inputs(root: str, pre: dict) -> tuple[np.ndarray, list]:
-    """Model inputs and labels as ingest's read tasks produce them."""
-    xs, labels = [], []
-    for uri, rel in archive_files(root):
-        for t in read_file_rows(FileTask(uri=uri, rel=rel), pre):
-            for r in t.to_pylist():
-                if r["kind"] == "frame":
-                    xs.append(np.frombuffer(r["x"], dtype=np.float32))
-                    labels.append(r["label"])
-    return np.stack(xs), labels
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    """Ingest's encoder actor (on the CPU) for a checkpoint preprocessing like `aurora(32)`."""
+    from pipeline.encoder import HashEncoder
+
+    enc = HashEncoder(model_dir=make_model(tmp_path_factory.mktemp("m") / "ckpt"), device="cpu")
+    assert enc.preprocess == PreprocessConfig.aurora(32)
+    return enc
 
 
-def test_synthetic_training_frames_are_ingest_inputs(archive):
+def _ingest_inputs(root: str, enc) -> tuple[np.ndarray, list]:
+    """The model inputs and labels that ingest's encoder actor computes from its read tasks'
+    rows (what `HashEncoder.__call__` hands to its model)."""
+    seen, labels = [], []
+    encode = enc.encode
+    enc.encode = lambda x: seen.append(np.asarray(x).copy()) or encode(x)
+    try:
+        for uri, rel in archive_files(root):
+            for t in read_file_rows(FileTask(uri=uri, rel=rel)):
+                labels += [r["label"] for r in enc(t).to_pylist() if r["kind"] == "frame"]
+    finally:
+        enc.encode = encode
+    return np.concatenate(seen).reshape(len(labels), -1), labels
+
+
+def test_synthetic_training_frames_are_ingest_inputs(archive, encoder):
     pre = PreprocessConfig.aurora(32).to_dict()
     sp = synthetic_splits(5, None, n_train=20, n_query=4, n_database=N, preprocess=pre, workers=1)
-    x, labels = _ingest_inputs(archive, pre)
+    x, labels = _ingest_inputs(archive, encoder)
     assert x.shape == (N, 32 * 32)
     np.testing.assert_array_equal(sp["db"][0].reshape(N, -1), x)
     assert sp["db"][1].tolist() == labels
     np.testing.assert_array_equal(sp["train"][0], sp["db"][0][:20])
 
 
-def test_archive_dataset_frames_are_ingest_inputs(archive):
+def test_archive_dataset_frames_are_ingest_inputs(archive, encoder):
     pre = PreprocessConfig.aurora(32).to_dict()
     frames = read_archive(archive, pre)
-    x, labels = _ingest_inputs(archive, pre)
+    x, labels = _ingest_inputs(archive, encoder)
     np.testing.assert_array_equal(frames.x.reshape(N, -1), x)
     assert frames.labels.tolist() == labels
     assert frames.ids[0].endswith("#0") and len(set(frames.ids)) == N

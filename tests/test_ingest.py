@@ -128,7 +128,7 @@ def test_codes_equal_the_bare_model(themis_run, model_dir):
     enc = HashEncoder(model_dir=model_dir, device="cpu")
     rel = "20140310_0605_gill_themis19_full.pgm"
     shard = store.read_shard(store.shard_uri(str(out), rel, summary["model"] + "0" * 52))
-    blocks = list(read_file_rows(FileTask(str(THEMIS / rel), rel), enc.config["preprocess"]))
+    blocks = list(read_file_rows(FileTask(str(THEMIS / rel), rel)))
     frames = [r for b in blocks for r in enc(b).to_pylist() if r["kind"] == "frame"]
     assert len(frames) == 20
     assert [r["code"] for r in frames] == shard.column("code").to_pylist()

@@ -352,10 +352,9 @@ def _pgm(frames, times) -> bytes:
 def _rows(path, rel=None):
     """All rows read_file_rows (the read task's body, without Ray) makes of one file."""
     from pipeline.datasource import FileTask, read_file_rows
-    from pipeline.preprocess import PreprocessConfig
 
     task = FileTask(str(path), rel or os.path.basename(str(path)))
-    blocks = list(read_file_rows(task, PreprocessConfig(size=16).to_dict(), rows_per_block=4))
+    blocks = list(read_file_rows(task, rows_per_block=4))
     return pa.concat_tables(blocks).to_pylist()
 
 

@@ -146,10 +146,14 @@ def _read(path):
 
 
 def _task_rows(path, rel="x"):
+    """The read task's rows, preprocessed as the encoder actor does (its errors as rows)."""
     from pipeline.datasource import FileTask, read_file_rows
+    from pipeline.frame_rows import model_inputs, with_errors
     from pipeline.preprocess import PreprocessConfig
 
-    blocks = list(read_file_rows(FileTask(str(path), rel), PreprocessConfig(size=16).to_dict()))
+    cfg = PreprocessConfig(size=16)
+    blocks = list(read_file_rows(FileTask(str(path), rel)))
+    blocks = [with_errors(b, model_inputs(b, cfg).errors) for b in blocks]
     rows = pa.concat_tables(blocks).to_pylist()
     kinds = [r["kind"] for r in rows]
     assert "fail" not in kinds, [r["reason"] for r in rows if r["kind"] == "fail"]

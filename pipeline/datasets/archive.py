@@ -1,8 +1,9 @@
 """Labelled frames of an archive, read exactly as ingest reads them.
 
-Why through ingest's own read task (`pipeline.datasource.read_file_rows`): a model only sees at
-training time what it will see at ingestion when both take the same bytes through the same
-reader and the same preprocessing. Frame i of an archive as a training input is then frame i as
+Why through ingest's own read task (`pipeline.datasource.read_file_rows`) and model-input step
+(`pipeline.frame_rows.model_inputs`, on the CPU): a model only sees at training time what it
+will see at ingestion when both take the same bytes through the same reader and the same
+preprocessing. Frame i of an archive as a training input is then frame i as
 an ingest input (tests/test_encode_parity.py), and the MAP that `train` and `evaluate` report is
 the MAP of the codes ingest stores.
 
@@ -37,23 +38,29 @@ class ArchiveFrames:
 
 
 def _read_files(job) -> ArchiveFrames:
-    """Read one contiguous group of files through ingest's read task."""
+    """Read one contiguous group of files through ingest's read task and model-input step."""
     from pipeline.datasource import FileTask, read_file_rows
+    from pipeline.frame_rows import model_inputs
+    from pipeline.preprocess import PreprocessConfig
     from pipeline.store import frame_id
 
     files, pre, storage_options, shape = job
+    cfg = PreprocessConfig.from_dict(dict(pre))
     xs, ids, labels, skipped = [], [], [], 0
     for uri, rel in files:
-        for t in read_file_rows(FileTask(uri=uri, rel=rel), pre, storage_options):
-            rows = t.select(["kind", "frame", "label", "reason", "x"]).to_pylist()
-            for r in rows:
-                if r["kind"] == "frame":
-                    xs.append(np.frombuffer(r["x"], dtype=np.float32).reshape(shape))
+        for t in read_file_rows(FileTask(uri=uri, rel=rel), storage_options):
+            inp = model_inputs(t, cfg, "cpu")
+            x = dict(zip(inp.rows.tolist(), inp.x.numpy(), strict=True))
+            rows = t.select(["kind", "frame", "label", "reason"]).to_pylist()
+            for i, r in enumerate(rows):
+                if i in x:
+                    xs.append(x[i])
                     ids.append(frame_id(rel, r["frame"]))
                     labels.append(-1 if r["label"] is None else int(r["label"]))
                 elif r["kind"] != "end":
                     skipped += 1
-                    log.warning("%s: %s row left out (%s)", uri, r["kind"], r["reason"])
+                    why = inp.errors.get(i, r["reason"])
+                    log.warning("%s: %s row left out (%s)", uri, r["kind"], why)
     x = np.stack(xs) if xs else np.zeros((0, *shape), np.float32)
     return ArchiveFrames(x, np.asarray(ids, dtype=object), np.asarray(labels, np.int64), skipped)
 
