@@ -107,3 +107,25 @@ def test_frames_and_order_equal_whatever_the_worker_count(archive, monkeypatch):
     assert one.x.shape == (N, 1, 16, 16) and one.skipped == 0
     np.testing.assert_array_equal(one.x, two.x)
     assert one.ids.tolist() == two.ids.tolist() and one.labels.tolist() == two.labels.tolist()
+
+
+@pytest.mark.integration
+def test_archive_on_s3_with_a_catalogue_on_s3_equals_the_local_read(archive, s3, tmp_path):
+    from pipeline.datasets.archive import archive_files
+
+    bucket = s3.bucket("labelled")
+    s3.upload_dir(archive, bucket, "nights")
+    rel = [r for _, r in archive_files(archive)]
+    csv = tmp_path / "labels.csv"
+    csv.write_text("id,label\n" + "".join(f"{r}#{i},{i % 2}\n" for r in rel for i in range(20)))
+    s3.upload_dir(str(tmp_path), bucket, "catalogue")
+    so = s3.storage_options
+    remote = load_splits(
+        "archive", f"s3://{bucket}/nights", None, 0, None, so, size=16, n_query=5,
+        labels=f"s3://{bucket}/catalogue/labels.csv",
+    )  # fmt: skip
+    opts = dict(size=16, n_query=5, labels=str(csv))
+    local = load_splits("archive", archive, None, 0, None, None, **opts)
+    for part in ("query", "db"):
+        np.testing.assert_array_equal(remote[part][0], local[part][0])
+        assert remote[part][1].tolist() == local[part][1].tolist()
