@@ -18,7 +18,9 @@ the pixel columns plus `code` (packed little-endian uint64 bytes, DESIGN.md "Pac
 `pred` (int16), `score` (float32, probability of `pred`), `cost` and `prep_cost` (model and
 preprocessing seconds per row, for reports) and `encoder` (JSON: the actor's node, pid, device
 and CUDA_VISIBLE_DEVICES, for the job's summary). Rows of other kinds pass through with a zero
-code, pred -1 and score NaN; a frame that preprocessing rejects becomes an "error" row.
+code, pred -1 and score NaN; so do the frames of a model without a class head (DPSH, DSH), whose
+codes are real but which predicts no class. A frame that preprocessing rejects becomes an "error"
+row.
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ def encode_inputs(model, x, settings: dict, device: str = "cpu"):
 
     The one encode step: eval mode, no grad, channels_last on the CPU, the settings' views
     averaged (h and log-probabilities alike) under the settings' precision. Codes are
-    `kernels.pack_codes(h)` (bit = h > 0).
+    `kernels.pack_codes(h)` (bit = h > 0). A model without a class head (DPSH, DSH: it returns
+    logits None) gives log-probabilities None.
     """
     import torch
 
@@ -132,8 +135,10 @@ def encode_inputs(model, x, settings: dict, device: str = "cpu"):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=s["precision"] == "bf16"):
                 h, logits = model(v)
             h_acc = h_acc + w * h.float()
-            l_acc = l_acc + w * torch.log_softmax(logits.float(), 1)
-        return h_acc.cpu().numpy(), l_acc.cpu().numpy()
+            if logits is not None:
+                l_acc = l_acc + w * torch.log_softmax(logits.float(), 1)
+        logp = l_acc.cpu().numpy() if logits is not None else None
+        return h_acc.cpu().numpy(), logp
 
 
 def read_model_files(model_uri: str, storage_options: dict | None = None) -> dict[str, bytes]:
@@ -276,9 +281,11 @@ class HashEncoder:
                 np.zeros(0, np.float32),
             )
         h, logp = encode_inputs(self.model, x, self.settings, self.device)
+        codes = np.ascontiguousarray(pack_codes(h), dtype=np.uint64).reshape(n, self.words)
+        if logp is None:  # no class head: no prediction (the shard says pred -1, score NaN)
+            return codes, np.full(n, -1, np.int16), np.full(n, np.nan, np.float32)
         pred = logp.argmax(1)
         score = np.exp(logp[np.arange(n), pred]).astype(np.float32)
-        codes = np.ascontiguousarray(pack_codes(h), dtype=np.uint64).reshape(n, self.words)
         return codes, pred.astype(np.int16), score
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -22,9 +22,9 @@ DEFAULT_PK = (1, 10, 100, 500, 1000)
 
 
 def encode(model, x, settings: dict, batch: int = 1000, device: str = "cpu", preprocess=None):
-    """(h float32 (n, bits), log-probabilities (n, classes)) for dataset images x (NCHW), in
-    batches through the one encode step (`pipeline.encoder.encode_inputs`) under the
-    checkpoint's encode `settings`.
+    """(h float32 (n, bits), log-probabilities (n, classes) or None without a class head) for
+    dataset images x (NCHW), in batches through the one encode step
+    (`pipeline.encoder.encode_inputs`) under the checkpoint's encode `settings`.
 
     x: preprocessed float inputs, or uint8 images with their photo `preprocess` dict.
     """
@@ -39,7 +39,7 @@ def encode(model, x, settings: dict, batch: int = 1000, device: str = "cpu", pre
         ls.append(logp)
     if not hs:
         return np.zeros((0, model.body.head.hash.out_features), np.float32), None
-    return np.concatenate(hs), np.concatenate(ls)
+    return np.concatenate(hs), (None if ls[0] is None else np.concatenate(ls))
 
 
 def pr_curve(q_codes, db_codes, q_labels, db_labels, nbits) -> dict:

@@ -20,9 +20,16 @@ CLASSES = ["arc", "drapery_corona", "radial_corona", "hot_spot"]
 
 
 def make_model(
-    path, size: int = 32, bits: int = 32, seed: int = 0, arch: str = "compact", encode=None
+    path,
+    size: int = 32,
+    bits: int = 32,
+    seed: int = 0,
+    arch: str = "compact",
+    encode=None,
+    model_options=None,
 ):
-    """A random-init checkpoint through the public interfaces (build_model + save_checkpoint)."""
+    """A random-init checkpoint through the public interfaces (build_model + save_checkpoint);
+    `model_options` go to build_model and config.json (e.g. a head without a classifier)."""
     import torch
 
     from pipeline.checkpoint import save_checkpoint
@@ -30,7 +37,7 @@ def make_model(
     from pipeline.preprocess import PreprocessConfig
 
     torch.manual_seed(seed)
-    model = build_model(arch, bits, len(CLASSES), 1, size)
+    model = build_model(arch, bits, len(CLASSES), 1, size, **(model_options or {}))
     config = {
         "arch": arch,
         "bits": bits,
@@ -42,6 +49,8 @@ def make_model(
     }
     if encode is not None:
         config["encode"] = dict(encode)
+    if model_options:
+        config["model_options"] = dict(model_options)
     save_checkpoint(str(path), model, config)
     return str(path)
 

@@ -78,14 +78,24 @@ def test_archive_dataset_frames_are_ingest_inputs(archive, encoder):
     assert frames.ids[0].endswith("#0") and len(set(frames.ids)) == N
 
 
+HEADLESS = {"classifier": "none", "hash_act": "linear", "hash_bn": False}  # DPSH's and DSH's
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize("settings", [None, {"views": "mirror", "precision": "bf16"}])
-def test_evaluate_codes_are_the_stored_codes(ray_local, archive, tmp_path, settings):
-    model_dir = make_model(tmp_path / "model", size=32, bits=48, seed=1, encode=settings)
+@pytest.mark.parametrize(
+    "settings, options",
+    [(None, None), ({"views": "mirror", "precision": "bf16"}, None), (None, HEADLESS)],
+    ids=["default", "mirror-bf16", "no-class-head"],
+)
+def test_evaluate_codes_are_the_stored_codes(ray_local, archive, tmp_path, settings, options):
+    model_dir = make_model(
+        tmp_path / "model", size=32, bits=48, seed=1, encode=settings, model_options=options
+    )
     model, cfg = load_checkpoint(model_dir)
     assert encode_settings(cfg) == {**DEFAULT_ENCODE, **(settings or {})}
     frames = read_archive(archive, cfg["preprocess"])
-    h, _ = encode(model, frames.x, encode_settings(cfg))
+    h, logp = encode(model, frames.x, encode_settings(cfg))
+    assert (logp is None) == bool(options)
     measured = dict(zip(frames.ids, pack_codes(h)[:, 0].tolist(), strict=True))
 
     summary = run_ingest(IngestConfig(source=archive, out=str(tmp_path / "codes"), model=model_dir))
@@ -94,6 +104,13 @@ def test_evaluate_codes_are_the_stored_codes(ray_local, archive, tmp_path, setti
     stored = dict(zip(ids.tolist(), codes[:, 0].tolist(), strict=True))
     assert meta.model == cfg["model_id"]
     assert stored == measured
+    preds = [t.select(["pred", "score"]) for _, t in store.read_shards(summary["out"])]
+    pred = np.concatenate([t.column("pred").to_numpy() for t in preds])
+    score = np.concatenate([t.column("score").to_numpy() for t in preds])
+    if options:  # no class head: the shards say "no prediction"
+        assert (pred == -1).all() and np.isnan(score).all()
+    else:
+        assert ((pred >= 0) & (pred < 4)).all() and ((score > 0) & (score <= 1)).all()
     if settings:  # the settings matter, so the equality above is not an accident
         h0, _ = encode(model, frames.x, DEFAULT_ENCODE)
         assert pack_codes(h0)[:, 0].tolist() != [measured[i] for i in frames.ids]

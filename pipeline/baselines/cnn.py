@@ -52,8 +52,7 @@ def head_of(model, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     body = model.body
     pool = body.spp if hasattr(body, "spp") else body.pool
     feat = body.head.fc(body.pmt(pool(fmap)))
-    h = torch.tanh(body.head.hash_norm(body.head.hash(feat).float()))
-    return feat.float(), h
+    return feat.float(), body.head.codes(feat)
 
 
 @torch.no_grad()

@@ -3,7 +3,9 @@
     from pipeline.model import build_model
     model = build_model(arch, bits, n_classes, in_channels, input_size)
     h, logits = model(x)        # x: preprocessed images (n, in_channels, size, size), float
-                                # h in [-1, 1] (n, bits); codes = kernels.pack_codes(h)
+                                # h (n, bits), in [-1, 1] unless hash_act="linear";
+                                # codes = kernels.pack_codes(h); logits None when the model
+                                # has no class head (classifier="none": DPSH, DSH)
 
 Every model starts with an `InputNorm` (per-channel mean/std, buffers saved with the weights), so
 it takes the output of the shared preprocessing directly; `set_normalization` fills it from the
@@ -44,7 +46,7 @@ class InputNorm(nn.Module):
 
 
 class HashNet(nn.Module):
-    """InputNorm + an architecture body; forward(x) -> (h in [-1, 1], logits)."""
+    """InputNorm + an architecture body; forward(x) -> (h, logits or None)."""
 
     def __init__(self, arch: str, body: nn.Module, in_channels: int):
         super().__init__()
@@ -63,6 +65,10 @@ class HashNet(nn.Module):
         if hasattr(self.body, "init_whitening"):
             self.body.init_whitening(self.norm(x.float()))
 
+    @property
+    def has_classifier(self) -> bool:
+        return self.body.head.reads != "none"
+
     def forward(self, x):
         return self.body(self.norm(x))
 
@@ -75,7 +81,8 @@ def build_model(
     input_size: int = 32,
     **options,
 ) -> HashNet:
-    """Build `arch` (one of ARCHS). Options: spp, pmt (ablations), widths (compact), dropout."""
+    """Build `arch` (one of ARCHS). Options: spp, pmt (ablations), widths (compact), dropout,
+    and the head's (layers.HashHead): classifier (codes | features | none), hash_act, hash_bn."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
     if not 1 <= int(bits) <= 4096:

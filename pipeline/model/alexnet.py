@@ -72,6 +72,8 @@ class AlexNetHash(nn.Module):
         dropout: float = 0.5,
         hash_bn: bool = True,
         pmt_p: float = 1.0,
+        classifier: str = "codes",
+        hash_act: str = "tanh",
     ):
         super().__init__()
         if arch not in FC:
@@ -90,7 +92,7 @@ class AlexNetHash(nn.Module):
             )
             d = c * 36
         self.pmt = PMT(p=pmt_p) if use_pmt else nn.Identity()
-        self.head = HashHead(d, FC[arch], bits, n_classes, dropout, hash_bn)
+        self.head = HashHead(d, FC[arch], bits, n_classes, dropout, hash_bn, classifier, hash_act)
 
     def forward(self, x):
         return self.head(self.pmt(self.pool(self.features(x))))

@@ -70,6 +70,8 @@ class CompactHashNet(nn.Module):
         whiten_kernel: int = 2,
         hash_bn: bool = True,
         pmt_p: float = 0.5,
+        classifier: str = "codes",
+        hash_act: str = "tanh",
     ):
         super().__init__()
         wk = whiten_kernel
@@ -86,7 +88,9 @@ class CompactHashNet(nn.Module):
         # Without SPP (ablation) the map is globally max-pooled: one level, 1x1.
         self.spp = SPP(spp_levels if spp else (1,))
         self.pmt = PMT(p=pmt_p) if pmt else nn.Identity()
-        self.head = HashHead(c * self.spp.bins(), hidden, bits, n_classes, dropout, hash_bn)
+        self.head = HashHead(
+            c * self.spp.bins(), hidden, bits, n_classes, dropout, hash_bn, classifier, hash_act
+        )
 
     @torch.no_grad()
     def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:

@@ -40,6 +40,9 @@ Hash head
     bit balanced (about half the codes have it set, which spreads codes over the Hamming
     space), and stops tanh from saturating early (|h| stays near tanh(1) ~ 0.76, so gradients
     reach the backbone). The sign, i.e. the code, is unaffected by the fixed scale.
+    The peer methods (`pipeline/methods/`) use the same head with other options: no class head
+    (`classifier="none"`: DPSH, DSH), class units beside the hash units (`"features"`: CNNH+),
+    unbounded linear hash outputs (`hash_act="linear"`) and no batch norm, as published.
 """
 
 from __future__ import annotations
@@ -93,11 +96,36 @@ class PMT(nn.Module):
         return f"eps={self.eps}, learnable={isinstance(self.p, nn.Parameter)}"
 
 
-class HashHead(nn.Module):
-    """[FC-ReLU-dropout]* -> hash FC (bits) -> tanh -> classifier FC; returns (h, logits)."""
+CLASSIFIERS = ("codes", "features", "none")
+HASH_ACTS = ("tanh", "linear")
 
-    def __init__(self, in_features, hidden, bits, n_classes, dropout=0.5, hash_bn=True):
+
+class HashHead(nn.Module):
+    """[FC-ReLU-dropout]* -> hash FC (bits) -> [batch norm] -> tanh | linear -> classifier FC.
+
+    `classifier` says what the class logits read: "codes" (ours: the hash outputs h, multi-task),
+    "features" (the hash layer's own input, beside it: CNNH+'s output layer of q + c units) or
+    "none" (DPSH, DSH: no class head; forward returns logits None). `hash_act` "linear" leaves
+    the hash outputs unbounded (DPSH's and DSH's u = W^T phi(x) + v); the code is sign(h) either
+    way (bit = h > 0).
+    """
+
+    def __init__(
+        self,
+        in_features,
+        hidden,
+        bits,
+        n_classes,
+        dropout=0.5,
+        hash_bn=True,
+        classifier="codes",
+        hash_act="tanh",
+    ):
         super().__init__()
+        if classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, not {classifier!r}")
+        if hash_act not in HASH_ACTS:
+            raise ValueError(f"hash_act must be one of {HASH_ACTS}, not {hash_act!r}")
         layers = []
         d = in_features
         for w in hidden:
@@ -108,9 +136,20 @@ class HashHead(nn.Module):
         self.fc = nn.Sequential(*layers)
         self.hash = nn.Linear(d, bits)
         self.hash_norm = nn.BatchNorm1d(bits, affine=False) if hash_bn else nn.Identity()
-        self.classifier = nn.Linear(bits, n_classes)
+        self.hash_act = hash_act
+        self.reads = classifier
+        if classifier != "none":
+            self.classifier = nn.Linear(bits if classifier == "codes" else d, n_classes)
+
+    def codes(self, feat: torch.Tensor) -> torch.Tensor:
+        """Relaxed codes h (float32) from the hash layer's input."""
+        u = self.hash_norm(self.hash(feat).float())
+        return torch.tanh(u) if self.hash_act == "tanh" else u
 
     def forward(self, x: torch.Tensor):
-        h = torch.tanh(self.hash_norm(self.hash(self.fc(x)).float()))
-        logits = self.classifier(h)
+        feat = self.fc(x)
+        h = self.codes(feat)
+        if self.reads == "none":
+            return h, None
+        logits = self.classifier(h if self.reads == "codes" else feat)
         return h, logits.float()
