@@ -12,6 +12,13 @@ Examples:
       --arch compact --bits 48 --epochs 12 --seed 0 --out runs/c10-48
   aurorahash train --dataset synthetic-aurora --size 96 --arch im-alexnet-sp --bits 32 \\
       --epochs 20 --out runs/aurora-im32
+  # a published peer on the same backbone, recipe and budget (no class head: no accuracy)
+  aurorahash train --method dpsh --dataset cifar10 --data ../shared/data/cifar10 \\
+      --protocol cifar10-1 --arch compact --bits 48 --epochs 80 --out runs/c10p1-dpsh-b48
+
+--method picks what is trained (pipeline/methods): ours (Im-AlexNet-SP's multi-task loss with a
+class head), or the published DPSH (Li et al. 2016), DSH (Liu et al. 2016) or CNNH (Xia et al.
+2014), each with its own head and loss and its published hyper-parameters as defaults.
 """
 
 from __future__ import annotations
@@ -142,18 +149,7 @@ def add_arguments(p) -> None:
     g.add_argument("--weight-decay", type=float, default=None, help="weight decay")
     g.add_argument("--head-lr-scale", type=float, default=None, help="lr factor of the head")
     g.add_argument("--label-smoothing", type=float, default=None, help="CE label smoothing")
-    g.add_argument(
-        "--hash-loss",
-        choices=HASH_LOSSES,
-        default="dpsh",
-        help="pairwise loss on the hash layer: dpsh (default), dsh, or none (ablation: "
-        "classification loss only, Table 1)",
-    )
-    g.add_argument("--ce-weight", type=float, default=1.0, help="weight of cross-entropy (1)")
-    g.add_argument("--pair-weight", type=float, default=0.1, help="weight of the pair loss (0.1)")
-    g.add_argument(
-        "--quant-weight", type=float, default=0.1, help="weight of the quantisation loss (0.1)"
-    )
+    add_method_arguments(p, HASH_LOSSES)
     g.add_argument("--no-flip", action="store_true", help="no horizontal flips")
     g.add_argument(
         "--translate", type=int, default=None, help="random translation in px (2 at 32 px)"
@@ -197,6 +193,85 @@ def job_report(kind, args, so, config, metrics, splits, enc, model_uri) -> str:
     path = write_model_report(kind, args.report, so, config, metrics, splits, enc, run)
     log.info("report: %s", path)
     return path
+
+
+def add_method_arguments(p, hash_losses) -> None:
+    from pipeline.methods import METHODS
+
+    g = p.add_argument_group("method (pipeline/methods; each option belongs to one method)")
+    g.add_argument(
+        "--method",
+        choices=METHODS,
+        default="ours",
+        help="ours (default: class head + multi-task loss), dpsh, dsh or cnnh (the published "
+        "methods on the same backbone, recipe and budget)",
+    )
+    g.add_argument(
+        "--hash-loss",
+        choices=hash_losses,
+        default=None,
+        help="ours: the pair term on the hash layer: dpsh (default), dsh, or none (ablation: "
+        "classification loss only, Table 1)",
+    )
+    g.add_argument("--ce-weight", type=float, default=None, help="ours: cross-entropy weight (1)")
+    g.add_argument("--pair-weight", type=float, default=None, help="ours: pair loss weight (0.1)")
+    g.add_argument(
+        "--quant-weight", type=float, default=None, help="ours: quantisation loss weight (0.1)"
+    )
+    g.add_argument(
+        "--dpsh-eta",
+        type=float,
+        default=None,
+        help="dpsh: quantisation weight eta (10, the authors' CIFAR-10 setting)",
+    )
+    g.add_argument(
+        "--dsh-margin", type=float, default=None, help="dsh: margin m (2 x bits, the paper's)"
+    )
+    g.add_argument(
+        "--dsh-alpha", type=float, default=None, help="dsh: regulariser weight (0.01, the paper's)"
+    )
+    g.add_argument(
+        "--cnnh-sweeps",
+        type=int,
+        default=None,
+        help="cnnh: stage-1 coordinate-descent sweeps over every code entry (10)",
+    )
+    g.add_argument(
+        "--cnnh-labels",
+        type=_bool,
+        default=None,
+        help="cnnh: class units beside the hash units (true, default: CNNH+) or not (plain CNNH)",
+    )
+
+
+_METHOD_OPTIONS = {  # CLI option -> (method, option name); ours' go to TrainConfig fields
+    "hash_loss": ("ours", None),
+    "ce_weight": ("ours", None),
+    "pair_weight": ("ours", None),
+    "quant_weight": ("ours", None),
+    "dpsh_eta": ("dpsh", "eta"),
+    "dsh_margin": ("dsh", "margin"),
+    "dsh_alpha": ("dsh", "alpha"),
+    "cnnh_sweeps": ("cnnh", "sweeps"),
+    "cnnh_labels": ("cnnh", "labels"),
+}
+
+
+def method_config(args) -> dict:
+    """TrainConfig fields of the method options; an option of another method is a usage error."""
+    out = {"method": args.method, "method_options": {}}
+    for key, (method, name) in _METHOD_OPTIONS.items():
+        v = getattr(args, key)
+        if v is None:
+            continue
+        if method != args.method:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{flag} is an option of --method {method}, not {args.method}")
+        if name is None:
+            out[key] = v
+        else:
+            out["method_options"][name] = v
+    return out
 
 
 def add_encode_arguments(p) -> None:
@@ -251,10 +326,7 @@ def train_config(args, **overrides):
         weight_decay=args.weight_decay,
         head_lr_scale=args.head_lr_scale,
         label_smoothing=args.label_smoothing,
-        hash_loss=args.hash_loss,
-        ce_weight=args.ce_weight,
-        pair_weight=args.pair_weight,
-        quant_weight=args.quant_weight,
+        **method_config(args),
         flip=not args.no_flip,
         translate=args.translate,
         amp=not args.no_amp,
@@ -309,6 +381,7 @@ def run(args) -> dict:
     summary = {
         "out": args.out,
         "arch": config["arch"],
+        "method": config.get("method", "ours"),
         "bits": config["bits"],
         "dataset": info["dataset"],
         "protocol": info["protocol"],
@@ -319,6 +392,8 @@ def run(args) -> dict:
         "encode": config.get("encode"),
         "data_seconds": round(data_seconds, 1),
     }
+    if config.get("method_info"):  # CNNH: its stage 1 (seconds, objective per sweep)
+        summary["method_info"] = config["method_info"]
     if not args.no_eval:
         t1 = time.perf_counter()
         from pipeline.encoder import encode_settings

@@ -1,4 +1,8 @@
-"""Multi-task loss of the deep hashing model: classification + pairwise similarity + quantisation.
+"""Our method's loss (`--method ours`): classification + pairwise similarity + quantisation.
+
+(The published DPSH, DSH and CNNH, trained as methods of their own with their own heads and
+losses, are in `pipeline/methods/`; `--hash-loss dpsh|dsh` below only picks the pair term of
+our multi-task loss.)
 
     L = ce_weight * CE(logits, y)                       softmax cross-entropy (label smoothing)
       + pair_weight * L_pair(h, S)                      DPSH likelihood, or DSH contrastive
@@ -80,14 +84,33 @@ class LossConfig:
             raise ValueError(f"hash loss must be one of {HASH_LOSSES}, not {self.hash_loss!r}")
 
 
-class HashingLoss(torch.nn.Module):
+class MethodLoss(torch.nn.Module):
+    """What the training loop asks of a method's loss (pipeline.methods).
+
+    forward(h, logits, labels, idx) -> (total, {term: value}); `idx` are the batch's indices in
+    the training set (for losses that keep per-item state: DPSH's memory of outputs, CNNH's
+    target codes). `state_tensors()` is saved with the checkpoint (as `loss.<name>`) and given
+    back through `load_state_tensors` on resume; `info` (JSON) goes into config.json.
+    """
+
+    info: dict | None = None
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if tensors:
+            raise ValueError(f"{type(self).__name__} keeps no state, got {sorted(tensors)}")
+
+
+class HashingLoss(MethodLoss):
     """The multi-task loss; forward returns (total, parts) where parts holds each term's value."""
 
     def __init__(self, cfg: LossConfig | None = None):
         super().__init__()
         self.cfg = cfg or LossConfig()
 
-    def forward(self, h, logits, labels):
+    def forward(self, h, logits, labels, idx=None):
         c = self.cfg
         parts = {}
         total = logits.new_zeros((), dtype=torch.float32)

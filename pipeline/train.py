@@ -68,7 +68,9 @@ class TrainConfig:
     weight_decay: float | None = None
     head_lr_scale: float | None = None
     label_smoothing: float | None = None
-    hash_loss: str = "dpsh"
+    method: str = "ours"  # pipeline.methods: ours | dpsh | dsh | cnnh
+    method_options: dict = field(default_factory=dict)  # the method's own (None: its defaults)
+    hash_loss: str = "dpsh"  # ours: its pair term, and the weights of its three terms
     ce_weight: float = 1.0
     pair_weight: float = 0.1
     quant_weight: float = 0.1
@@ -131,6 +133,10 @@ class TrainConfig:
                 opts[k] = getattr(c, k)
         if c.widths is not None and c.arch == "compact":
             opts["widths"] = [int(w) for w in c.widths]
+        from pipeline.methods import head_options, resolve
+
+        c.method_options = resolve(c.method, c.method_options, c.bits)
+        opts.update(head_options(c.method, c.method_options))
         c.model_options = opts
         return c
 
@@ -306,6 +312,7 @@ class _State:
     model: torch.nn.Module
     opt: torch.optim.Optimizer
     config: dict
+    loss: torch.nn.Module  # the method's loss (pipeline.methods), with its state
     ema: dict | None = None
     step: int = 0
     epochs_done: int = 0
@@ -347,8 +354,8 @@ def _prepare_data(splits: dict, cfg: TrainConfig, dev: torch.device) -> _Data:
 
 
 def _same_run(saved: dict, cfg_dict: dict, data_info: dict, out_dir: str) -> None:
-    keys = ("arch", "bits")
-    for k in keys:
+    saved = {"method": "ours", **saved}  # checkpoints from before --method are ours
+    for k in ("arch", "bits", "method"):
         if saved.get(k) != cfg_dict.get(k):
             raise BadInput(
                 f"{out_dir} holds a checkpoint with {k}={saved.get(k)!r}, not {cfg_dict.get(k)!r}; "
@@ -391,6 +398,7 @@ def _checkpoint_config(cfg, splits, model, data_info, encode_settings) -> dict:
     train["widths"] = list(cfg.widths) if cfg.widths else None
     config = {
         "arch": cfg.arch,
+        "method": cfg.method,
         "bits": int(cfg.bits),
         "classes": list(splits["classes"]),
         "in_channels": int(c),
@@ -414,23 +422,32 @@ def _checkpoint_config(cfg, splits, model, data_info, encode_settings) -> dict:
 
 
 def _start_or_resume(splits, cfg, out_dir, data_info, so, dev, encode_settings) -> _State:
-    """A new model, or the last checkpoint in out_dir with its optimiser and EMA state."""
+    """A new model and loss, or the last checkpoint in out_dir with its optimiser, EMA and loss
+    state (the method's: DPSH's memory, CNNH's target codes)."""
+    from pipeline.methods import build_loss
+
     torch.manual_seed(cfg.seed)
     saved, tensors = {}, None
     if checkpoint_exists(out_dir, so):
-        _same_run(
-            read_config(out_dir, so), {"arch": cfg.arch, "bits": cfg.bits}, data_info, out_dir
-        )
+        run = {"arch": cfg.arch, "bits": cfg.bits, "method": cfg.method}
+        _same_run(read_config(out_dir, so), run, data_info, out_dir)
         model, saved = load_checkpoint(out_dir, "cpu", so)
         tensors, _ = load_optimizer_state(out_dir, saved, so)
     else:
         model = _new_model(cfg, splits)
     config = _checkpoint_config(cfg, splits, model, data_info, encode_settings)
+    loss_state = {
+        k.removeprefix("loss."): v for k, v in (tensors or {}).items() if k[:5] == "loss."
+    }
+    loss = build_loss(cfg, splits["train"][1], dev, loss_state)
+    info = loss.info or saved.get("method_info")  # CNNH's stage 1 ran in this run or an earlier
+    if info:
+        config["method_info"] = info
     model.to(dev)
     if dev.type == "cpu":
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(_param_groups(model, cfg), momentum=cfg.momentum, nesterov=True)
-    st = _State(model, opt, config)
+    st = _State(model, opt, config, loss)
     st.epochs_done = int(saved.get("epochs_done", 0))
     # per-epoch loss and accuracy of the saved epochs (epochs after the last save run again)
     config["history"] = [h for h in saved.get("history", []) if h.get("epoch", 0) <= st.epochs_done]
@@ -466,6 +483,7 @@ def _save(out_dir: str, st: _State, so) -> None:
     tensors = _optimizer_tensors(st.opt)
     if st.ema is not None:
         tensors.update({f"ema.{k}": v for k, v in st.ema.items()})
+    tensors.update({f"loss.{k}": v for k, v in st.loss.state_tensors().items()})
     meta = {"step": st.step, "epochs_done": st.epochs_done}
     save_checkpoint(out_dir, st.model, st.config, tensors, meta, so)
 
@@ -491,14 +509,18 @@ class _Meter:
         self.sums["loss"] = self.sums.get("loss", 0.0) + float(loss.detach())
         self.count += 1
         self.images += len(yb)
-        if yb.dim() == 1:
+        if self.correct is not None and yb.dim() == 1 and logits is not None:
             self.correct += int((logits.argmax(1) == yb).sum())
+        else:  # no class head (DPSH, DSH) or multi-hot labels: no training accuracy
+            self.correct = None
 
     def mean(self, key: str) -> float:
         return self.sums.get(key, 0.0) / max(self.count, 1)
 
     def text(self) -> str:
         parts = " ".join(f"{k} {self.mean(k):.4f}" for k in sorted(self.sums))
+        if self.correct is None:
+            return parts
         return f"{parts} train_acc {self.correct / max(self.images, 1):.4f}"
 
     def record(self, epoch: int, seconds: float, single_label: bool) -> dict:
@@ -512,21 +534,23 @@ class _Meter:
 
 
 def _batch(data: _Data, idx, flips, gen):
+    """(inputs, labels, training-set indices) of one batch, on the device."""
     fm = flips[idx] if flips is not None else None
     xb = augment_batch(data.xpad, idx, data.size, data.pad, fm, gen)
     xb = to_input(xb, data.preprocess).to(data.device, non_blocking=True)
     if data.device.type == "cpu":
         xb = xb.contiguous(memory_format=torch.channels_last)
-    return xb, data.y[idx].to(data.device)
+    return xb, data.y[idx].to(data.device), idx.to(data.device)
 
 
-def _step(st: _State, data: _Data, cfg: TrainConfig, loss_fn, xb, yb):
+def _step(st: _State, data: _Data, cfg: TrainConfig, xb, yb, ib):
     f = lr_factor(st.step, data.total_steps, cfg.recipe)
     for g in st.opt.param_groups:
         g["lr"] = g["base_lr"] * f
     with _autocast(cfg):
         h, logits = st.model(xb)
-    loss, parts = loss_fn(h.float(), logits.float(), yb)
+    logits = logits.float() if logits is not None else None
+    loss, parts = st.loss(h.float(), logits, yb, ib)
     st.opt.zero_grad(set_to_none=True)
     loss.backward()
     st.opt.step()
@@ -534,7 +558,7 @@ def _step(st: _State, data: _Data, cfg: TrainConfig, loss_fn, xb, yb):
     return loss, parts, logits
 
 
-def _train_epoch(st: _State, data: _Data, cfg: TrainConfig, loss_fn, epoch: int) -> None:
+def _train_epoch(st: _State, data: _Data, cfg: TrainConfig, epoch: int) -> None:
     """One epoch; its randomness is seeded by (seed, epoch), so a resume repeats it exactly."""
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
@@ -552,8 +576,8 @@ def _train_epoch(st: _State, data: _Data, cfg: TrainConfig, loss_fn, epoch: int)
     for i in range(data.steps_per_epoch):
         if st.step >= data.total_steps:
             break
-        xb, yb = _batch(data, perm[i * bsz : (i + 1) * bsz], flips, gen)
-        loss, parts, logits = _step(st, data, cfg, loss_fn, xb, yb)
+        xb, yb, ib = _batch(data, perm[i * bsz : (i + 1) * bsz], flips, gen)
+        loss, parts, logits = _step(st, data, cfg, xb, yb, ib)
         meter.add(loss, parts, logits, yb)
         if ema_on and st.step % 5 == 0:
             rho = (0.95**5) * (st.step / data.total_steps) ** 3
@@ -607,14 +631,11 @@ def train_model(
     # every saved epoch but a fractional last one is whole, so the step follows from the epoch;
     # a longer run resumed after a fractional last epoch starts the next one on schedule
     st.step = st.epochs_done * data.steps_per_epoch
-    from pipeline.losses import HashingLoss
-
-    loss_fn = HashingLoss(cfg.loss_config())
     start = st.epochs_done
     for epoch in range(start, data.n_epochs):
         if st.step >= data.total_steps or (stop_after is not None and epoch - start >= stop_after):
             break
-        _train_epoch(st, data, cfg, loss_fn, epoch)
+        _train_epoch(st, data, cfg, epoch)
         last = st.epochs_done >= data.n_epochs or st.step >= data.total_steps
         last = last or (stop_after is not None and st.epochs_done - start >= stop_after)
         if last or st.epochs_done % cfg.checkpoint_every == 0:
