@@ -25,7 +25,13 @@ Real-valued CNN peers (with --model), ranked by cosine similarity, exact MAP wit
 (pipeline.baselines.ranking): MAC, R-MAC (L=3), R-MAC with PCA-whitening learned on the training
 set's regional vectors, MS-R-MAC (+PW) over input scales --scales, VLAD (k=16) and Hamming
 Embedding (k=64 words, 64-bit signatures, h_t=24) with the last conv map's columns as local
-descriptors. The "ours" row is the checkpoint's own codes (bit = h > 0).
+descriptors. The "ours" row is the checkpoint's own codes, made by the shipped encode path
+(`pipeline.evaluate.encode` under the checkpoint's encode settings: the codes ingest stores).
+
+--query-time N (Table 5's second column): the mean wall time per query to rank the whole
+database, over the first N queries, one query at a time, for ours (Hamming, the shipped search
+kernel) and every real-valued peer (`pipeline.baselines.query_time`), in this one run, on one
+thread each (numpy's BLAS, numba and torch), after the MAP figures.
 
 numpy's OpenBLAS is limited to one thread (set before numpy loads): on a busy 2-core machine its
 thread pool makes the small SVDs/eigensolves of ITQ and KSH ~100x slower. --threads sets torch's.
@@ -55,6 +61,12 @@ from pipeline.baselines import SUPERVISED, fit_hasher  # noqa: E402
 from pipeline.baselines.cnn import Whitening, aggregate, conv_batches, regional_vectors  # noqa: E402
 from pipeline.baselines.gist import gist  # noqa: E402
 from pipeline.baselines.local import VLAD, HammingEmbedding, local_descriptors  # noqa: E402
+from pipeline.baselines.query_time import (  # noqa: E402
+    rank_codes,
+    rank_cosine,
+    rank_he,
+    time_queries,
+)
 from pipeline.baselines.ranking import average_precision_scores, cosine_map, l2n  # noqa: E402
 
 METHODS = ("lsh", "pcah", "sh", "itq", "ksh")
@@ -134,6 +146,36 @@ def cnn_features(model, splits, pre, scales, batch, he_bits=64):
     return tr["feat"], sets, he, maps
 
 
+def ours_codes(model, cfg, sp, pre, batch):
+    """Packed codes of queries and database through the shipped encode path."""
+    from pipeline.encoder import encode_settings
+    from pipeline.evaluate import encode
+
+    settings = encode_settings(cfg)
+    qh = encode(model, sp["query"][0], settings, batch, preprocess=pre)[0]
+    dh = encode(model, sp["db"][0], settings, batch, preprocess=pre)[0]
+    return pack_codes(qh), pack_codes(dh)
+
+
+def query_times(result, codes, cnn_sets, he, real, n):
+    """Table 5's query time of ours and each real-valued peer, one thread, first n queries."""
+    import numba
+
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    n = min(n, len(codes[0]))
+    rankers = {"ours": rank_codes(*codes)}
+    for r in real:
+        q, d = cnn_sets["query"][r], cnn_sets["db"][r]
+        rankers[r] = rank_he(he, q, d) if r == "he" else rank_cosine(q, d)
+    for name, rank in rankers.items():
+        t = time_queries(rank, n)
+        row = result["ours"] if name == "ours" else result["real"][name]
+        row["ms_per_query"] = round(t["ms_per_query"], 4)
+        log(f"{name:9s}: {t['ms_per_query']:.3f} ms per query ({n} queries)")
+    result["query_time"] = {"queries": n, "database": len(codes[1]), "threads": 1}
+
+
 def provenance(cfg, dataset, protocol, data_seed):
     d = cfg.get("data") or {}
     same = (
@@ -177,6 +219,12 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of the baselines' fits")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--batch", type=int, default=500)
+    p.add_argument(
+        "--query-time",
+        type=int,
+        default=0,
+        help="time ranking the whole database for this many queries per method (0: off)",
+    )
     p.add_argument("--json", default=None, help="also write the result here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -241,7 +289,7 @@ def main(argv=None):
         result["model"] = provenance(cfg, a.dataset, protocol, a.data_seed) | mapinfo
         if "cnn" in feats_wanted:
             features["cnn"] = (ftr, cnn_sets["query"]["feat"], cnn_sets["db"]["feat"])
-        qc, dc = pack_codes(cnn_sets["query"]["h"]), pack_codes(cnn_sets["db"]["h"])
+        qc, dc = ours_codes(model, cfg, sp, pre, a.batch)
         result["ours"] = {
             "bits": int(cfg["bits"]),
             "map": round(float(mean_average_precision(qc, dc, yq, yd, ties="index")), 4),
@@ -283,6 +331,8 @@ def main(argv=None):
                 mp, dim = cosine_map(q, d, yq, yd), int(q.shape[1])
             result["real"][r] = {"map": round(mp, 4), "dim": dim}
             log(f"{r:9s}: MAP {mp:.4f} ({time.perf_counter() - t:.1f} s)")
+        if a.query_time:
+            query_times(result, (qc, dc), cnn_sets, he, real, a.query_time)
 
     result["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
     result["machine"] = {
@@ -297,6 +347,7 @@ def main(argv=None):
         with open(a.json, "w") as f:
             json.dump(result, f, indent=1)
     print(json.dumps(result))
+    return result
 
 
 def print_tables(r):
@@ -328,9 +379,28 @@ def print_tables(r):
         print("| descriptor | dims | MAP |\n| --- | --- | --- |")
         for k, v in r["real"].items():
             print(f"| {k} | {v['dim'] or '-'} | {v['map']:.4f} |")
+    if "query_time" in r:
+        print_table5(r)
     if "model" in r:
         print(f"\nmodel: {r['model']}")
     print(f"seconds: {r['seconds']}\n")
+
+
+def print_table5(r):
+    """Table 5's shape: MAP and mean query time per method, from one run."""
+    qt = r["query_time"]
+    print(
+        f"\nTable 5: MAP and ms per query (ranking all {qt['database']} database items, "
+        f"mean of {qt['queries']} queries, {qt['threads']} thread)\n"
+    )
+    print("| method | descriptor | MAP | ms / query |\n| --- | --- | --- | --- |")
+    names = {"he": "HE", "vlad": "VLAD", "mac": "MAC", "rmac": "R-MAC", "rmac-pw": "R-MAC+PW"}
+    names["msrmac-pw"] = "MS-RMAC (+PW)"
+    for k, v in r["real"].items():
+        desc = f"{v['dim']}-d float" if v["dim"] else "visual words + 64-bit signatures"
+        print(f"| {names.get(k, k)} | {desc} | {v['map']:.4f} | {v['ms_per_query']:.3f} |")
+    o = r["ours"]
+    print(f"| ours | {o['bits']}-bit code | {o['map']:.4f} | {o['ms_per_query']:.3f} |")
 
 
 if __name__ == "__main__":

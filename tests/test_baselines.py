@@ -280,3 +280,34 @@ def test_gist_dimension_and_orientation():
     # colour input: channels-first and channels-last give the same grey GIST
     rgb = np.random.default_rng(0).integers(0, 256, (3, 3, 32, 32)).astype(np.uint8)
     np.testing.assert_allclose(gist(rgb), gist(rgb.transpose(0, 2, 3, 1)), rtol=1e-5)
+
+
+# -- query time (Table 5) --------------------------------------------------------------------------
+
+
+def test_query_time_rankers_give_the_full_ranking_of_each_method():
+    from pipeline.baselines.query_time import rank_codes, rank_cosine, rank_he, time_queries
+
+    rng = np.random.default_rng(0)
+    bits = rng.random((200, 24)) < 0.5
+    qc, dc = pack_codes(bits[:5]), pack_codes(bits)
+    d = _hamming(qc, dc)
+    rank = rank_codes(qc, dc)
+    for i in range(5):  # every database item, by (distance, index)
+        np.testing.assert_array_equal(rank(i), np.argsort(d[i], kind="stable"))
+    X = rng.normal(size=(200, 16)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    rank = rank_cosine(X[:5], X)
+    for i in range(5):
+        np.testing.assert_array_equal(rank(i), np.argsort(-(X @ X[i]), kind="stable"))
+    loc = local_descriptors(rng.random((30, 8, 3, 3)).astype(np.float32))
+    he = HammingEmbedding.fit(loc, k=4, n_bits=16, seed=0)
+    q, db = he.encode(loc[:3]), he.encode(loc)
+    S = next(iter(he.scores(q, db)))[1]
+    rank = rank_he(he, q, db)
+    for i in range(3):
+        np.testing.assert_array_equal(rank(i), np.argsort(-S[i], kind="stable"))
+    t = time_queries(rank, 3)
+    assert t["queries"] == 3 and t["ms_per_query"] > 0
+    with pytest.raises(ValueError):
+        time_queries(rank, 0)

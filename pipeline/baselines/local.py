@@ -140,36 +140,51 @@ class HammingEmbedding:
         np.add.at(tf, (np.repeat(np.arange(n), words.shape[1]), words.ravel()), 1.0)
         return np.sqrt(((tf * self.idf) ** 2).sum(1))
 
-    def scores(self, q, db, ht: int = 24, sigma: float = 16.0, chunk: int = 250):
-        """Yield (start, score block (b, n_db)) for queries q = encode(...) against db."""
+    def index(self, db) -> dict:
+        """The database side of scoring, built once: an inverted file (descriptors sorted by
+        visual word), image norms. `scores` builds it per call; the query-time benchmark keeps
+        it, as a search system would."""
         if self.idf is None:
             self.set_idf(db[0])
-        qw, qs = q
         dw, ds = db
-        nq, tq = qw.shape
         ndb, td = dw.shape
-        qn, dn = self._norms(qw), self._norms(dw)
-        d_img = np.repeat(np.arange(ndb), td)
-        d_word, d_sig = dw.ravel(), ds.ravel()
+        d_word = dw.ravel()
         order = np.argsort(d_word, kind="stable")
-        bounds = np.searchsorted(d_word[order], np.arange(len(self.C) + 1))
+        return {
+            "n": ndb,
+            "img": np.repeat(np.arange(ndb), td)[order],
+            "sig": ds.ravel()[order],
+            "bounds": np.searchsorted(d_word[order], np.arange(len(self.C) + 1)),
+            "norms": self._norms(dw),
+        }
+
+    def score_block(self, q, index: dict, ht: int = 24, sigma: float = 16.0) -> np.ndarray:
+        """(b, n_db) scores of queries q = encode(...) (a block of them) against `index`."""
+        qw, qs = q
+        nq, tq = qw.shape
+        S = np.zeros((nq, index["n"]))
         w_of = np.exp(-(np.arange(65, dtype=np.float64) ** 2) / sigma**2)
         w_of[int(ht) + 1 :] = 0.0
-        for s in range(0, nq, chunk):
-            e = min(nq, s + chunk)
-            S = np.zeros((e - s, ndb))
-            q_img = np.repeat(np.arange(e - s), tq)
-            q_word, q_sig = qw[s:e].ravel(), qs[s:e].ravel()
-            for w in np.unique(q_word):
-                qi = np.flatnonzero(q_word == w)
-                dj = order[bounds[w] : bounds[w + 1]]
-                if not len(dj):
-                    continue
-                h = np.bitwise_count(q_sig[qi, None] ^ d_sig[None, dj])
-                m = h <= ht
-                if not m.any():
-                    continue
-                ii, jj = np.nonzero(m)
-                np.add.at(S, (q_img[qi[ii]], d_img[dj[jj]]), w_of[h[ii, jj]] * self.idf[w] ** 2)
-            S /= np.maximum(qn[s:e, None] * dn[None, :], 1e-12)
-            yield s, S
+        q_img = np.repeat(np.arange(nq), tq)
+        q_word, q_sig = qw.ravel(), qs.ravel()
+        bounds = index["bounds"]
+        for w in np.unique(q_word):
+            qi = np.flatnonzero(q_word == w)
+            a, b = bounds[w], bounds[w + 1]
+            if a == b:
+                continue
+            h = np.bitwise_count(q_sig[qi, None] ^ index["sig"][None, a:b])
+            m = h <= ht
+            if not m.any():
+                continue
+            ii, jj = np.nonzero(m)
+            np.add.at(S, (q_img[qi[ii]], index["img"][a + jj]), w_of[h[ii, jj]] * self.idf[w] ** 2)
+        S /= np.maximum(self._norms(qw)[:, None] * index["norms"][None, :], 1e-12)
+        return S
+
+    def scores(self, q, db, ht: int = 24, sigma: float = 16.0, chunk: int = 250):
+        """Yield (start, score block (b, n_db)) for queries q = encode(...) against db."""
+        index = self.index(db)
+        qw, qs = q
+        for s in range(0, len(qw), chunk):
+            yield s, self.score_block((qw[s : s + chunk], qs[s : s + chunk]), index, ht, sigma)
