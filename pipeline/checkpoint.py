@@ -4,12 +4,17 @@ Nothing here unpickles: weights and optimiser state are safetensors, the rest is
 local path, file:// or s3:// URI (fsspec); every file is written atomically.
 
 config.json holds what is needed to rebuild and use the model:
-    arch, bits, classes, in_channels, input_size, model_options (ablation switches, widths),
+    arch, method (pipeline.methods: ours | dpsh | dsh | cnnh; absent = ours), bits, classes,
+    in_channels, input_size, model_options (ablation switches, widths, the head: classifier
+    codes | features | none, hash_act, hash_bn),
     preprocess (the shared preprocessing parameters), normalization (mean/std, also inside the
     weights as buffers), data (dataset, URI, protocol, seed, limit), train (the recipe),
     encode (how inputs become codes: {"views": none|mirror|mirror+shift, "precision": fp32|bf16};
     absent = the defaults none/fp32; `pipeline.encoder.encode_settings`),
-    epochs_done, weights_sha256 (sha256 of model.safetensors as written), format.
+    epochs_done, weights_sha256 (sha256 of model.safetensors as written), format, and for CNNH
+    method_info (its stage 1: seconds, objective per sweep).
+The method is not part of the model id: what it changes in the codes, the weights' hash covers
+(and the head it implies is in model_options).
 `load_checkpoint` adds config["model_sha256"] (the sha256 of the weights file it read) and
 config["model_id"] (`model_id`: what names the codes), and refuses a weights file whose hash,
 tensor names or shapes do not match the config, naming the file.
@@ -31,7 +36,9 @@ preprocessing writes a new set of shards instead of mixing incompatible codes un
 optimizer.safetensors (resume only; inference never reads it) holds the training state beside the
 weights: the optimiser's per-parameter buffers as `state.<param index>.<name>`, the airbench
 lookahead/EMA copy of the float weights and buffers as `ema.<state_dict name>` (absent before the
-EMA starts, and in checkpoints written before exact resume: those resume with a fresh EMA), and a
+EMA starts, and in checkpoints written before exact resume: those resume with a fresh EMA), the
+method's loss state as `loss.<name>` (DPSH's memory of outputs `loss.bank`, CNNH's stage-1 codes
+`loss.targets`), and a
 JSON `meta` entry in the safetensors header (step, epochs_done). config.json records its sha256
 (`optimizer_sha256`). model.safetensors holds the model's state_dict only, whatever the recipe.
 """

@@ -19,6 +19,12 @@ Two recipes:
   afford (synthetic aurora, 96 px, 1,000 frames, 10 epochs, 12 bits: MAP 0.38-0.41 against
   0.55-0.67 with `airbench`).
 
+What is trained is `method` (pipeline/methods): ours (the multi-task loss of pipeline/losses.py
+on a model with a class head) or the published DPSH, DSH and CNNH, each a head option and a loss
+plugged into this one loop, so a peer gets exactly our recipe and budget. The loss sees each
+batch's training-set indices and may keep state (DPSH's memory of outputs, CNNH's target codes),
+saved with every checkpoint; CNNH's stage 1 runs once, when a run starts.
+
 Everything runs under bfloat16 autocast when `amp` is on (default; bf16 needs no loss scaling,
 on CPU and on CUDA), channels_last memory on CPU.
 Each epoch ends with a checkpoint (weights, optimiser state, the EMA once it has started, epochs
