@@ -73,13 +73,19 @@ def train_argv(args, name, arch, bits, extra):
 
 def run_cell(args, splits, name, arch, bits, extra):
     """Train (or resume / skip) one cell in this process, on the shared splits, and evaluate."""
+    return train_cell(name, train_argv(args, name, arch, bits, extra), splits)
+
+
+def train_cell(name, argv, splits):
+    """Run the `aurorahash train` command line `argv` (after "aurorahash") in this process on
+    already loaded `splits`: train (or resume / skip a finished checkpoint), then evaluate
+    through the shipped encode path. Returns the cell's result; an error fails the cell only."""
     from jobs.cli import build_parser
     from jobs.train import encode_settings_of, train_config
     from pipeline.encoder import encode_settings
     from pipeline.evaluate import evaluate_model
     from pipeline.train import train_model
 
-    argv = train_argv(args, name, arch, bits, extra)
     parser, _ = build_parser()
     targs = parser.parse_args(argv)
     t0 = time.time()
@@ -96,13 +102,15 @@ def run_cell(args, splits, name, arch, bits, extra):
     return {
         "name": name,
         "ok": True,
-        "arch": arch,
-        "bits": bits,
+        "arch": config["arch"],
+        "method": config.get("method", "ours"),
+        "bits": int(config["bits"]),
         "params_mb": round(float(config["params_mb"]), 2),
         "train_seconds": round(float(config.get("train_seconds", 0.0)), 1),
         "eval_seconds": round(time.time() - t1, 1),
         "wall": round(time.time() - t0, 1),
         "epochs_done": config.get("epochs_done"),
+        "method_info": config.get("method_info"),
         "command": "aurorahash " + " ".join(argv),
         **m,
     }
