@@ -127,7 +127,7 @@ def test_dpsh_loss_is_the_papers_objective_over_the_training_set():
     assert loss.state_tensors()["bank"] is loss.bank
 
 
-def test_dsh_loss_is_the_papers_objective_over_the_batch_pairs():
+def test_dsh_loss_is_the_papers_objective_over_the_batch_pairs_per_bit():
     rng = np.random.default_rng(0)
     b, q, alpha = 6, 5, 0.01
     u = rng.normal(size=(b, q)) * 1.5
@@ -141,7 +141,7 @@ def test_dsh_loss_is_the_papers_objective_over_the_batch_pairs():
             want += 0.5 * (1 - dissimilar) * d + 0.5 * dissimilar * max(m - d, 0.0)
             want += alpha * (np.abs(np.abs(u[i]) - 1).sum() + np.abs(np.abs(u[j]) - 1).sum())
             pairs += 1
-    assert total.item() == pytest.approx(want / pairs, rel=1e-6)
+    assert total.item() == pytest.approx(want / pairs / q, rel=1e-6)  # per pair and per bit
 
 
 def test_method_options_defaults_and_errors():

@@ -8,10 +8,10 @@ EMA, the encode path and the shard format are shared, so two rows differ by thei
 
 - `ours`: the classifier reads the codes, BN + tanh; CE + pair + quantisation
   (`pipeline.losses`); this project's defaults.
-- `dpsh`: no class head, linear hash layer; pairwise likelihood over the training set + eta x
-  quantisation; eta 10 (the authors' code).
-- `dsh`: no class head, linear; contrastive over the batch's pairs + alpha x binary regulariser;
-  m = 2 x bits, alpha 0.01 (the paper).
+- `dpsh`: no class head, linear hash layer (after our head's batch norm); pairwise likelihood
+  over the training set + eta x quantisation; eta 10 (the authors' code).
+- `dsh`: no class head, linear (after the batch norm); contrastive over the batch's pairs +
+  alpha x binary regulariser, per pair and per bit; m = 2 x bits, alpha 0.01 (the paper).
 - `cnnh`: class units beside the hash units (CNNH+), tanh; stage-1 codes, then squared error +
   CE; 10 sweeps, labels on.
 
