@@ -533,9 +533,8 @@ class _Meter:
         """The epoch's line of config.json `history` (what train/evaluate reports plot)."""
         out = {"epoch": epoch, "seconds": round(seconds, 3), "images": self.images}
         out.update({k: round(self.mean(k), 6) for k in sorted(self.sums)})
-        out["train_accuracy"] = (
-            round(self.correct / max(self.images, 1), 6) if single_label else None
-        )
+        known = single_label and self.correct is not None  # None: no class head (DPSH, DSH)
+        out["train_accuracy"] = round(self.correct / max(self.images, 1), 6) if known else None
         return out
 
 

@@ -259,9 +259,14 @@ TINY = [
 
 
 def test_cli_trains_a_headless_method_and_refuses_foreign_options(tmp_path, capsys):
-    rc, s = _cli(capsys, [*TINY, "--method", "dsh", "--out", str(tmp_path / "d")])
+    out, reports = str(tmp_path / "d"), str(tmp_path / "reports")
+    rc, s = _cli(capsys, [*TINY, "--method", "dsh", "--out", out, "--report", reports])
     assert rc == 0 and s["method"] == "dsh" and 0 <= s["map"] <= 1
     assert "accuracy" not in s  # no class head, no accuracy
+    history = load_checkpoint(out)[1]["history"]
+    assert history[0]["train_accuracy"] is None and {"pair", "binary"} <= set(history[0])
+    with open(s["report"].replace("report.html", "report.json")) as f:
+        assert json.load(f)["kind"] == "train"
     rc, s = _cli(capsys, [*TINY, "--method", "dpsh", "--hash-loss", "dsh", "--out", "x"])
     assert rc == 2 and "--hash-loss is an option of --method ours" in s["error"]
     rc, s = _cli(capsys, [*TINY, "--dsh-alpha", "0.1", "--out", "x"])

@@ -17,10 +17,18 @@ from pipeline.reports.model import Figure, Gallery, Report, Section, Table, Text
 from pipeline.reports.thumbnail import thumbnail_png
 
 N_EXAMPLES, K_EXAMPLES = 4, 6  # queries shown, neighbours each (one gallery line at 7 tiles)
-LOSS_TERMS = {"loss": "total", "ce": "cross-entropy", "pair": "pairwise", "quant": "quantisation"}
+LOSS_TERMS = {  # the terms of every method's loss (pipeline/methods)
+    "loss": "total",
+    "ce": "cross-entropy",
+    "pair": "pairwise",
+    "quant": "quantisation",
+    "binary": "binary regulariser",  # DSH
+    "fit": "code regression",  # CNNH
+}
 HISTORY_CAPTION = (
     "Left: training loss per epoch (mean over the epoch's batches), total and its terms. Right: "
-    "accuracy of the classification head on the training batches (augmented)."
+    "accuracy of the classification head on the training batches (augmented; none for a "
+    "method without one)."
 )
 EXAMPLES_CAPTION = (
     "Queries of the query set (dark frame) and their nearest database items by Hamming "
