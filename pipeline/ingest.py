@@ -9,11 +9,11 @@
              per call: the actor preprocesses the frames on its device and encodes them; GPU
              actors where the cluster has GPUs (`actors_per_gpu` each), CPU actors otherwise;
              how many, and how many read tasks beside them: `pipeline.resources`
-    commit:  the driver streams the encoded rows back (iter_batches), groups them by archive
-             file and, once all rows of a file have arrived (its read task sends the row count
-             last), writes its quarantine record (if any) and then its shard, each atomically
-             (what bounds the delay from a file's last encoded frame to its commit: the
-             `_run_pipeline` docstring, "Commit delay")
+    commit:  (`pipeline.ingest_commit`) the driver streams the encoded rows back
+             (iter_batches), groups them by archive file and, once all rows of a file have
+             arrived (its read task sends the row count last), writes its quarantine record
+             (if any) and then its shard, each atomically (what bounds the delay from a file's
+             last encoded frame to its commit: the `_run_pipeline` docstring, "Commit delay")
 
 Changed archive files: a file modified after its shard was written (listing times, no extra
 request per file) is read again and its shard replaced atomically: an archive still being
@@ -40,16 +40,14 @@ import json
 import logging
 import posixpath
 import re
-import threading
 import time
-from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pipeline import catalogue, shard_rows, storage, store
+from pipeline import catalogue, storage, store
 from pipeline.datasource import ArchiveDatasource, FileTask
 from pipeline.errors import BadInput
-from pipeline.messages import clean_text, one_line
+from pipeline.ingest_commit import Committer, IngestTally
+from pipeline.messages import one_line
 
 log = logging.getLogger("aurorahash.ingest")
 
@@ -307,236 +305,6 @@ def _list_quiet(uri: str, opts: dict) -> list[str]:
         return []
 
 
-# ----------------------------------------------------------------------------------- commit
-
-
-@dataclass
-class _FileState:
-    task: FileTask
-    rows: dict = field(default_factory=dict)  # seq -> row dict; None: a problem past the cap
-    expected: int | None = None
-    problems_kept: int = 0  # "error" rows kept whole (at most cfg.quarantine_per_file)
-    more: Counter = field(default_factory=Counter)  # reason -> count, of the rows not kept
-
-
-_MORE_REASONS = 1000  # distinct reasons counted per file for the summary record; then "(other)"
-
-
-class Committer:
-    """Collects encoded rows per archive file; commits a file once all its rows are in."""
-
-    def __init__(self, cfg: IngestConfig, plan: Plan, model: ModelInfo, out_opts: dict):
-        self.cfg = cfg
-        self.plan = plan
-        self.model = model
-        self.meta = model.meta
-        self.out_opts = out_opts
-        self.pending: dict[str, _FileState] = {t.uri: _FileState(t) for t in plan.todo}
-        self.total = len(plan.todo)
-        self.lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(max_workers=max(1, cfg.commit_threads))
-        self.futures: list[Future] = []
-        self.counts = dict(done=0, failed=0, ignored=0, corrupt=0, frames=0, quarantined=0)
-        self.counts.update(sequence_gaps=0, frames_dropped=0)  # THEMIS mode sequence numbers
-        self.failed: dict[str, str] = {}
-        self.frames_seen = 0  # frames that reached the driver (progress only)
-        # seconds summed over workers: where the time goes (reported in the summary)
-        self.costs = dict(read_s=0.0, preprocess_s=0.0, model_s=0.0, write_s=0.0)
-        self.encoders: Counter = Counter()  # HashEncoder identity (JSON) -> frames encoded
-        self.t0 = time.monotonic()
-        self.t_last = None
-        self._next_progress = self.t0 + cfg.progress_interval
-
-    # rows -> per-file state
-    def consume(self, batch) -> None:
-        cols = batch.select(
-            ["source", "kind", "seq", "frame", "site", "time_us", "label", "reason", "expected"]
-            + ["meta", "code", "pred", "score", "cost"]
-            + [c for c in ("prep_cost", "encoder") if c in batch.column_names]
-        ).to_pydict()
-        n = len(cols["source"])
-        touched = set()
-        for i in range(n):
-            uri = cols["source"][i]
-            st = self.pending.get(uri)
-            if st is None:  # a duplicate of a file already committed, or not ours
-                continue
-            kind = cols["kind"][i]
-            if kind == "end":
-                if st.expected is None:
-                    self._add_read_costs(cols["reason"][i])
-                st.expected = cols["expected"][i]
-            else:
-                seq = cols["seq"][i]
-                if seq in st.rows:
-                    pass
-                elif kind == "error" and st.problems_kept >= self.cfg.quarantine_per_file:
-                    st.rows[seq] = None  # counted exactly, kept as one summary record
-                    reason = clean_text(cols["reason"][i] or kind, 200)
-                    if reason not in st.more and len(st.more) >= _MORE_REASONS:
-                        reason = "(other)"
-                    st.more[reason] += 1
-                else:
-                    st.rows[seq] = {k: cols[k][i] for k in cols}
-                    st.problems_kept += kind == "error"
-                    if kind == "frame":
-                        self._count_frame(cols, i)
-            touched.add(uri)
-        for uri in touched:
-            st = self.pending[uri]
-            if st.expected is not None and len(st.rows) >= st.expected:
-                del self.pending[uri]
-                self._dispatch(st)
-        self.progress()
-
-    def _count_frame(self, cols: dict, i: int) -> None:
-        self.frames_seen += 1
-        self.costs["model_s"] += cols["cost"][i] or 0.0
-        prep = cols.get("prep_cost")
-        if prep is not None:
-            self.costs["preprocess_s"] += prep[i] or 0.0
-        if "encoder" in cols:
-            self.encoders[cols["encoder"][i]] += 1
-
-    def _add_read_costs(self, text) -> None:
-        try:
-            c = json.loads(text or "{}")
-            self.costs["read_s"] += float(c.get("read_s", 0.0))
-            self.costs["preprocess_s"] += float(c.get("preprocess_s", 0.0))
-        except (ValueError, TypeError, AttributeError):
-            pass
-
-    def _dispatch(self, st: _FileState) -> None:
-        rows = [r for r in st.rows.values() if r is not None]
-        kinds = {r["kind"] for r in rows}
-        if "skip" in kinds:
-            reason = next(r["reason"] for r in rows if r["kind"] == "skip")
-            log.info("not ingested: %s (%s)", st.task.uri, reason)
-            self.futures.append(self.pool.submit(self._mark_ignored, st, reason))
-            return
-        if "fail" in kinds:
-            reason = next(r["reason"] for r in rows if r["kind"] == "fail")
-            self._fail(st.task.uri, reason)
-            return
-        self.futures.append(self.pool.submit(self._commit, st))
-
-    def _mark_ignored(self, st: _FileState, reason: str) -> None:
-        rec = {
-            "file": st.task.uri,
-            "rel": st.task.rel,
-            "reason": reason,
-            "time": shard_rows.utcnow(),
-        }
-        try:
-            storage.atomic_write_bytes(
-                store.ignored_uri(self.cfg.out, st.task.rel, self.meta.model),
-                (json.dumps(rec, sort_keys=True) + "\n").encode(),
-                self.out_opts,
-            )
-        except Exception as exc:  # only costs a re-read next time
-            log.warning("could not record %s as not ingested: %s", st.task.uri, exc)
-        with self.lock:
-            self.counts["ignored"] += 1
-
-    def _fail(self, uri: str, reason: str) -> None:
-        log.warning("failed: %s: %s", uri, reason)
-        with self.lock:
-            self.counts["failed"] += 1
-            self.failed[uri] = clean_text(reason or "failed")
-
-    def _commit(self, st: _FileState) -> None:
-        t0 = time.perf_counter()
-        try:
-            n_frames, n_q, corrupt, (gaps, dropped) = self._write(st)
-        except Exception as exc:
-            log.debug("commit of %s failed", st.task.uri, exc_info=True)
-            self._fail(st.task.uri, f"commit failed: {one_line(exc)}")
-            return
-        if gaps:
-            log.info(
-                "%s: %d gap(s) in the mode sequence number, %d exposure(s) missing",
-                st.task.rel,
-                gaps,
-                dropped,
-            )
-        with self.lock:
-            self.counts["done"] += 1
-            self.counts["frames"] += n_frames
-            self.counts["quarantined"] += n_q
-            self.counts["corrupt"] += int(corrupt)
-            self.counts["sequence_gaps"] += gaps
-            self.counts["frames_dropped"] += dropped
-            self.costs["write_s"] += time.perf_counter() - t0
-            self.t_last = time.monotonic()
-        log.debug("committed %s: %d frames, %d quarantined", st.task.rel, n_frames, n_q)
-
-    def _write(self, st: _FileState) -> tuple[int, int, bool, tuple[int, int]]:
-        rel, uri = st.task.rel, st.task.uri
-        frames, problems, corrupt = shard_rows.split_rows(st.rows)
-        n_problems = len(problems) + sum(st.more.values())
-        if n_problems:
-            storage.atomic_write_bytes(
-                store.quarantine_uri(self.cfg.out, rel, self.meta.model),
-                shard_rows.quarantine_lines(
-                    st.task, problems, st.more, self.cfg.quarantine_per_file, self.meta.model12
-                ),
-                self.out_opts,
-            )
-        columns = shard_rows.shard_columns(frames, rel, uri, self.meta.words)
-        store.write_shard(
-            store.shard_uri(self.cfg.out, rel, self.meta.model), columns, self.meta, self.out_opts
-        )
-        if not n_problems and rel in self.plan.changed:  # an earlier read's problems are gone
-            storage.remove_if_exists(
-                store.quarantine_uri(self.cfg.out, rel, self.meta.model), self.out_opts
-            )
-        return len(frames), n_problems, corrupt, shard_rows.sequence_gaps(frames)
-
-    def start_progress(self) -> None:
-        """Progress lines also while nothing arrives (actor start-up, a node being replaced)."""
-        self._stop = threading.Event()
-
-        def loop():
-            while not self._stop.wait(self.cfg.progress_interval / 2):
-                self.progress()
-
-        self._ticker = threading.Thread(target=loop, name="ingest-progress", daemon=True)
-        self._ticker.start()
-
-    def progress(self, final: bool = False) -> None:
-        now = time.monotonic()
-        with self.lock:
-            if not final and now < self._next_progress:
-                return
-            self._next_progress = now + self.cfg.progress_interval
-        with self.lock:
-            c = dict(self.counts)
-        el = max(now - self.t0, 1e-9)
-        log.info(
-            "ingest: files %d/%d done (%d failed, %d not ingested), %d frames encoded, "
-            "%.1f frames/s",
-            c["done"],
-            self.total,
-            c["failed"],
-            c["ignored"],
-            self.frames_seen,
-            self.frames_seen / el,
-        )
-
-    def finish(self) -> None:
-        """Wait for outstanding commits; files never completed count as failed."""
-        if getattr(self, "_stop", None) is not None:
-            self._stop.set()
-        for f in self.futures:
-            f.result()
-        self.pool.shutdown(wait=True)
-        for uri, st in list(self.pending.items()):
-            got = len(st.rows)
-            exp = "?" if st.expected is None else st.expected
-            self._fail(uri, f"incomplete: {got} of {exp} rows arrived")
-        self.pending.clear()
-
-
 # -------------------------------------------------------------------------------------- ray
 
 
@@ -715,37 +483,18 @@ def _dry_run(cfg: IngestConfig) -> dict:
         raise IngestFailed(str(exc), exc.summary) from None
 
 
-def run_ingest(cfg: IngestConfig) -> dict:
-    """Run the job; returns the summary, raises IngestFailed (with it) when files failed."""
-    t_start = time.monotonic()
+def _check_options(cfg: IngestConfig) -> None:
     for name in ("batch_size", "actors", "actors_per_gpu", "read_tasks"):
         v = getattr(cfg, name)
         if v is not None and v < 1:
             raise BadInput(f"--{name.replace('_', '-')} must be at least 1")
     if cfg.read_cpus is not None and not 0 < cfg.read_cpus <= 64:
         raise BadInput("--read-cpus must be in (0, 64]")
-    if cfg.dry_run:
-        return _dry_run(cfg)
-    src_opts = storage_options_for(cfg.source, cfg.s3_endpoint)
-    out_opts = storage_options_for(cfg.out, cfg.s3_endpoint)
-    model_opts = storage_options_for(cfg.model, cfg.s3_endpoint)
 
-    model = load_model_info(cfg.model, model_opts)
-    plan = plan_files(cfg, model.id, src_opts, out_opts)
-    if cfg.max_files is not None:
-        plan.todo = plan.todo[: cfg.max_files]
-    log.info(
-        "ingest: %d archive files under %s (%d before --since), %d already done for model %s, "
-        "%d to do (%d of them changed since their shard was written)",
-        plan.seen,
-        cfg.source,
-        plan.not_since,
-        plan.skipped,
-        model.id[:12],
-        len(plan.todo),
-        len(plan.changed),
-    )
-    summary = {
+
+def _plan_summary(plan: Plan, model: ModelInfo) -> dict:
+    """The summary before any file is read (what a run with nothing to do returns)."""
+    return {
         "files_seen": plan.seen,
         "files_skipped": plan.skipped,
         "files_changed": len(plan.changed),
@@ -763,17 +512,60 @@ def run_ingest(cfg: IngestConfig) -> dict:
         "model": model.id[:12],
         "out": plan.prefix,
     }
+
+
+def _tally_summary(tally: IngestTally, plan: Plan, pipe_s: float) -> dict:
+    c = tally.counts
+    return dict(
+        files_done=c["done"],
+        files_failed=c["failed"],
+        files_ignored=plan.ignored + c["ignored"],
+        files_corrupt=c["corrupt"],
+        frames=c["frames"],
+        quarantined=c["quarantined"],
+        sequence_gaps=c["sequence_gaps"],
+        frames_dropped=c["frames_dropped"],
+        frames_per_s=round(c["frames"] / pipe_s, 2),
+        pipeline_seconds=round(pipe_s, 3),
+        time_breakdown_s={k: round(v, 3) for k, v in tally.costs.items()},
+        encoders=[{**json.loads(k), "frames": v} for k, v in sorted(tally.encoders.items())],
+    )
+
+
+def run_ingest(cfg: IngestConfig) -> dict:
+    """Run the job; returns the summary, raises IngestFailed (with it) when files failed."""
+    t_start = time.monotonic()
+    _check_options(cfg)
+    if cfg.dry_run:
+        return _dry_run(cfg)
+    src_opts = storage_options_for(cfg.source, cfg.s3_endpoint)
+    out_opts = storage_options_for(cfg.out, cfg.s3_endpoint)
+    model = load_model_info(cfg.model, storage_options_for(cfg.model, cfg.s3_endpoint))
+    plan = plan_files(cfg, model.id, src_opts, out_opts)
+    if cfg.max_files is not None:
+        plan.todo = plan.todo[: cfg.max_files]
+    log.info(
+        "ingest: %d archive files under %s (%d before --since), %d already done for model %s, "
+        "%d to do (%d of them changed since their shard was written)",
+        plan.seen,
+        cfg.source,
+        plan.not_since,
+        plan.skipped,
+        model.id[:12],
+        len(plan.todo),
+        len(plan.changed),
+    )
+    summary = _plan_summary(plan, model)
     if not plan.todo:
         summary["seconds"] = round(time.monotonic() - t_start, 3)
         return summary
 
     started = _init_ray(cfg.ray_address)
     committer = Committer(cfg, plan, model, out_opts)
-    error = None
-    t_pipe = time.monotonic()
-    committer.t0 = t_pipe
-    committer.start_progress()
-    resources = None
+    tally = committer.tally
+    error = resources = None
+    t_pipe = tally.t0 = time.monotonic()
+    tally.start_ticker()
     try:
         resources = _run_pipeline(cfg, plan, model, src_opts, committer)
     except Exception as exc:  # the pipeline broke: keep what was committed, report the rest
@@ -785,29 +577,12 @@ def run_ingest(cfg: IngestConfig) -> dict:
             import ray
 
             ray.shutdown()
-    t_end = committer.t_last or time.monotonic()
-    committer.progress(final=True)
-    c = committer.counts
-    pipe_s = max(t_end - t_pipe, 1e-9)
-    summary.update(
-        files_done=c["done"],
-        files_failed=c["failed"],
-        files_ignored=plan.ignored + c["ignored"],
-        files_corrupt=c["corrupt"],
-        frames=c["frames"],
-        quarantined=c["quarantined"],
-        sequence_gaps=c["sequence_gaps"],
-        frames_dropped=c["frames_dropped"],
-        frames_per_s=round(c["frames"] / pipe_s, 2),
-        pipeline_seconds=round(pipe_s, 3),
-        time_breakdown_s={k: round(v, 3) for k, v in committer.costs.items()},
-        resources=resources,
-        encoders=[{**json.loads(k), "frames": v} for k, v in sorted(committer.encoders.items())],
-        seconds=round(time.monotonic() - t_start, 3),
-    )
-    if error or c["failed"]:
-        if committer.failed:
-            summary["failed"] = dict(list(sorted(committer.failed.items()))[:20])
-        msg = error or f"{c['failed']} file(s) failed"
-        raise IngestFailed(msg, summary)
+    t_end = tally.t_last or time.monotonic()
+    tally.progress(final=True)
+    summary.update(_tally_summary(tally, plan, max(t_end - t_pipe, 1e-9)), resources=resources)
+    summary["seconds"] = round(time.monotonic() - t_start, 3)
+    if error or tally.counts["failed"]:
+        if tally.failed:
+            summary["failed"] = dict(list(sorted(tally.failed.items()))[:20])
+        raise IngestFailed(error or f"{tally.counts['failed']} file(s) failed", summary)
     return summary

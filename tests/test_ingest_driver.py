@@ -15,7 +15,8 @@ from ingest_helpers import THEMIS, make_model
 
 from pipeline import store
 from pipeline.datasource import FileTask
-from pipeline.ingest import Committer, IngestConfig, ModelInfo, Plan
+from pipeline.ingest import IngestConfig, ModelInfo, Plan
+from pipeline.ingest_commit import Committer
 from pipeline.messages import clean_text, one_line
 
 GOOD = "20140310_0601_gill_themis19_full.pgm.gz"
@@ -151,8 +152,8 @@ def test_quarantine_records_bounded_with_exact_count(tmp_path):
     c.consume(_batch(uri, rows[600:700]))  # a retried task delivers some rows twice
     c.consume(_batch(uri, [dict(kind="end", expected=len(rows), reason="{}")]))
     c.finish()
-    assert c.counts["done"] == 1 and c.counts["failed"] == 0
-    assert c.counts["frames"] == 3 and c.counts["quarantined"] == 2503
+    assert c.tally.counts["done"] == 1 and c.tally.counts["failed"] == 0
+    assert c.tally.counts["frames"] == 3 and c.tally.counts["quarantined"] == 2503
 
     q = out / "_quarantine" / "abababababab" / "many.tar.jsonl"
     lines = [json.loads(x) for x in q.read_text().splitlines()]
@@ -174,7 +175,7 @@ def test_quarantine_under_the_cap_lists_every_problem(tmp_path):
     c.finish()
     lines = (out / "_quarantine" / "abababababab" / "few.tar.jsonl").read_text().splitlines()
     assert len(lines) == 100 and all(json.loads(x)["frame"] is not None for x in lines)
-    assert c.counts["quarantined"] == 100
+    assert c.tally.counts["quarantined"] == 100
 
 
 def test_failed_file_reason_is_one_clean_line(tmp_path):
@@ -187,8 +188,8 @@ def test_failed_file_reason_is_one_clean_line(tmp_path):
         )
     )
     c.finish()
-    assert c.counts["failed"] == 1
-    reason = c.failed["/archive/x.pgm"]
+    assert c.tally.counts["failed"] == 1
+    reason = c.tally.failed["/archive/x.pgm"]
     assert "\n" not in reason and "\x1b" not in reason and "boom" in reason
 
 
@@ -200,8 +201,8 @@ def test_gaps_in_the_mode_sequence_number_are_counted_and_meta_is_kept(tmp_path)
         rows = [dict(kind="frame", seq=i, frame=i, meta=m) for i, m in enumerate(metas)]
         c.consume(_batch(f"/archive/{rel}", rows + [dict(kind="end", expected=4, reason="{}")]))
     c.finish()
-    assert c.counts["done"] == 2 and c.counts["frames"] == 8
-    assert (c.counts["sequence_gaps"], c.counts["frames_dropped"]) == (1, 2)
+    assert c.tally.counts["done"] == 2 and c.tally.counts["frames"] == 8
+    assert (c.tally.counts["sequence_gaps"], c.tally.counts["frames_dropped"]) == (1, 2)
     shard = store.read_shard(str(out / "abababababab" / "a.pgm.parquet"))
     assert [json.loads(m)["sequence"] for m in shard.column("meta").to_pylist()] == [5, 6, 9, 10]
 
