@@ -25,8 +25,8 @@ plugged into this one loop, so a peer gets exactly our recipe and budget. The lo
 batch's training-set indices and may keep state (DPSH's memory of outputs, CNNH's target codes),
 saved with every checkpoint; CNNH's stage 1 runs once, when a run starts.
 
-Everything runs under bfloat16 autocast when `amp` is on (default; bf16 needs no loss scaling,
-on CPU and on CUDA), channels_last memory on CPU.
+Everything runs under bfloat16 autocast when `amp` is on (by default where bf16 is native: CUDA,
+CPUs with AVX512-BF16 or AMX; bf16 needs no loss scaling), channels_last memory on CPU.
 Each epoch ends with a checkpoint (weights, optimiser state, the EMA once it has started, epochs
 done, training seconds) in the output directory; running the same command again resumes after
 the last saved epoch and ends with the same bits as an uninterrupted run: the schedule is a
@@ -55,6 +55,7 @@ from pipeline.checkpoint import (
 )
 from pipeline.errors import BadInput
 from pipeline.losses import LossConfig
+from pipeline.precision import resolve_amp
 
 log = logging.getLogger("aurorahash.train")
 
@@ -82,7 +83,7 @@ class TrainConfig:
     quant_weight: float = 0.1
     flip: bool = True
     translate: int | None = None  # px; None: 2 for 32 px inputs, size // 16 otherwise
-    amp: bool = True  # bfloat16 autocast (CPU and CUDA)
+    amp: bool | None = None  # bfloat16 autocast; None: where bf16 is native (pipeline.precision)
     device: str = "cpu"
     threads: int | None = None
     spp: bool | None = None  # ablation switches (None: the arch's own choice)
@@ -100,6 +101,7 @@ class TrainConfig:
         if rec not in RECIPES:
             raise BadInput(f"unknown recipe {rec!r}; choose one of {RECIPES}")
         c.recipe = rec
+        c.amp = resolve_amp(c.amp, c.device)
         if rec == "airbench":
             d = dict(
                 batch_size=1024,

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.precision import resolve_amp
+
 
 def _t(x) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
@@ -56,18 +58,20 @@ def head_of(model, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def conv_batches(model, x, preprocess=None, batch: int = 500, scales=(1.0,), amp: bool = True):
+def conv_batches(model, x, preprocess=None, batch: int = 500, scales=(1.0,), amp=None):
     """Yield, per batch of dataset images x (NCHW, uint8 photos or float model inputs):
     {"maps": [float32 (b, C, H, W) per scale], "feat": (b, D) hash-layer input, "h": (b, bits)}.
 
     Scale s resizes the inputs by s (bilinear, antialiased when shrinking) before the trunk; the
-    hash-layer input and h come from scale 1 (which must be among `scales`).
+    hash-layer input and h come from scale 1 (which must be among `scales`). amp: bf16 autocast
+    (None: where bf16 is native, `pipeline.precision`).
     """
     from pipeline.datasets import inputs_of
 
     if 1.0 not in [float(s) for s in scales]:
         raise ValueError("scales must include 1.0")
     model.eval()
+    amp = resolve_amp(amp, "cpu")
     xt = _t(x)
     for i in range(0, len(xt), batch):
         xb = inputs_of(xt[i : i + batch], preprocess).contiguous(memory_format=torch.channels_last)
