@@ -59,36 +59,33 @@ def _pick(summary: dict, *keys) -> dict:
     return {k: summary[k] for k in keys if k in summary}
 
 
-def run(args):
-    from pipeline.ray_runtime import ray_session
+def _synth(args, archive: str, queries: str, out: dict) -> None:
+    """The archive and the query frames (kept from an earlier run in the same workdir)."""
+    for key, dst, frames, seed in (
+        ("synth_archive", archive, args.frames, args.seed),
+        ("synth_queries", queries, args.query_frames, args.seed + 1),
+    ):
+        if not os.path.exists(dst):
+            s = _job("synth", ["--out", dst, "--frames", str(frames), "--seed", str(seed)])
+            out[key] = _pick(s, "frames", "files", "seconds")
 
-    w = os.path.abspath(args.workdir)
-    seed = str(args.seed)
-    archive, queries = f"{w}/archive", f"{w}/queries"
-    model, codes, qcodes = f"{w}/model", f"{w}/codes", f"{w}/query-codes"
-    out = {"workdir": w}
-    t0 = time.perf_counter()
 
-    if not os.path.exists(archive):
-        s = _job("synth", ["--out", archive, "--frames", str(args.frames), "--seed", seed])
-        out["synth_archive"] = _pick(s, "frames", "files", "seconds")
-    if not os.path.exists(queries):
-        s = _job(
-            "synth",
-            ["--out", queries, "--frames", str(args.query_frames), "--seed", str(args.seed + 1)],
-        )
-        out["synth_queries"] = _pick(s, "frames", "files", "seconds")
-
+def _train(args, model: str) -> dict:
     s = _job(
         "train",
         [
             "--dataset", "synthetic-aurora", "--size", str(args.size), "--arch", "compact",
-            "--bits", str(args.bits), "--epochs", str(args.epochs), "--seed", seed,
+            "--bits", str(args.bits), "--epochs", str(args.epochs), "--seed", str(args.seed),
             "--n-train", str(args.n_train), "--n-database", str(args.n_train),
             "--data-seed", str(args.seed + 2), "--out", model,
         ],
     )  # fmt: skip
-    out["train"] = _pick(s, "map", "accuracy", "params_mb", "train_seconds", "seconds")
+    return _pick(s, "map", "accuracy", "params_mb", "train_seconds", "seconds")
+
+
+def _ingest_and_benchmark(args, w, archive, queries, model, codes, qcodes, out: dict) -> None:
+    """Ingest both, compact, benchmark: the MAP of the codes ingest stored, beside train's."""
+    from pipeline.ray_runtime import ray_session
 
     with ray_session(args.ray_address):
         for name, src, dst in (
@@ -108,18 +105,27 @@ def run(args):
         out["benchmark"] = _pick(
             s, "map", "map_tie_aware", "map@50", "n_queries", "n_database", "seconds"
         )
-        out["map"] = {  # the model's MAP as train measured it, and over the codes ingest stored
-            "train": out["train"].get("map"),
-            "ingested": out["benchmark"].get("map"),
-        }
+    out["map"] = {  # the model's MAP as train measured it, and over the codes ingest stored
+        "train": out["train"].get("map"),
+        "ingested": out["benchmark"].get("map"),
+    }
 
+
+def run(args):
+    w = os.path.abspath(args.workdir)
+    archive, queries = f"{w}/archive", f"{w}/queries"
+    model, codes, qcodes = f"{w}/model", f"{w}/codes", f"{w}/query-codes"
+    out = {"workdir": w}
+    t0 = time.perf_counter()
+    _synth(args, archive, queries, out)
+    out["train"] = _train(args, model)
+    _ingest_and_benchmark(args, w, archive, queries, model, codes, qcodes, out)
     s = _job(
         "search",
         ["--codes", codes, "--queries", qcodes, "--n-queries", "1", "--k", str(args.k), "--no-ray"],
     )
     ((qid, neighbours),) = s["neighbors"].items()
     out["search"] = {"query": qid, "neighbors": neighbours, "seconds": s["seconds"]}
-
     s = _job("export", ["--codes", codes, "--out", f"{w}/export", "--format", "faiss"])
     out["export"] = _pick(s, "out", "count", "segments", "parts", "seconds")
     out["total_seconds"] = round(time.perf_counter() - t0, 1)

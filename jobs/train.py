@@ -109,11 +109,24 @@ def data_options(args) -> dict:
 
 def add_arguments(p) -> None:
     from pipeline.losses import HASH_LOSSES
-    from pipeline.model import ARCHS
-    from pipeline.train import RECIPES
 
     add_data_arguments(p)
     p.add_argument("--limit", type=int, default=None, help="cap on training images (quick runs)")
+    _add_model_arguments(p)
+    _add_training_arguments(p)
+    add_method_arguments(p, HASH_LOSSES)
+    add_encode_arguments(p)
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--topk", type=int, default=None, help="also report map@K")
+    g.add_argument("--no-eval", action="store_true", help="train only")
+    g.add_argument("--plot", default=None, help="write PR curves to this PNG")
+    add_report_argument(g)
+    add_s3_options(p)
+
+
+def _add_model_arguments(p) -> None:
+    from pipeline.model import ARCHS
+
     g = p.add_argument_group("model")
     g.add_argument("--arch", choices=ARCHS, default="compact", help="architecture (compact)")
     g.add_argument("--bits", type=int, default=48, help="code length (48)")
@@ -134,6 +147,11 @@ def add_arguments(p) -> None:
         "--widths", default=None, help="compact conv widths, comma-separated (64,128,128)"
     )
     g.add_argument("--dropout", type=float, default=None, help="dropout in the hidden FCs")
+
+
+def _add_training_arguments(p) -> None:
+    from pipeline.train import RECIPES
+
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=float, default=10, help="epochs (fractions allowed; 10)")
     g.add_argument("--seed", type=int, default=0, help="training seed (init, shuffles; 0)")
@@ -150,7 +168,6 @@ def add_arguments(p) -> None:
     g.add_argument("--weight-decay", type=float, default=None, help="weight decay")
     g.add_argument("--head-lr-scale", type=float, default=None, help="lr factor of the head")
     g.add_argument("--label-smoothing", type=float, default=None, help="CE label smoothing")
-    add_method_arguments(p, HASH_LOSSES)
     g.add_argument("--no-flip", action="store_true", help="no horizontal flips")
     g.add_argument(
         "--translate", type=int, default=None, help="random translation in px (2 at 32 px)"
@@ -165,9 +182,6 @@ def add_arguments(p) -> None:
     g.add_argument("--no-amp", dest="amp", action="store_const", const="off", help="= --amp off")
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    add_encode_arguments(p)
-    g = p.add_argument_group("evaluation")
-    g.add_argument("--topk", type=int, default=None, help="also report map@K")
     g.add_argument(
         "--checkpoint-every",
         type=int,
@@ -175,10 +189,6 @@ def add_arguments(p) -> None:
         help="epochs between checkpoints (default 1; the last epoch is always saved; a re-run "
         "resumes after the last saved one). Larger saves time where a checkpoint is big",
     )
-    g.add_argument("--no-eval", action="store_true", help="train only")
-    g.add_argument("--plot", default=None, help="write PR curves to this PNG")
-    add_report_argument(g)
-    add_s3_options(p)
 
 
 def add_report_argument(g) -> None:
@@ -352,16 +362,10 @@ def train_config(args, **overrides):
     return cfg
 
 
-def run(args) -> dict:
+def _load(args, so) -> tuple[dict, float]:
+    """The dataset's splits and the seconds it took."""
     from pipeline.datasets import load_splits
-    from pipeline.evaluate import encode_splits, evaluate_encoded
-    from pipeline.train import train_model
 
-    t_start = time.perf_counter()
-    if args.report and args.no_eval:
-        raise UsageError("--report shows the evaluation: drop --no-eval")
-    cfg = train_config(args)
-    so = storage_options(args)
     t0 = time.perf_counter()
     splits = load_splits(
         args.dataset,
@@ -372,20 +376,17 @@ def run(args) -> dict:
         storage_options=so,
         **data_options(args),
     )
-    data_seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
     info = splits["info"]
     log.info(
         "data: %s/%s train %d, queries %d, database %d (%.1f s)",
-        info["dataset"],
-        info["protocol"],
-        info["train"],
-        info["query"],
-        info["database"],
-        data_seconds,
+        *(info["dataset"], info["protocol"], info["train"], info["query"], info["database"]),
+        seconds,
     )
-    model, config = train_model(
-        splits, cfg, args.out, info, so, encode_settings=encode_settings_of(args)
-    )
+    return splits, seconds
+
+
+def _train_summary(args, config: dict, info: dict, data_seconds: float) -> dict:
     summary = {
         "out": args.out,
         "arch": config["arch"],
@@ -402,31 +403,51 @@ def run(args) -> dict:
     }
     if config.get("method_info"):  # CNNH: its stage 1 (seconds, objective per sweep)
         summary["method_info"] = config["method_info"]
+    return summary
+
+
+def _evaluate(args, so, model, config: dict, splits: dict, summary: dict) -> None:
+    """Score the shipped codes (the encode path ingest uses) into summary and OUT/metrics.json."""
+    from pipeline import storage
+    from pipeline.encoder import encode_settings
+    from pipeline.evaluate import encode_splits, evaluate_encoded
+
+    t1 = time.perf_counter()
+    enc = encode_splits(model, splits, encode_settings(config), device=args.device)
+    metrics = evaluate_encoded(enc, splits, args.topk)
+    summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
+    if args.report:
+        summary["report"] = job_report("train", args, so, config, metrics, splits, enc, args.out)
+    if args.plot:
+        from pipeline.report import plot_pr_curves
+
+        plot_pr_curves({f"{config['arch']} {config['bits']} bits": metrics}, args.plot)
+    pr = metrics.pop("pr_curve", None)
+    summary.update(metrics)
+    if pr is not None:
+        summary["pr_curve"] = pr
+    storage.atomic_write_bytes(
+        args.out.rstrip("/") + "/metrics.json",
+        json.dumps({**summary, "pr_curve": pr}, indent=1, default=str).encode(),
+        so,
+    )
+
+
+def run(args) -> dict:
+    from pipeline.train import train_model
+
+    t_start = time.perf_counter()
+    if args.report and args.no_eval:
+        raise UsageError("--report shows the evaluation: drop --no-eval")
+    cfg = train_config(args)
+    so = storage_options(args)
+    splits, data_seconds = _load(args, so)
+    info = splits["info"]
+    model, config = train_model(
+        splits, cfg, args.out, info, so, encode_settings=encode_settings_of(args)
+    )
+    summary = _train_summary(args, config, info, data_seconds)
     if not args.no_eval:
-        t1 = time.perf_counter()
-        from pipeline.encoder import encode_settings
-
-        enc = encode_splits(model, splits, encode_settings(config), device=args.device)
-        metrics = evaluate_encoded(enc, splits, args.topk)
-        summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
-        if args.report:
-            summary["report"] = job_report(
-                "train", args, so, config, metrics, splits, enc, args.out
-            )
-        if args.plot:
-            from pipeline.report import plot_pr_curves
-
-            plot_pr_curves({f"{config['arch']} {config['bits']} bits": metrics}, args.plot)
-        pr = metrics.pop("pr_curve", None)
-        summary.update(metrics)
-        if pr is not None:
-            summary["pr_curve"] = pr
-        from pipeline import storage
-
-        storage.atomic_write_bytes(
-            args.out.rstrip("/") + "/metrics.json",
-            json.dumps({**summary, "pr_curve": pr}, indent=1, default=str).encode(),
-            so,
-        )
+        _evaluate(args, so, model, config, splits, summary)
     summary["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     return summary
