@@ -57,92 +57,100 @@ HELP = __doc__
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument(
+    g = parser.add_argument_group("what to ingest")
+    g.add_argument(
         "--source", required=True, help="archive root: local path, file:// or s3://bucket/prefix"
     )
-    parser.add_argument(
+    g.add_argument(
         "--out", required=True, help="output location for code shards (local path or s3://)"
     )
-    parser.add_argument(
+    g.add_argument(
         "--model", required=True, help="checkpoint directory (local or s3://) from `train`"
     )
-    parser.add_argument(
+    g.add_argument(
         "--since",
         default=None,
         metavar="YYYY-MM-DD",
         help="only archive files from this date on: the date in the file name (YYYYMMDD...) "
         "or path (YYYY/MM/DD/), else the file's modification time",
     )
-    add_ray_options(parser)
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="frames per model call and per read block at most (default 256 with GPUs, else 64)",
-    )
-    add_s3_options(parser)
-    parser.add_argument(
-        "--actors",
-        type=int,
-        default=None,
-        help="encoder actors (default: --actors-per-gpu on every GPU; on CPU-only clusters "
-        "half the CPUs, always leaving one CPU for read tasks)",
-    )
-    parser.add_argument(
-        "--actors-per-gpu",
-        type=int,
-        default=None,
-        help="encoder actors sharing one GPU (default 2 for models under 1 GiB on nodes with "
-        "at least 8 CPUs per GPU, else 1); each actor is pinned to one GPU",
-    )
-    parser.add_argument(
-        "--read-cpus",
-        type=float,
-        default=None,
-        help="CPU slots per read task (default 1 with GPUs, else 0.75): with GPUs, a node "
-        "reads as many files at once as it has CPUs beside its actors",
-    )
-    parser.add_argument(
-        "--read-tasks",
-        type=int,
-        default=None,
-        help="read tasks at once at most (default: as many as the CPUs take)",
-    )
-    parser.add_argument(
-        "--encoder-threads",
-        type=int,
-        default=None,
-        help="torch threads per encoder actor (default: with GPUs 1, on CPUs the node's CPUs "
-        "shared among its actors)",
-    )
-    parser.add_argument(
-        "--rows-per-block",
-        type=int,
-        default=None,
-        help="frames per block that a read task emits, and so per encoder call (default and "
-        "at most --batch-size; a block holds one file's frames only)",
-    )
-    parser.add_argument(
-        "--progress-interval",
-        type=float,
-        default=5.0,
-        help="seconds between progress lines on stderr (default 5)",
-    )
-    parser.add_argument(
+    g.add_argument(
         "--max-files",
         type=int,
         default=None,
         help="encode at most this many of the files still to do (staging, smoke tests)",
     )
-    parser.add_argument(
+    g.add_argument(
         "--dry-run",
         action="store_true",
         help="validate the checkpoint and read every file still to do through the readers "
         "(as `aurorahash check`): per-file frames and quarantine reasons; encodes and writes "
         "nothing",
     )
-    parser.add_argument(
+    _add_encoding_arguments(parser)
+    g = parser.add_argument_group("progress")
+    g.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        help="seconds between progress lines on stderr (default 5)",
+    )
+    g.add_argument(
         "--ray-progress", action="store_true", help="also show Ray Data's own progress bars"
+    )
+    add_ray_options(parser)
+    add_s3_options(parser)
+
+
+def _add_encoding_arguments(parser) -> None:
+    """How the work is spread: actors, read tasks, blocks (defaults: pipeline.resources)."""
+    g = parser.add_argument_group("encoding")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="frames per model call and per read block at most (default 256 with GPUs, else 64)",
+    )
+    g.add_argument(
+        "--actors",
+        type=int,
+        default=None,
+        help="encoder actors (default: --actors-per-gpu on every GPU; on CPU-only clusters "
+        "half the CPUs, always leaving one CPU for read tasks)",
+    )
+    g.add_argument(
+        "--actors-per-gpu",
+        type=int,
+        default=None,
+        help="encoder actors sharing one GPU (default 2 for models under 1 GiB on nodes with "
+        "at least 8 CPUs per GPU, else 1); each actor is pinned to one GPU",
+    )
+    g.add_argument(
+        "--read-cpus",
+        type=float,
+        default=None,
+        help="CPU slots per read task (default 1 with GPUs, else 0.75): with GPUs, a node "
+        "reads as many files at once as it has CPUs beside its actors",
+    )
+    g.add_argument(
+        "--read-tasks",
+        type=int,
+        default=None,
+        help="read tasks at once at most (default: as many as the CPUs take)",
+    )
+    g.add_argument(
+        "--encoder-threads",
+        type=int,
+        default=None,
+        help="torch threads per encoder actor (default: with GPUs 1, on CPUs the node's CPUs "
+        "shared among its actors)",
+    )
+    g.add_argument(
+        "--rows-per-block",
+        type=int,
+        default=None,
+        help="frames per block that a read task emits, and so per encoder call (default and "
+        "at most --batch-size; a block holds one file's frames only)",
     )
 
 

@@ -356,8 +356,6 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, com
     import ray
     from ray.data import DataContext
 
-    from pipeline.encoder import HashEncoder
-
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = cfg.ray_progress_bars
     ctx.print_on_execution_start = cfg.ray_progress_bars
@@ -385,29 +383,35 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: ModelInfo, src_opts, com
     old_block_size = ctx.target_max_block_size
     ctx.target_max_block_size = max(1, block_bytes)
     try:
-        # Read tasks keep Ray's default retries for system failures (a lost node); reading
-        # errors never raise out of a task (they become "fail" rows), so application retries
-        # are moot. override_num_blocks = one read task per file.
-        ds = ray.data.read_datasource(
-            source,
-            num_cpus=ep.read_cpus,
-            concurrency=ep.read_tasks,
-            override_num_blocks=len(plan.todo),
-        )
-        # map_batches refuses batch_size=None with GPUs (a guard for users); the internal entry
-        # takes it, and our blocks are already `batch_size` rows
-        mapper = getattr(ds, "map_batches_internal", None) if ep.gpus_per_actor else None
-        encode_args = _encode_args(ep, files_ref)
-        if mapper is None:
-            mapper = ds.map_batches
-            if ep.gpus_per_actor:
-                encode_args["batch_size"] = rows
-        ds = mapper(HashEncoder, **encode_args)
+        ds = _encoded(source, ep, files_ref, rows, len(plan.todo))
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
             committer.consume(batch)
     finally:
         ctx.target_max_block_size = old_block_size
     return {**ep.to_dict(), "block_rows": rows, "block_bytes": block_bytes}
+
+
+def _encoded(source: ArchiveDatasource, ep, files_ref, rows: int, n_files: int):
+    """The Ray Data chain read -> HashEncoder actors (not started until iterated)."""
+    import ray
+
+    from pipeline.encoder import HashEncoder
+
+    # Read tasks keep Ray's default retries for system failures (a lost node); reading errors
+    # never raise out of a task (they become "fail" rows), so application retries are moot.
+    # override_num_blocks = one read task per file.
+    ds = ray.data.read_datasource(
+        source, num_cpus=ep.read_cpus, concurrency=ep.read_tasks, override_num_blocks=n_files
+    )
+    # map_batches refuses batch_size=None with GPUs (a guard for users); the internal entry
+    # takes it, and our blocks are already `batch_size` rows
+    mapper = getattr(ds, "map_batches_internal", None) if ep.gpus_per_actor else None
+    encode_args = _encode_args(ep, files_ref)
+    if mapper is None:
+        mapper = ds.map_batches
+        if ep.gpus_per_actor:
+            encode_args["batch_size"] = rows
+    return mapper(HashEncoder, **encode_args)
 
 
 def encoder_plan(cfg: IngestConfig, model: ModelInfo):
