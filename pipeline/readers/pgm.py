@@ -184,6 +184,32 @@ def read(uri: str, storage_options: dict | None = None):
     return _frames(str(uri), storage_options)
 
 
+def _read_raster(stream, width: int, height: int, maxval: int, compressed: bool, size) -> bytes:
+    """One frame's pixel bytes, after checking what the header claims against the caps and,
+    for an uncompressed file, against the bytes left (_BadFrame names what is wrong)."""
+    if not 0 < maxval < 65536:
+        raise _BadFrame(f"MAXVAL {maxval} outside 1..65535")
+    if width == 0 or height == 0:
+        raise _BadFrame(f"declared size {width}x{height} is empty")
+    if width > limits.MAX_DIM or height > limits.MAX_DIM or width * height > limits.MAX_PIXELS:
+        raise _BadFrame(
+            f"declared size {width}x{height} exceeds the limit "
+            f"({limits.MAX_DIM} per side, {limits.MAX_PIXELS} pixels)"
+        )
+    need = width * height * (2 if maxval > 255 else 1)
+    if not compressed and size is not None and need > size - stream.consumed:
+        raise _BadFrame(
+            f"declared size {width}x{height} needs {need} bytes but only "
+            f"{size - stream.consumed} remain in the file"
+        )
+    raster = stream.read(need)
+    if len(raster) < need:
+        raise _BadFrame(
+            f"truncated: {len(raster)} of {need} pixel bytes present ({width}x{height})"
+        )
+    return raster
+
+
 def _frames(uri: str, storage_options: dict | None):
     m = NAME_RE.match(posixpath.basename(uri))
     name_site, name_imager = (m.group(3), m.group(4)) if m else (None, None)
@@ -196,31 +222,8 @@ def _frames(uri: str, storage_options: dict | None):
                 if head is None:
                     break
                 own, width, height, maxval = head
-                if not 0 < maxval < 65536:
-                    raise _BadFrame(f"MAXVAL {maxval} outside 1..65535")
-                if width == 0 or height == 0:
-                    raise _BadFrame(f"declared size {width}x{height} is empty")
-                if (
-                    width > limits.MAX_DIM
-                    or height > limits.MAX_DIM
-                    or width * height > limits.MAX_PIXELS
-                ):
-                    raise _BadFrame(
-                        f"declared size {width}x{height} exceeds the limit "
-                        f"({limits.MAX_DIM} per side, {limits.MAX_PIXELS} pixels)"
-                    )
                 bpp = 2 if maxval > 255 else 1
-                need = width * height * bpp
-                if not compressed and size is not None and need > size - stream.consumed:
-                    raise _BadFrame(
-                        f"declared size {width}x{height} needs {need} bytes but only "
-                        f"{size - stream.consumed} remain in the file"
-                    )
-                raster = stream.read(need)
-                if len(raster) < need:
-                    raise _BadFrame(
-                        f"truncated: {len(raster)} of {need} pixel bytes present ({width}x{height})"
-                    )
+                raster = _read_raster(stream, width, height, maxval, compressed, size)
             except _BadFrame as exc:
                 if index == 0 and str(exc).startswith("expected PGM magic"):
                     raise CorruptFile(uri, f"not a PGM file: {exc}") from None

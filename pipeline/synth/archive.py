@@ -70,29 +70,16 @@ def write_archive(
         minute = t0 + timedelta(minutes=first // FRAMES_PER_MINUTE)
         top = "png" if fmt == "png" else "stream0"
         folder = posixpath.join(root, stream0_dir(minute, site, imager, top))
+        labs = labs if labels else None
         if fmt == "png":
-            for j in range(k):
-                t = minute + timedelta(seconds=CADENCE_S * j)
-                name = f"{t:%Y%m%d_%H%M%S}_{site}_{imager}.png"
-                files.append(
-                    write_png(
-                        posixpath.join(folder, name),
-                        frames[j],
-                        label=labs[j] if labels else None,
-                        site=site,
-                        time=t,
-                        storage_options=storage_options,
-                    )
-                )
+            files += _write_pngs(folder, frames, labs, minute, site, imager, storage_options)
         else:
             files.append(
                 write_pgm_minute(
-                    folder,
-                    frames,
-                    minute,
+                    *(folder, frames, minute),
                     site=site,
                     imager=imager,
-                    labels=labs if labels else None,
+                    labels=labs,
                     gzip=fmt == "pgm.gz",
                     storage_options=storage_options,
                     sequence=range(first, first + k),
@@ -112,3 +99,22 @@ def write_archive(
         "seconds": round(time.perf_counter() - t_start, 3),
         "paths": files,
     }
+
+
+def _write_pngs(folder, frames, labels, minute, site, imager, storage_options) -> list[str]:
+    """One 16-bit PNG per frame of one minute, named by its time (3 s cadence)."""
+    paths = []
+    for j in range(len(frames)):
+        t = minute + timedelta(seconds=CADENCE_S * j)
+        name = f"{t:%Y%m%d_%H%M%S}_{site}_{imager}.png"
+        paths.append(
+            write_png(
+                posixpath.join(folder, name),
+                frames[j],
+                label=labels[j] if labels is not None else None,
+                site=site,
+                time=t,
+                storage_options=storage_options,
+            )
+        )
+    return paths
