@@ -35,7 +35,8 @@ def pr_figure(records: list[dict]) -> bytes:
         right.set(xlabel="Hamming radius r", ylabel="precision / recall", ylim=(0, 1.02))
         right.set_xlim(0, max(r["nbits"] for r in records))
         right.set_title("Within radius r")
-        left.legend(loc="upper right")
+        # below the axes: a PR curve can pass through every corner (rising at recall 0)
+        left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(3, len(records)))
         grey = {"color": "#5b6670", "lw": 1.5}
         right.plot([], [], label="precision", **grey)
         right.plot([], [], ls="--", label="recall", **grey)
