@@ -2,8 +2,9 @@
 # The paper's Table 6 on CIFAR-10 (LSH, ITQ, KSH, CNNH, DPSH, DSH, ours; 12-48 bits) on one CUDA
 # GPU: benchmarks/paper_tables.py does the work. The whole table is 8 GIST-hasher runs (CPU) and
 # 32 trainings; it may take more than one session: results land in $OUT/table6/results.json,
-# rewritten after every cell, and a session started with the same $OUT (copy the previous
-# session's results.json back there) runs only the cells still missing.
+# rewritten after every cell, and a session started with the same $OUT runs only the cells still
+# missing; without one there, it starts from the committed benchmarks/results/table6/results.json
+# (copy a session's results.json there to carry it to the next).
 #
 # Needs python3 with torch, numpy, pyarrow, safetensors, numba, matplotlib, Pillow (no Ray), this
 # repository and the CIFAR-10 Parquet shards at $DATA (default ../shared/data/cifar10).
@@ -26,6 +27,9 @@ CLASSIC=${CLASSIC:-lsh,itq,ksh}
 DEADLINE_S=${DEADLINE_S:-700}
 PY=${PY:-python3}
 mkdir -p "$OUT/table6" "$CKPT"
+# cells measured in earlier sessions (committed): kept, only the missing ones run
+SEED=benchmarks/results/table6/results.json
+[ -f "$OUT/table6/results.json" ] || { [ -f "$SEED" ] && cp "$SEED" "$OUT/table6/"; } || true
 { nvidia-smi || true; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"; date -u; } > "$OUT/gpu.txt" 2>&1
 export AURORAHASH_CACHE=${AURORAHASH_CACHE:-/tmp/aurorahash-cache}
 export PYTHONUNBUFFERED=1

@@ -99,6 +99,17 @@ def table(results: list[dict], protocols: list[str], bits: list[int], methods) -
     return "\n".join(lines) + "\n"
 
 
+def _where(args) -> dict:
+    """Where and when a cell was measured (cells of several sessions share one results.json)."""
+    cpu = platform.processor() or platform.machine()
+    if args.device.startswith("cuda"):
+        import torch
+
+        cpu = torch.cuda.get_device_name(0)
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    return {"device": args.device, "hardware": cpu, "date": day}
+
+
 def _save(path: str, args, results: list[dict]) -> None:
     doc = {
         "machine": platform.platform(),
@@ -156,7 +167,8 @@ def main(argv=None):
         if args.classic and not all(
             f"{protocol}-{m}-b{b}" in done for m in args.classic for b in bits
         ):
-            results += [r for r in classic_rows(args, protocol, bits) if r["name"] not in done]
+            rows = [r for r in classic_rows(args, protocol, bits) if r["name"] not in done]
+            results += [{**r, "protocol": protocol, "measured_on": _where(args)} for r in rows]
             _save(path, args, results)
         todo = [(m, b) for b in bits for m in methods if f"{protocol}-{m}-b{b}" not in done]
         if not todo:
@@ -167,7 +179,7 @@ def main(argv=None):
                 log(f"deadline: {protocol} {m} {b} bits and later cells not run")
                 break
             r = train_cell(f"{protocol}-{m}-b{b}", train_argv(args, protocol, m, b), splits)
-            r.update(protocol=protocol)
+            r.update(protocol=protocol, measured_on=_where(args))
             log(json.dumps({k: v for k, v in r.items() if k not in ("pr_curve",)}))
             results.append(r)
             _save(path, args, results)
