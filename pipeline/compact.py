@@ -344,6 +344,17 @@ def fault_point(name: str) -> None:
 # ---------------------------------------------------------------------------------- job
 
 
+def _plan_on_table(root: str, so: dict, target_rows: int):
+    """The plan, after creating the table (first run) or adding columns newer shards have."""
+    p = plan(root, so, target_rows)
+    if p is not None and p.version is None:
+        _create_table(root, so, p.meta)
+        p = plan(root, so, target_rows)
+    elif p is not None and _add_missing_columns(root, so):
+        p = plan(root, so, target_rows)
+    return p
+
+
 def compact(
     uri: str,
     storage_options: dict | None = None,
@@ -365,12 +376,7 @@ def compact(
     read_threads = read_threads or (4 if storage.split_uri(root, so)[2] == "file" else 16)
     t0 = time.perf_counter()
     for attempt in range(retries + 1):
-        p = plan(root, so, target_rows)
-        if p is not None and p.version is None:
-            _create_table(root, so, p.meta)
-            p = plan(root, so, target_rows)
-        elif p is not None and _add_missing_columns(root, so):
-            p = plan(root, so, target_rows)
+        p = _plan_on_table(root, so, target_rows)
         if p is None:
             log.info("compact %s: nothing new", root)
             return {

@@ -26,7 +26,9 @@ def test_cpu_bf16_native_matches_the_cpu_flags():
     assert bf16_native("cpu") == bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
-@pytest.mark.parametrize("given, want", [(True, True), (False, False), ("on", True), ("off", False)])
+@pytest.mark.parametrize(
+    "given, want", [(True, True), (False, False), ("on", True), ("off", False)]
+)
 def test_explicit_choice_wins(given, want):
     assert resolve_amp(given, "cpu") is want
 
