@@ -3,6 +3,7 @@
 Imports only numpy and numba. Compiled kernels are cached (``cache=True``) next to the sources.
 """
 
+from ._layout import start_threads_keeping_torchs
 from .knn import hamming_knn, merge_knn
 from .metrics import (
     ap_from_neighbors,
@@ -16,6 +17,8 @@ from .metrics import (
     precision_at_k_from_histograms,
 )
 from .packing import pack_codes, unpack_codes
+
+start_threads_keeping_torchs()
 
 __all__ = [
     "ap_from_neighbors",

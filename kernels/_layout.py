@@ -52,3 +52,22 @@ class threads_for:
 
             numba.set_num_threads(self.saved)
         return False
+
+
+def start_threads_keeping_torchs():
+    """Start numba's thread pool now and put torch's thread count back if that moved it.
+
+    numba's OpenMP layer and torch share libgomp: numba starting its threads after torch has run
+    resets the process's OpenMP count to numba's, so an encoder set to one thread ran on all of
+    them after its first MAP. Starting them once, at import, keeps both counts as set. torch is
+    only looked up, never imported.
+    """
+    import sys
+
+    import numba
+
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    numba.get_num_threads()
+    if torch is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)

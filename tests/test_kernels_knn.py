@@ -92,3 +92,32 @@ def test_small_jobs_leave_the_thread_count_alone():
     X = random_codes(rng, 200, 64)
     hamming_knn(X[:3], X, 5)
     assert numba.get_num_threads() == before
+
+
+def test_kernels_leave_torchs_thread_count_alone():
+    """numba's OpenMP layer shares libgomp with torch: starting numba's threads after torch has
+    run must not move torch's count (an encoder set to one thread ran on all of them after its
+    first MAP)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, numpy as np\n"
+        "torch.set_num_threads(1)\n"
+        "torch.nn.functional.conv2d(torch.randn(64, 3, 64, 64), torch.randn(16, 3, 3, 3))\n"
+        "from kernels import hamming_knn, mean_average_precision\n"
+        "assert torch.get_num_threads() == 1\n"
+        "import numba\n"
+        "numba.get_num_threads()\n"
+        "rng = np.random.default_rng(0)\n"
+        "X = rng.integers(0, 2**32, (80, 1), dtype=np.uint64)\n"
+        "labels = rng.integers(0, 4, 80)\n"
+        "hamming_knn(X[:3], X, 5)\n"
+        "mean_average_precision(X[:20], X, labels[:20], labels)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "1"
