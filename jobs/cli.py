@@ -9,10 +9,8 @@ no traceback, no terminal colour codes); tracebacks go to the stderr log only.
 from __future__ import annotations
 
 import argparse
-import atexit
 import importlib
 import logging
-import os
 import sys
 
 from jobs.common import JobFailed, emit_summary, setup_logging
@@ -106,21 +104,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def entry() -> None:
-    """The console script: main(), the exit handlers, then an exit that skips native teardown.
-
-    delta-rs can still have threads running when the interpreter tears down, and libstdc++ then
-    aborts a finished job ("terminate called without an active exception", SIGABRT;
-    delta-io/delta-rs#2184; seen once here on a compact that lost a commit race). By then every
-    output is committed and the summary is out, and the Python exit handlers (Ray's shutdown,
-    temporary files, log flushing) have run, so skipping the rest loses nothing.
-    """
-    rc = main()
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
-
-
 if __name__ == "__main__":
-    entry()
+    sys.exit(main())

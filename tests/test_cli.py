@@ -4,7 +4,6 @@ folders."""
 from __future__ import annotations
 
 import argparse
-import json
 
 import pytest
 
@@ -54,24 +53,3 @@ def test_out_folder_gets_the_file_inside(tmp_path):
     help_text = _subparsers(parser)["benchmark"].format_help()
     assert "benchmark.json inside" in " ".join(help_text.split())
     assert "--report DIR" in help_text
-
-
-def test_console_entry_keeps_exit_code_summary_and_exit_handlers(tmp_path):
-    """entry() leaves with os._exit (past delta-rs's teardown abort): the exit code, the summary
-    line and Python's exit handlers (Ray's shutdown among them) must all survive that."""
-    import subprocess
-    import sys
-
-    code = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print('exit handler ran', flush=True))\n"
-        "from jobs.cli import entry\n"
-        f"sys.argv = ['aurorahash', 'compact', '--codes', {str(tmp_path / 'absent')!r}]\n"
-        "entry()\n"
-    )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2, p.stderr[-2000:]
-    lines = p.stdout.splitlines()
-    summary = json.loads(next(ln for ln in lines if ln.startswith("{")))
-    assert summary["ok"] is False and "absent" in summary["error"]
-    assert lines[-1] == "exit handler ran"
