@@ -82,9 +82,9 @@ def train_cell(name, argv, splits):
     through the shipped encode path. Returns the cell's result; an error fails the cell only."""
     from jobs.cli import build_parser
     from jobs.train import encode_settings_of, train_config
-    from pipeline.encoder import encode_settings
-    from pipeline.evaluate import evaluate_model
-    from pipeline.train import train_model
+    from pipeline.model.settings import encode_settings
+    from pipeline.training.evaluate import evaluate_model
+    from pipeline.training.loop import train_model
 
     parser, _ = build_parser()
     targs = parser.parse_args(argv)
@@ -181,7 +181,7 @@ def main(argv=None):
     os.makedirs(report, exist_ok=True)
     path = os.path.join(report, "results.json")
     t_start = time.time()
-    from pipeline.datasets import load_splits
+    from pipeline.training.datasets import load_splits
 
     t0 = time.time()
     splits = load_splits(
@@ -227,7 +227,7 @@ def main(argv=None):
     with open(os.path.join(report, "tables.md"), "w") as f:
         f.write(md)
     print(md)
-    from pipeline.report import plot_report
+    from pipeline.reports.curves import plot_report
 
     ok = [r for r in results if r.get("ok")]
     series = {}

@@ -66,7 +66,7 @@ import numba  # noqa: E402
 
 import kernels  # noqa: E402
 from kernels import hamming_knn, mean_average_precision  # noqa: E402
-from pipeline import store  # noqa: E402
+from pipeline.codes import store  # noqa: E402
 from pipeline.synth.codes import archive_relpaths, write_code_shards  # noqa: E402
 
 MODEL = "5ca1e" + "0" * 59  # one model sha for database and queries

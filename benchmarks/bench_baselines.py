@@ -26,7 +26,8 @@ Real-valued CNN peers (with --model), ranked by cosine similarity, exact MAP wit
 set's regional vectors, MS-R-MAC (+PW) over input scales --scales, VLAD (k=16) and Hamming
 Embedding (k=64 words, 64-bit signatures, h_t=24) with the last conv map's columns as local
 descriptors. The "ours" row is the checkpoint's own codes, made by the shipped encode path
-(`pipeline.evaluate.encode` under the checkpoint's encode settings: the codes ingest stores).
+(`pipeline.training.evaluate.encode` under the checkpoint's encode settings: the codes ingest
+stores).
 
 --query-time N (Table 5's second column): the mean wall time per query to rank the whole
 database, over the first N queries, one query at a time, for ours (Hamming, the shipped search
@@ -81,7 +82,7 @@ def log(msg):
 
 
 def gist_cached(x: np.ndarray, what: str) -> np.ndarray:
-    from pipeline.datasets.cifar10 import cache_dir
+    from pipeline.training.datasets.cifar10 import cache_dir
 
     key = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
     key += hashlib.sha256(str((x.shape, x.dtype.str)).encode()).hexdigest()[:8]
@@ -148,8 +149,8 @@ def cnn_features(model, splits, pre, scales, batch, he_bits=64):
 
 def ours_codes(model, cfg, sp, pre, batch):
     """Packed codes of queries and database through the shipped encode path."""
-    from pipeline.encoder import encode_settings
-    from pipeline.evaluate import encode
+    from pipeline.model.settings import encode_settings
+    from pipeline.training.evaluate import encode
 
     settings = encode_settings(cfg)
     qh = encode(model, sp["query"][0], settings, batch, preprocess=pre)[0]
@@ -242,13 +243,13 @@ def main(argv=None):
 
     model, cfg, pre = None, None, None
     if a.model:
-        from pipeline.checkpoint import load_checkpoint
+        from pipeline.model.checkpoint import load_checkpoint
 
         model, cfg = load_checkpoint(a.model)
         model.eval()
         pre = cfg["preprocess"]
 
-    from pipeline.datasets import load_splits
+    from pipeline.training.datasets import load_splits
 
     opts = {"n_train": a.n_train, "n_query": a.n_query, "n_database": a.n_database}
     if a.dataset == "synthetic-aurora" and pre is not None:

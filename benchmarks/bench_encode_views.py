@@ -4,7 +4,7 @@
 
 The encode settings (checkpoint config `encode`: test-time views none / mirror / mirror+shift,
 precision fp32 / bf16) are applied by ingest exactly as by `evaluate`
-(`pipeline.encoder.encode_inputs`), so their cost is paid at ingest. This script runs that one
+(`pipeline.model.encode.encode_inputs`), so their cost is paid at ingest. This script runs that one
 encode step over the same preprocessed synthetic-aurora frames (archive-shaped, as ingest feeds
 them) for every setting, side by side with the default (views none, fp32), and prints frames/s,
 the ratio to the default and the MAP each setting gives (the checkpoint's weights, the protocol's
@@ -36,7 +36,7 @@ SETTINGS = [
 
 def pass_seconds(model, x, settings, batch: int) -> float:
     """One timed pass of the encode step over x, in batches as ingest's actors run it."""
-    from pipeline.encoder import encode_inputs
+    from pipeline.model.encode import encode_inputs
 
     t0 = time.perf_counter()
     for i in range(0, len(x), batch):
@@ -72,9 +72,9 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.datasets import load_splits
-    from pipeline.evaluate import evaluate_model
+    from pipeline.model.checkpoint import load_checkpoint
+    from pipeline.training.datasets import load_splits
+    from pipeline.training.evaluate import evaluate_model
 
     model, cfg = load_checkpoint(args.model)
     splits = load_splits(

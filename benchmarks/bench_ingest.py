@@ -13,7 +13,7 @@ trained weights).
 CPU (issue 10: the job >= 0.9x the bare loop). The two alternate `--repeats` times, medians:
 - bare: one process, no Ray: read -> preprocess (batched per file, the one CPU path) -> model
   (batched across files) -> shard writes, each stage timed;
-- ingest: `pipeline.ingest.run_ingest` on a local Ray instance started once beforehand (its
+- ingest: `pipeline.ingest.driver.run_ingest` on a local Ray instance started once beforehand (its
   start-up reported separately); frames/s over the pipeline, plus the job's own time breakdown
   (worker-seconds per stage) and the resources it chose.
 
@@ -102,9 +102,9 @@ def make_archive(workdir: Path, args) -> tuple[Path, float]:
 def make_model(workdir: Path, size: int, bits: int, arch: str) -> str:
     import torch
 
-    from pipeline.checkpoint import checkpoint_exists, save_checkpoint
-    from pipeline.model import build_model
-    from pipeline.preprocess import PreprocessConfig
+    from pipeline.model.archs import build_model
+    from pipeline.model.checkpoint import checkpoint_exists, save_checkpoint
+    from pipeline.model.preprocess import PreprocessConfig
     from pipeline.synth import CLASSES
 
     d = workdir / f"model-{arch}-{size}-{bits}"
@@ -129,14 +129,16 @@ def bare_loop(archive: Path, model_dir: str, out: Path, device: str, batch_size:
     """Read, preprocess, encode and write every frame in one process, timing each stage."""
     import torch
 
-    from pipeline import store
-    from pipeline.encoder import HashEncoder, sync_device
-    from pipeline.preprocess import preprocess_frames
+    from pipeline.codes import store
+    from pipeline.ingest.encode_actor import HashEncoder
+    from pipeline.model.checkpoint import open_checkpoint
+    from pipeline.model.encode import sync_device
+    from pipeline.model.preprocess import preprocess_frames
     from pipeline.readers import FrameError, list_archive, read_frames
     from pipeline.storage import relative_path
 
     t_start = time.perf_counter()
-    enc = HashEncoder(model_dir=model_dir, device=device)
+    enc = HashEncoder(open_checkpoint(model_dir), device=device)
     meta = store.ShardMeta(
         nbits=enc.nbits, model=enc.config["model_id"], classes=enc.config["classes"]
     )
@@ -198,7 +200,8 @@ def bare_loop(archive: Path, model_dir: str, out: Path, device: str, batch_size:
 
 
 def ingest_run(archive: Path, model_dir: str, out: Path, args) -> dict:
-    from pipeline.ingest import IngestConfig, run_ingest
+    from pipeline.ingest.config import IngestConfig
+    from pipeline.ingest.driver import run_ingest
 
     cfg = IngestConfig(
         source=str(archive),
@@ -226,8 +229,9 @@ def forward_only(model_dir: str, device: str, batch: int, seconds: float) -> dic
     """frames/s of the one encode step on inputs already on the device, after warm-up."""
     import torch
 
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.encoder import encode_inputs, encode_settings, input_shape, sync_device
+    from pipeline.model.checkpoint import load_checkpoint
+    from pipeline.model.encode import encode_inputs, input_shape, sync_device
+    from pipeline.model.settings import encode_settings
 
     model, config = load_checkpoint(model_dir, device=device)
     settings = encode_settings(config)
@@ -245,7 +249,7 @@ def forward_only(model_dir: str, device: str, batch: int, seconds: float) -> dic
 
 def read_one_core(archive: Path, max_frames: int) -> dict:
     """The read task's body on one core (this process): decode-only frames/s."""
-    from pipeline.datasource import FileTask, read_file_rows
+    from pipeline.ingest.read import FileTask, read_file_rows
     from pipeline.readers import list_archive
 
     n, t0 = 0, time.perf_counter()
@@ -263,7 +267,7 @@ def ray_read_only(archive: Path, resources: dict) -> dict:
     import ray
     from ray.data import DataContext
 
-    from pipeline.datasource import ArchiveDatasource, FileTask
+    from pipeline.ingest.read import ArchiveDatasource, FileTask
     from pipeline.readers import list_archive
 
     files = [FileTask(u, u) for u in list_archive(str(archive))]
@@ -335,7 +339,7 @@ def machine(resources: dict) -> dict:
 
 
 def alternate(archive, model_dir, workdir, device, args, bare_too: bool) -> tuple[list, list]:
-    from pipeline.resources import CPU_BATCH, GPU_BATCH
+    from pipeline.ingest.resources import CPU_BATCH, GPU_BATCH
 
     bare, ingest = [], []
     for r in range(args.repeats):

@@ -6,7 +6,7 @@ Runs the same short `train` command (CIFAR-10 cifar10-2 recipe: compact, widths 
 --limit training images, one epoch, no evaluation) once per precision, alternating
 off, on, off, on, ... for --repeats rounds so that a change in the machine's load hits both,
 and prints each run's training images/s (config.json train_seconds) and the ratio fp32 / bf16.
-`train --amp auto` picks bf16 only where `pipeline.precision.bf16_native` says it runs in
+`train --amp auto` picks bf16 only where `pipeline.model.precision.bf16_native` says it runs in
 hardware; this script is the measurement behind that default.
 """
 
@@ -46,7 +46,7 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None, help="write the figures here too")
     args = p.parse_args(argv)
-    from pipeline.precision import bf16_native
+    from pipeline.model.precision import bf16_native
 
     rates = {"off": [], "on": []}
     with tempfile.TemporaryDirectory() as tmp:

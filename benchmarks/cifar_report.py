@@ -36,7 +36,7 @@ def main(argv=None) -> None:
         help="a label, then the train summaries (JSON) of its code lengths",
     )
     args = p.parse_args(argv)
-    from pipeline.report import plot_report
+    from pipeline.reports.curves import plot_report
 
     series, pr = {}, {}
     for label, *files in args.series:

@@ -1,7 +1,7 @@
 """Report figure from finished runs: MAP vs bits (with reference figures) and PR curves.
 
 Reads the metrics.json that `aurorahash train` writes into each run directory (or a results.json
-of benchmarks/aurora_tables.py) and draws one PNG with pipeline.report.plot_report.
+of benchmarks/aurora_tables.py) and draws one PNG with pipeline.reports.curves.plot_report.
 
   python benchmarks/hash_report.py --out benchmarks/cifar10_map_pr.png \\
       --series "cifar10-1 compact=runs/c10p1-b12,runs/c10p1-b24,runs/c10p1-b32,runs/c10p1-b48" \\
@@ -34,7 +34,7 @@ def main(argv=None):
     p.add_argument("--pr-bits", type=int, default=None, help="PR curves of this code length")
     p.add_argument("--title", default=None)
     args = p.parse_args(argv)
-    from pipeline.report import plot_report
+    from pipeline.reports.curves import plot_report
 
     series, pr = {}, {}
     for spec in args.series:

@@ -4,7 +4,7 @@
     python benchmarks/hostile_memory.py --only tar_gnu_longname_1000mib
 
 Each case's file is built in a temporary folder (by this process), then read in a fresh child
-process by `pipeline.datasource.read_file_rows` (the body of a Ray read task: the reader,
+process by `pipeline.ingest.read.read_file_rows` (the body of a Ray read task: the reader,
 exactly what an ingest read task runs; preprocessing runs in the encoder actors). The child
 reports its resident set after all imports (baseline) and its peak (VmHWM from
 /proc/self/status, the kernel's high-water mark), plus the kinds and reasons of the rows it
@@ -163,7 +163,7 @@ def child(path: str, rel: str) -> None:
     sys.path.insert(0, str(REPO))
     import pyarrow as pa
 
-    from pipeline.datasource import FileTask, read_file_rows
+    from pipeline.ingest.read import FileTask, read_file_rows
 
     baseline = _status_mb("VmHWM")
     kinds, reasons = {}, []

@@ -21,7 +21,8 @@ from pathlib import Path
 NEW = str(Path(__file__).resolve().parents[1])
 RUN = """
 import json, sys
-from pipeline.ingest import IngestConfig, run_ingest
+from pipeline.ingest.config import IngestConfig
+from pipeline.ingest.driver import run_ingest
 cfg = IngestConfig(source=sys.argv[1], out=sys.argv[2], model=sys.argv[3], progress_interval=60)
 s = run_ingest(cfg)
 keys = ("frames", "frames_per_s", "pipeline_seconds", "time_breakdown_s", "resources")
@@ -38,7 +39,7 @@ def run(tree: str, archive: str, model: str, out: str) -> dict:
 
 
 def codes(out: str) -> dict:
-    from pipeline import store
+    from pipeline.codes import store
 
     t = store.read_table(out)
     return dict(zip(t.column("id").to_pylist(), t.column("code").to_pylist(), strict=True))

@@ -159,7 +159,7 @@ def main(argv=None):
 
     from aurora_tables import train_cell
 
-    from pipeline.datasets import load_splits
+    from pipeline.training.datasets import load_splits
 
     for protocol in protocols:
         if late():

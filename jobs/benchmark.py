@@ -63,7 +63,7 @@ def add_arguments(p):
 
 def _load(root, args, so):
     """One model's catalogue and its labelled queries (the driver's part, before any task)."""
-    from pipeline import catalogue, search
+    from pipeline.codes import catalogue, search
 
     cat = catalogue.open_catalogue(root, so)
     qcodes, qlabels, _ = search.load_all(catalogue.open_catalogue(args.queries, so, cat.meta.model))
@@ -120,7 +120,7 @@ def _write(args, so, records: list[dict], run: dict) -> dict:
 
 
 def run(args):
-    from pipeline import catalogue, search
+    from pipeline.codes import catalogue, search
     from pipeline.ray_runtime import session_with
     from pipeline.reports.benchmark import model_record
 

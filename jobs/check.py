@@ -52,8 +52,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from pipeline.ingest import parse_since
-    from pipeline.vet import CheckConfig, CheckFailed, check_archive
+    from pipeline.ingest.config import parse_since
+    from pipeline.ingest.vet import CheckConfig, CheckFailed, check_archive
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")

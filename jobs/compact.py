@@ -24,7 +24,7 @@ log = logging.getLogger("aurorahash.compact")
 
 
 def add_arguments(p):
-    from pipeline import compact, vacuum
+    from pipeline.codes import compact, vacuum
 
     p.add_argument("--codes", required=True, help="an ingest --out location or one model's folder")
     p.add_argument("--model", default=None, help="model sha256 (prefix) when --codes holds several")
@@ -54,7 +54,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from pipeline import catalogue, compact, vacuum
+    from pipeline.codes import catalogue, compact, vacuum
 
     if args.target_rows < 1 or args.group_depth < 0 or args.grace_hours < 0:
         raise UsageError("--target-rows must be >= 1, --group-depth and --grace-hours >= 0")

@@ -147,7 +147,7 @@ def _neighbours(codes: str, qcodes: str, k: int):
     """The nearest archive frames of the first query frame of each class (a gallery)."""
     import numpy as np
 
-    from pipeline import catalogue, search
+    from pipeline.codes import catalogue, search
     from pipeline.reports.search import search_gallery
 
     cat, qcat = catalogue.open_catalogue(codes), catalogue.open_catalogue(qcodes)
@@ -159,7 +159,7 @@ def _neighbours(codes: str, qcodes: str, k: int):
 
 def _report(out: dict, w: str, model: str, codes: str, qcodes: str, k: int) -> str:
     """WORKDIR/report.html from the steps' results; returns its path."""
-    from pipeline.checkpoint import read_config
+    from pipeline.model.checkpoint import read_config
     from pipeline.reports import write_page
     from pipeline.reports.demo import demo_report
 

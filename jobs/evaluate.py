@@ -36,9 +36,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> dict:
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.datasets import load_splits
-    from pipeline.evaluate import encode_splits, evaluate_encoded
+    from pipeline.model.checkpoint import load_checkpoint
+    from pipeline.training.datasets import load_splits
+    from pipeline.training.evaluate import encode_splits, evaluate_encoded
 
     if args.topk is not None and args.topk < 1:
         raise UsageError("--topk must be positive")
@@ -59,7 +59,7 @@ def run(args) -> dict:
             f"the data has {len(splits['classes'])} classes, the model {len(cfg['classes'])}"
         )
     t1 = time.perf_counter()
-    from pipeline.encoder import encode_settings
+    from pipeline.model.settings import encode_settings
 
     settings = encode_settings(cfg)
     enc = encode_splits(model, splits, settings, batch=args.batch_size, device=args.device)
@@ -68,7 +68,7 @@ def run(args) -> dict:
     if args.report:
         report = job_report("evaluate", args, so, cfg, metrics, splits, enc, args.model)
     if args.plot:
-        from pipeline.report import plot_pr_curves
+        from pipeline.reports.curves import plot_pr_curves
 
         plot_pr_curves({f"{cfg['arch']} {cfg['bits']} bits": metrics}, args.plot)
     info = splits["info"]

@@ -35,7 +35,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from pipeline import catalogue, export
+    from pipeline.codes import catalogue, export
 
     so = storage_options(args)
     cat = catalogue.open_catalogue(args.codes, so, args.model)

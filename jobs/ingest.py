@@ -103,7 +103,7 @@ def add_arguments(parser) -> None:
 
 
 def _add_encoding_arguments(parser) -> None:
-    """How the work is spread: actors, read tasks, blocks (defaults: pipeline.resources)."""
+    """How the work is spread: actors, read tasks, blocks (defaults: pipeline.ingest.resources)."""
     g = parser.add_argument_group("encoding")
     g.add_argument(
         "--batch-size",
@@ -155,7 +155,8 @@ def _add_encoding_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from pipeline.ingest import IngestConfig, IngestFailed, parse_since, run_ingest
+    from pipeline.ingest.config import IngestConfig, IngestFailed, parse_since
+    from pipeline.ingest.driver import run_ingest
 
     for name in ("batch_size", "rows_per_block"):
         if getattr(args, name) is not None and getattr(args, name) < 1:

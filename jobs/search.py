@@ -95,22 +95,22 @@ class Queries:
     codes: object  # (q, words) uint64
     ids: object  # (q,) object
     cat: object = None  # the catalogue holding the query rows (--queries, --query-id)
-    images: object = None  # pipeline.query_images.ImageQueries (--image)
+    images: object = None  # pipeline.ingest.query_images.ImageQueries (--image)
 
 
 def _checkpoint(args, so):
-    """The --model checkpoint (`ingest.load_model_info`), or None when --model is an id prefix."""
-    from pipeline.checkpoint import checkpoint_exists
-    from pipeline.ingest import load_model_info
+    """The --model checkpoint, opened once (`open_model`), or None when --model is an id
+    prefix."""
+    from pipeline.model.checkpoint import checkpoint_exists, open_model
 
     if args.model and (args.image or checkpoint_exists(args.model, so)):
-        return load_model_info(args.model, so)
+        return open_model(args.model, so)
     return None
 
 
 def _open_codes(args, so, info):
     """The codes' catalogue; with a checkpoint, only codes that this model made."""
-    from pipeline import catalogue
+    from pipeline.codes import catalogue
 
     if info is None:
         return catalogue.open_catalogue(args.codes, so, args.model)
@@ -130,10 +130,10 @@ def _open_codes(args, so, info):
 
 
 def _query_codes(args, so, cat, info) -> Queries:
-    from pipeline import catalogue, search
+    from pipeline.codes import catalogue, search
 
     if args.image:
-        from pipeline.query_images import encode_images
+        from pipeline.ingest.query_images import encode_images
 
         im = encode_images(args.image, info, so)
         q = Queries(im.codes, np.asarray(im.ids, dtype=object), images=im)
@@ -252,7 +252,7 @@ def _check_args(args, so) -> str | None:
 
 
 def run(args):
-    from pipeline import search
+    from pipeline.codes import search
     from pipeline.ray_runtime import session_with
 
     t0 = time.perf_counter()

@@ -28,7 +28,7 @@ import logging
 import time
 
 from jobs.common import UsageError, add_s3_options, storage_options
-from pipeline.precision import AMP_CHOICES
+from pipeline.model.precision import AMP_CHOICES
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.train")
@@ -44,7 +44,7 @@ def _bool(v: str) -> bool:
 
 
 def add_data_arguments(p, required_dataset=True) -> None:
-    from pipeline.datasets import DATASETS
+    from pipeline.training.datasets import DATASETS
 
     g = p.add_argument_group("data")
     g.add_argument(
@@ -108,7 +108,7 @@ def data_options(args) -> dict:
 
 
 def add_arguments(p) -> None:
-    from pipeline.losses import HASH_LOSSES
+    from pipeline.training.losses import HASH_LOSSES
 
     add_data_arguments(p)
     p.add_argument("--limit", type=int, default=None, help="cap on training images (quick runs)")
@@ -125,7 +125,7 @@ def add_arguments(p) -> None:
 
 
 def _add_model_arguments(p) -> None:
-    from pipeline.model import ARCHS
+    from pipeline.model.archs import ARCHS
 
     g = p.add_argument_group("model")
     g.add_argument("--arch", choices=ARCHS, default="compact", help="architecture (compact)")
@@ -150,7 +150,7 @@ def _add_model_arguments(p) -> None:
 
 
 def _add_training_arguments(p) -> None:
-    from pipeline.train import RECIPES
+    from pipeline.training.loop import RECIPES
 
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=float, default=10, help="epochs (fractions allowed; 10)")
@@ -214,7 +214,7 @@ def job_report(kind, args, so, config, metrics, splits, enc, model_uri) -> str:
 
 
 def add_method_arguments(p, hash_losses) -> None:
-    from pipeline.methods import METHODS
+    from pipeline.training.methods import METHODS
 
     g = p.add_argument_group("method (pipeline/methods; each option belongs to one method)")
     g.add_argument(
@@ -293,7 +293,7 @@ def method_config(args) -> dict:
 
 
 def add_encode_arguments(p) -> None:
-    from pipeline.encoder import DEFAULT_ENCODE, PRECISIONS, VIEWS
+    from pipeline.model.settings import DEFAULT_ENCODE, PRECISIONS, VIEWS
 
     g = p.add_argument_group(
         "encoding (saved in the checkpoint: evaluation and ingest both encode this way)"
@@ -319,7 +319,7 @@ def encode_settings_of(args) -> dict:
 
 def train_config(args, **overrides):
     """The TrainConfig of parsed `train` arguments (shared with benchmarks/aurora_tables.py)."""
-    from pipeline.train import TrainConfig
+    from pipeline.training.loop import TrainConfig
 
     if args.bits < 1 or args.bits > 4096:
         raise UsageError("--bits must be in 1..4096")
@@ -364,7 +364,7 @@ def train_config(args, **overrides):
 
 def _load(args, so) -> tuple[dict, float]:
     """The dataset's splits and the seconds it took."""
-    from pipeline.datasets import load_splits
+    from pipeline.training.datasets import load_splits
 
     t0 = time.perf_counter()
     splits = load_splits(
@@ -409,8 +409,8 @@ def _train_summary(args, config: dict, info: dict, data_seconds: float) -> dict:
 def _evaluate(args, so, model, config: dict, splits: dict, summary: dict) -> None:
     """Score the shipped codes (the encode path ingest uses) into summary and OUT/metrics.json."""
     from pipeline import storage
-    from pipeline.encoder import encode_settings
-    from pipeline.evaluate import encode_splits, evaluate_encoded
+    from pipeline.model.settings import encode_settings
+    from pipeline.training.evaluate import encode_splits, evaluate_encoded
 
     t1 = time.perf_counter()
     enc = encode_splits(model, splits, encode_settings(config), device=args.device)
@@ -419,7 +419,7 @@ def _evaluate(args, so, model, config: dict, splits: dict, summary: dict) -> Non
     if args.report:
         summary["report"] = job_report("train", args, so, config, metrics, splits, enc, args.out)
     if args.plot:
-        from pipeline.report import plot_pr_curves
+        from pipeline.reports.curves import plot_pr_curves
 
         plot_pr_curves({f"{config['arch']} {config['bits']} bits": metrics}, args.plot)
     pr = metrics.pop("pr_curve", None)
@@ -434,7 +434,7 @@ def _evaluate(args, so, model, config: dict, splits: dict, summary: dict) -> Non
 
 
 def run(args) -> dict:
-    from pipeline.train import train_model
+    from pipeline.training.loop import train_model
 
     t_start = time.perf_counter()
     if args.report and args.no_eval:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kernels
-from pipeline import catalogue, search, store
+from pipeline.codes import catalogue, search, store
 from pipeline.synth.codes import make_codes, write_code_shards
 
 MODEL = "d" * 64

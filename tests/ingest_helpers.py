@@ -32,9 +32,9 @@ def make_model(
     `model_options` go to build_model and config.json (e.g. a head without a classifier)."""
     import torch
 
-    from pipeline.checkpoint import save_checkpoint
-    from pipeline.model import build_model
-    from pipeline.preprocess import PreprocessConfig
+    from pipeline.model.archs import build_model
+    from pipeline.model.checkpoint import save_checkpoint
+    from pipeline.model.preprocess import PreprocessConfig
 
     torch.manual_seed(seed)
     model = build_model(arch, bits, len(CLASSES), 1, size, **(model_options or {}))

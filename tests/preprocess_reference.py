@@ -1,5 +1,6 @@
 """Today's preprocessing arithmetic, frozen as an oracle (NumPy levels and stretch, torch resize):
-`pipeline.preprocess` as it was before its core moved to torch (issue 10). The torch core must give
+`pipeline.model.preprocess` as it was before its core moved to torch (issue 10). The torch core
+must give
 these numbers bit for bit on the CPU, so that no stored code changes."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.errors import BadInput
-from pipeline.preprocess import PreprocessConfig, fov_mask
+from pipeline.model.preprocess import PreprocessConfig, fov_mask
 
 CHUNK = 128
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

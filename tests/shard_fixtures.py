@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import store
+from pipeline.codes import store
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64

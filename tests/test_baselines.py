@@ -222,7 +222,7 @@ def test_whitening_decorrelates_and_aggregates():
 
 
 def test_head_of_reproduces_model_forward():
-    from pipeline.model import build_model
+    from pipeline.model.archs import build_model
 
     torch.manual_seed(0)
     m = build_model("compact", 12, 4, in_channels=1, input_size=32).eval()

@@ -13,7 +13,7 @@ from report_fixtures import write_models
 
 import kernels
 from jobs.cli import main
-from pipeline import catalogue, search
+from pipeline.codes import catalogue, search
 
 
 def _read(path, mode="r"):

@@ -7,15 +7,15 @@ import pickle
 import pytest
 import torch
 
-from pipeline.checkpoint import (
+from pipeline.errors import BadInput
+from pipeline.model.archs import build_model
+from pipeline.model.checkpoint import (
     LIMITS,
     load_checkpoint,
     load_optimizer_state,
     model_id,
     save_checkpoint,
 )
-from pipeline.errors import BadInput
-from pipeline.model import build_model
 
 
 def _read(p, mode="rb"):

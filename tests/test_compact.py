@@ -27,7 +27,7 @@ from code_archive import (
 )
 from fixtures_ray import REPO, worker_env
 
-from pipeline import catalogue, compact, store, vacuum
+from pipeline.codes import catalogue, compact, store, vacuum
 from pipeline.synth.codes import archive_relpaths, make_codes, write_code_shards
 
 

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.datasets import load_splits
 from pipeline.errors import BadInput
 from pipeline.synth import CLASSES, generate, write_archive
+from pipeline.training.datasets import load_splits
 
 N = 40
 
@@ -45,7 +45,7 @@ def test_header_labels_and_the_holdout_split(archive):
 
 
 def test_catalogue_csv_labels_by_frame_id(unlabelled, tmp_path):
-    from pipeline.datasets.archive import archive_files
+    from pipeline.ingest.local_read import archive_files
 
     files = archive_files(unlabelled)
     ids = [f"{rel}#{i}" for _, rel in files for i in range(20)]
@@ -59,7 +59,7 @@ def test_catalogue_csv_labels_by_frame_id(unlabelled, tmp_path):
 
 
 def test_catalogue_parquet_leaves_out_frames_it_does_not_name(unlabelled, tmp_path):
-    from pipeline.datasets.archive import archive_files
+    from pipeline.ingest.local_read import archive_files
 
     (_, rel), *_ = archive_files(unlabelled)
     table = pa.table({"id": [f"{rel}#{i}" for i in range(12)], "label": [i % 2 for i in range(12)]})
@@ -97,8 +97,8 @@ def test_options_a_dataset_does_not_use_are_refused(dataset, option, tmp_path):
 
 
 def test_frames_and_order_equal_whatever_the_worker_count(archive, monkeypatch):
-    from pipeline.datasets import archive as mod
-    from pipeline.preprocess import PreprocessConfig
+    from pipeline.model.preprocess import PreprocessConfig
+    from pipeline.training.datasets import archive as mod
 
     pre = PreprocessConfig.aurora(16).to_dict()
     one = mod.read_archive(archive, pre, workers=1)
@@ -111,7 +111,7 @@ def test_frames_and_order_equal_whatever_the_worker_count(archive, monkeypatch):
 
 @pytest.mark.integration
 def test_archive_on_s3_with_a_catalogue_on_s3_equals_the_local_read(archive, s3, tmp_path):
-    from pipeline.datasets.archive import archive_files
+    from pipeline.ingest.local_read import archive_files
 
     bucket = s3.bucket("labelled")
     s3.upload_dir(archive, bucket, "nights")

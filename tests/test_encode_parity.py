@@ -13,16 +13,17 @@ import pytest
 from ingest_helpers import make_model
 
 from kernels import pack_codes
-from pipeline import store
-from pipeline.checkpoint import load_checkpoint
-from pipeline.datasets.archive import archive_files, read_archive
-from pipeline.datasets.synthetic import synthetic_splits
-from pipeline.datasource import FileTask, read_file_rows
-from pipeline.encoder import DEFAULT_ENCODE, encode_settings
-from pipeline.evaluate import encode
-from pipeline.ingest import IngestConfig, run_ingest
-from pipeline.preprocess import PreprocessConfig
+from pipeline.codes import store
+from pipeline.ingest.config import IngestConfig
+from pipeline.ingest.driver import run_ingest
+from pipeline.ingest.local_read import archive_files, read_archive
+from pipeline.ingest.read import FileTask, read_file_rows
+from pipeline.model.checkpoint import load_checkpoint
+from pipeline.model.preprocess import PreprocessConfig
+from pipeline.model.settings import DEFAULT_ENCODE, encode_settings
 from pipeline.synth import write_archive
+from pipeline.training.datasets.synthetic import synthetic_splits
+from pipeline.training.evaluate import encode
 
 N = 60  # three minute files
 
@@ -37,9 +38,12 @@ def archive(tmp_path_factory):
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
     """Ingest's encoder actor (on the CPU) for a checkpoint preprocessing like `aurora(32)`."""
-    from pipeline.encoder import HashEncoder
+    from pipeline.ingest.encode_actor import HashEncoder
+    from pipeline.model.checkpoint import open_checkpoint
 
-    enc = HashEncoder(model_dir=make_model(tmp_path_factory.mktemp("m") / "ckpt"), device="cpu")
+    enc = HashEncoder(
+        open_checkpoint(make_model(tmp_path_factory.mktemp("m") / "ckpt")), device="cpu"
+    )
     assert enc.preprocess == PreprocessConfig.aurora(32)
     return enc
 

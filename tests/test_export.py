@@ -1,4 +1,4 @@
-"""pipeline.export and the search/benchmark/export jobs on small shard datasets."""
+"""pipeline.codes.export and the search/benchmark/export jobs on small shard datasets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from shard_fixtures import popcount_distances, reference_ap, write_dataset
 
 from jobs.cli import main
-from pipeline import catalogue, export
+from pipeline.codes import catalogue, export
 
 
 def _run(capsys, *argv):
@@ -137,7 +137,7 @@ def test_benchmark_job(tmp_path, capsys):
 def test_reexport_adds_parts_for_new_segments_and_keeps_the_rest(tmp_path, capsys):
     from code_archive import Archive
 
-    from pipeline import compact
+    from pipeline.codes import compact
     from pipeline.synth.codes import archive_relpaths
 
     a = Archive(tmp_path / "codes")
@@ -188,7 +188,7 @@ def test_reexport_adds_parts_for_new_segments_and_keeps_the_rest(tmp_path, capsy
 def test_query_id_reads_only_the_part_that_holds_the_file(tmp_path, capsys, monkeypatch):
     from code_archive import Archive
 
-    from pipeline import catalogue, compact
+    from pipeline.codes import catalogue, compact
     from pipeline.synth.codes import archive_relpaths
 
     a = Archive(tmp_path / "codes")
@@ -228,7 +228,7 @@ def test_search_and_benchmark_jobs_start_their_own_ray(tmp_path, capsys):
 def test_ids_carry_the_meta_column_null_where_shards_lack_it(tmp_path):
     import pyarrow as pa
 
-    from pipeline import compact, store
+    from pipeline.codes import compact, store
 
     _, _, ids, uris = write_dataset(tmp_path / "codes", sizes=(3, 5), nbits=12)
     texts = [json.dumps({"sequence": 40 + k}) for k in range(5)]

@@ -1,4 +1,5 @@
-"""pipeline.frame_meta: the header values kept per frame, and gaps in the mode sequence number."""
+"""pipeline.ingest.frame_meta: the header values kept per frame, and gaps in the mode sequence
+number."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from pipeline import frame_meta
+from pipeline.ingest import frame_meta
 
 
 def test_to_json_keeps_only_the_listed_values():

@@ -1,5 +1,5 @@
 """Frames travel from read tasks as read (uint16 stays uint16), and one step makes model inputs
-of them (pipeline.frame_rows)."""
+of them (pipeline.ingest.frame_rows)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import datasource
-from pipeline.datasource import FileTask, frame_bytes_hint, read_file_rows
 from pipeline.errors import BadInput
-from pipeline.frame_rows import frame_arrays, model_inputs, pixel_columns, with_errors
-from pipeline.preprocess import PreprocessConfig, check_pixels, preprocess_batch
+from pipeline.ingest import read as datasource
+from pipeline.ingest.frame_rows import frame_arrays, model_inputs, pixel_columns, with_errors
+from pipeline.ingest.read import FileTask, frame_bytes_hint, read_file_rows
+from pipeline.model.preprocess import PreprocessConfig, check_pixels, preprocess_batch
 from pipeline.readers import read_frames
 from pipeline.synth import write_archive
 

@@ -197,7 +197,7 @@ def test_cpu_image_builds_and_runs_aurorahash(tmp_path):
         assert any("knn" in f for f in cached) and any(f.endswith(".nbc") for f in cached)
         # A search worker's warm-up, as the image's user, loads every kernel from the cache.
         log = run(
-            'cd /tmp && python -c "from pipeline.search import _warm_up; _warm_up()"',
+            'cd /tmp && python -c "from pipeline.codes.search import _warm_up; _warm_up()"',
             NUMBA_DEBUG_CACHE="1",
         )
         assert "data loaded" in log and "data saved" not in log, log[-2000:]

@@ -22,8 +22,10 @@ from ingest_helpers import (
     themis_expected,
 )
 
-from pipeline import store
-from pipeline.ingest import IngestConfig, date_from_name, parse_since, run_ingest
+from pipeline.codes import store
+from pipeline.ingest.config import IngestConfig, parse_since
+from pipeline.ingest.driver import run_ingest
+from pipeline.ingest.plan import date_from_name
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +85,7 @@ def test_themis_one_row_per_frame_with_header_sites_and_times(themis_run, model_
     assert prefix.endswith(meta.model12)
     # `aurorahash.model` is the model id (weights + preprocessing + encode settings), not the
     # sha256 of the weights alone
-    from pipeline.checkpoint import load_checkpoint
+    from pipeline.model.checkpoint import load_checkpoint
 
     _, cfg = load_checkpoint(model_dir)
     assert meta.model == cfg["model_id"] != cfg["model_sha256"]
@@ -121,11 +123,12 @@ def test_dropped_exposures_are_counted_in_the_summary(ray_local, model_dir, tmp_
 
 def test_codes_equal_the_bare_model(themis_run, model_dir):
     """The codes in a shard are the model's codes for those frames, bit for bit."""
-    from pipeline.datasource import FileTask, read_file_rows
-    from pipeline.encoder import HashEncoder
+    from pipeline.ingest.encode_actor import HashEncoder
+    from pipeline.ingest.read import FileTask, read_file_rows
+    from pipeline.model.checkpoint import open_checkpoint
 
     out, summary = themis_run
-    enc = HashEncoder(model_dir=model_dir, device="cpu")
+    enc = HashEncoder(open_checkpoint(model_dir), device="cpu")
     rel = "20140310_0605_gill_themis19_full.pgm"
     shard = store.read_shard(store.shard_uri(str(out), rel, summary["model"] + "0" * 52))
     blocks = list(read_file_rows(FileTask(str(THEMIS / rel), rel)))
@@ -376,13 +379,13 @@ def test_since_filters_by_name_date(model_dir, tmp_path):
 
 
 def test_storage_options_never_print_credentials(monkeypatch):
-    from pipeline.ingest import storage_options_for
+    from pipeline.storage import options_for
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret-value")
-    opts = storage_options_for("s3://b/p", "http://127.0.0.1:1")
+    opts = options_for("s3://b/p", endpoint="http://127.0.0.1:1")
     assert opts["secret"] == "very-secret-value"
     assert "very-secret-value" not in repr(opts) and "very-secret-value" not in str(opts)
-    assert storage_options_for("/local/path") == {}
+    assert options_for("/local/path") == {}
 
 
 def test_gzip_oracle_sanity():

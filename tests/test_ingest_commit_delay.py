@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from ingest_helpers import make_model
 
-from pipeline.ingest import IngestConfig, run_ingest
+from pipeline.ingest.config import IngestConfig
+from pipeline.ingest.driver import run_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

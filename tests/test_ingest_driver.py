@@ -13,11 +13,13 @@ import pyarrow as pa
 import pytest
 from ingest_helpers import THEMIS, make_model
 
-from pipeline import store
-from pipeline.datasource import FileTask
-from pipeline.ingest import IngestConfig, ModelInfo, Plan
-from pipeline.ingest_commit import Committer
+from pipeline.codes import store
+from pipeline.ingest.commit import Committer
+from pipeline.ingest.config import IngestConfig
+from pipeline.ingest.plan import Plan
+from pipeline.ingest.read import FileTask
 from pipeline.messages import clean_text, one_line
+from pipeline.model.checkpoint import Checkpoint
 
 GOOD = "20140310_0601_gill_themis19_full.pgm.gz"
 
@@ -61,7 +63,7 @@ def _tamper(src, dst, **changes):
 def test_bad_checkpoint_exits_2_and_writes_nothing(
     model_dir, tmp_path, capsys, changes, message, monkeypatch
 ):
-    import pipeline.ingest as ingest
+    import pipeline.ingest.driver as ingest
     from jobs.cli import main
 
     def no_ray(*a, **k):
@@ -81,29 +83,23 @@ def test_bad_checkpoint_exits_2_and_writes_nothing(
 
 
 def test_model_id_names_the_output_and_changes_with_preprocessing(model_dir, tmp_path):
-    from pipeline.ingest import load_model_info
+    from pipeline.model.checkpoint import open_model
 
-    a = load_model_info(model_dir)
+    a = open_model(model_dir)
     assert a.id == a.config["model_id"] and a.id != a.weights_sha
-    assert a.meta.model == a.id and a.meta.model12 == a.id[:12]
-    b = load_model_info(_tamper(model_dir, tmp_path / "log", pre_stretch="log"))
+    meta = store.ShardMeta.of(a)
+    assert meta.model == a.id and meta.model12 == a.id[:12] and meta.nbits == a.nbits
+    b = open_model(_tamper(model_dir, tmp_path / "log", pre_stretch="log"))
     assert b.weights_sha == a.weights_sha and b.id != a.id  # same weights, other codes
-    assert load_model_info(model_dir).id == a.id  # deterministic
+    assert open_model(model_dir).id == a.id  # deterministic
 
 
 # ------------------------------------------------------------------------------ commit path
 
 
-def _model(tmp_path) -> ModelInfo:
-    return ModelInfo(
-        files={},
-        config={},
-        id="ab" * 32,
-        weights_sha="cd" * 32,
-        nbits=32,
-        classes=["a", "b"],
-        preprocess={},
-    )
+def _model(tmp_path) -> Checkpoint:
+    config = {"bits": 32, "classes": ["a", "b"], "preprocess": {}}
+    return Checkpoint(uri="m", files={}, config=config, id="ab" * 32, weights_sha="cd" * 32)
 
 
 def _batch(uri, rows):
@@ -364,7 +360,7 @@ def test_check_usage_errors(tmp_path, capsys):
 
 
 def test_listing_is_the_readers_listing_with_sizes(tmp_path):
-    from pipeline.ingest import list_source
+    from pipeline.ingest.plan import list_source
     from pipeline.readers import list_archive
 
     root = tmp_path / "a"
@@ -379,7 +375,7 @@ def test_listing_is_the_readers_listing_with_sizes(tmp_path):
 
 
 def test_read_order_is_smallest_first():
-    from pipeline.ingest import read_order
+    from pipeline.ingest.plan import read_order
 
     tasks = [FileTask(f"/a/{n}", n) for n in ("big", "small", "unknown", "mid")]
     plan = Plan(todo=tasks, seen=4, skipped=0, prefix="p")

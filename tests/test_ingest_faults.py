@@ -20,7 +20,7 @@ import pytest
 from fixtures_ray import REPO, worker_env
 from ingest_helpers import THEMIS, make_model
 
-from pipeline import store
+from pipeline.codes import store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

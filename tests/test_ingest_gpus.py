@@ -16,7 +16,8 @@ import pytest
 from fixtures_ray import worker_env
 from ingest_helpers import make_model
 
-from pipeline.ingest import IngestConfig, run_ingest
+from pipeline.ingest.config import IngestConfig
+from pipeline.ingest.driver import run_ingest
 from pipeline.synth import write_archive
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a 3-node cluster: ~100 s here

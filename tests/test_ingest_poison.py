@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from ingest_helpers import THEMIS, make_model
 
-from pipeline import store
+from pipeline.codes import store
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pipeline.losses import (
+from pipeline.training.losses import (
     HashingLoss,
     LossConfig,
     dpsh_pair_loss,

@@ -1,4 +1,5 @@
-"""The published peers as methods (pipeline.methods, kernels.cnnh): CNNH's stage 1 against the
+"""The published peers as methods (pipeline.training.methods, kernels.cnnh): CNNH's stage 1 against
+the
 published dense update, the DPSH and DSH losses against their formulas written out pair by
 pair, headless models through the shipped encode path, and training/resume of each method."""
 
@@ -13,14 +14,15 @@ from safetensors.torch import load_file
 from jobs.cli import main
 from kernels import pack_codes
 from kernels.cnnh import approximate_codes, objective
-from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.encoder import HashEncoder, encode_inputs, read_model_files
 from pipeline.errors import BadInput
-from pipeline.methods import build_loss, resolve
-from pipeline.methods.dpsh import DPSHLoss
-from pipeline.methods.dsh import DSHLoss
-from pipeline.model import build_model
-from pipeline.train import TrainConfig, train_model
+from pipeline.ingest.encode_actor import HashEncoder
+from pipeline.model.archs import build_model
+from pipeline.model.checkpoint import load_checkpoint, open_checkpoint, save_checkpoint
+from pipeline.model.encode import encode_inputs
+from pipeline.training.loop import TrainConfig, train_model
+from pipeline.training.methods import build_loss, resolve
+from pipeline.training.methods.dpsh import DPSHLoss
+from pipeline.training.methods.dsh import DSHLoss
 
 torch.set_num_threads(1)
 
@@ -180,7 +182,7 @@ def test_headless_model_loads_and_encodes_with_no_prediction(tmp_path):
     x = np.random.default_rng(0).normal(size=(5, 1, 16, 16)).astype(np.float32)
     h, logp = encode_inputs(loaded, x, {"views": "mirror"})
     assert logp is None and h.shape == (5, 12)
-    codes, pred, score = HashEncoder(read_model_files(str(tmp_path / "m")), device="cpu").encode(x)
+    codes, pred, score = HashEncoder(open_checkpoint(str(tmp_path / "m")), device="cpu").encode(x)
     np.testing.assert_array_equal(codes, pack_codes(h))
     assert pred.tolist() == [-1] * 5 and np.isnan(score).all()
 
@@ -228,7 +230,7 @@ def test_dpsh_resume_keeps_its_memory_and_is_exact(tmp_path):
 
 
 def test_cnnh_runs_stage_one_once_and_resumes_from_its_codes(tmp_path, monkeypatch):
-    import pipeline.methods.cnnh as cnnh
+    import pipeline.training.methods.cnnh as cnnh
 
     calls = []
     real = cnnh.stage_one

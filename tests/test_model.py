@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pipeline.model import ARCHS, PMT, SPP, build_model, count_params, params_mb
+from pipeline.model.archs import ARCHS, PMT, SPP, build_model, count_params, params_mb
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -7,7 +7,7 @@ import torch
 
 from jobs.cli import build_parser
 from jobs.train import train_config
-from pipeline.precision import bf16_native, resolve_amp
+from pipeline.model.precision import bf16_native, resolve_amp
 
 
 def _cpu_flags() -> set[str]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipeline.errors import BadInput
-from pipeline.preprocess import PreprocessConfig, fov_mask, preprocess, preprocess_batch
+from pipeline.model.preprocess import PreprocessConfig, fov_mask, preprocess, preprocess_batch
 from pipeline.synth import generate
 
 THEMIS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "themis"
@@ -147,7 +147,7 @@ def test_real_themis_frames():
 
 
 def test_mask_cache_is_bounded_by_bytes(monkeypatch):
-    from pipeline import preprocess as pp
+    from pipeline.model import preprocess as pp
 
     def reference(h, w, radius):  # the former formula
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from preprocess_reference import reference_batch
 
-from pipeline import preprocess as pp
-from pipeline.preprocess import PreprocessConfig, preprocess_batch, preprocess_frames
+from pipeline.model import preprocess as pp
+from pipeline.model.preprocess import PreprocessConfig, preprocess_batch, preprocess_frames
 from pipeline.synth import generate
 
 CONFIGS = {

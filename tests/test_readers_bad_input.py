@@ -351,7 +351,7 @@ def _pgm(frames, times) -> bytes:
 
 def _rows(path, rel=None):
     """All rows read_file_rows (the read task's body, without Ray) makes of one file."""
-    from pipeline.datasource import FileTask, read_file_rows
+    from pipeline.ingest.read import FileTask, read_file_rows
 
     task = FileTask(str(path), rel or os.path.basename(str(path)))
     blocks = list(read_file_rows(task, rows_per_block=4))

@@ -147,9 +147,9 @@ def _read(path):
 
 def _task_rows(path, rel="x"):
     """The read task's rows, preprocessed as the encoder actor does (its errors as rows)."""
-    from pipeline.datasource import FileTask, read_file_rows
-    from pipeline.frame_rows import model_inputs, with_errors
-    from pipeline.preprocess import PreprocessConfig
+    from pipeline.ingest.frame_rows import model_inputs, with_errors
+    from pipeline.ingest.read import FileTask, read_file_rows
+    from pipeline.model.preprocess import PreprocessConfig
 
     cfg = PreprocessConfig(size=16)
     blocks = list(read_file_rows(FileTask(str(path), rel)))

@@ -72,9 +72,9 @@ HISTORY = [
 
 def _encoded_splits(n_query=8, n_db=40, bits=16):
     """Synthetic aurora as model inputs, with codes that mostly agree within a class."""
-    from pipeline.evaluate import EncodedSplits
-    from pipeline.preprocess import PreprocessConfig, preprocess_batch
+    from pipeline.model.preprocess import PreprocessConfig, preprocess_batch
     from pipeline.synth import CLASSES, generate
+    from pipeline.training.evaluate import EncodedSplits
 
     frames, labels = generate(n_query + n_db, size=64, seed=2)
     pre = PreprocessConfig.aurora(32).to_dict()
@@ -90,8 +90,8 @@ def _encoded_splits(n_query=8, n_db=40, bits=16):
 
 
 def test_training_report_renders(tmp_path):
-    from pipeline.evaluate import evaluate_encoded
     from pipeline.reports.training import K_EXAMPLES, N_EXAMPLES, write_model_report
+    from pipeline.training.evaluate import evaluate_encoded
 
     splits, enc = _encoded_splits()
     metrics = evaluate_encoded(enc, splits, topk=10)

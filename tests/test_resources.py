@@ -1,8 +1,8 @@
-"""How ingest sizes its actors, reads and batches from the cluster (pipeline.resources)."""
+"""How ingest sizes its actors, reads and batches from the cluster (pipeline.ingest.resources)."""
 
 from __future__ import annotations
 
-from pipeline.resources import SMALL_MODEL_BYTES, Node, plan_encoders
+from pipeline.ingest.resources import SMALL_MODEL_BYTES, Node, plan_encoders
 
 SMALL, BIG = 5 << 20, SMALL_MODEL_BYTES + 1
 

@@ -1,4 +1,5 @@
-"""pipeline.search: k-NN and MAP across shards equal a single search over the concatenation."""
+"""pipeline.codes.search: k-NN and MAP across shards equal a single search over the
+concatenation."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from shard_fixtures import SHA_A, SHA_B, popcount_distances, reference_ap, write_dataset
 
-from pipeline import catalogue, search, store
+from pipeline.codes import catalogue, search, store
 from pipeline.errors import BadInput
 
 

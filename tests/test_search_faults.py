@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from code_archive import Archive, assert_equals_kernels
 
-from pipeline import compact, search, storage
+from pipeline import storage
+from pipeline.codes import compact, search
 from pipeline.synth.codes import archive_relpaths
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

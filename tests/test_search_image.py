@@ -12,7 +12,8 @@ import pytest
 from ingest_helpers import CLASSES, THEMIS, make_model
 
 from jobs.cli import main
-from pipeline.ingest import IngestConfig, run_ingest
+from pipeline.ingest.config import IngestConfig
+from pipeline.ingest.driver import run_ingest
 
 pytestmark = pytest.mark.integration
 

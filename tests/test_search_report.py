@@ -16,8 +16,8 @@ from PIL import Image
 from shard_fixtures import write_dataset
 
 from jobs.cli import main
-from pipeline import store
-from pipeline.query_images import parse_spec
+from pipeline.codes import store
+from pipeline.ingest.query_images import parse_spec
 from pipeline.readers import list_archive, read_frames
 from pipeline.reports import write_report
 from pipeline.reports.frames import read_thumbnails

@@ -152,7 +152,7 @@ def test_verbose_is_debug_for_this_project_only():
     try:
         setup_logging(verbose=True)
         assert logging.getLogger("aurorahash.ingest").isEnabledFor(logging.DEBUG)
-        assert logging.getLogger("pipeline.search").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("pipeline.codes.search").isEnabledFor(logging.DEBUG)
         for lib in ("botocore.endpoint", "aiobotocore", "s3fs", "urllib3", "fsspec"):
             assert not logging.getLogger(lib).isEnabledFor(logging.DEBUG), lib
         setup_logging(verbose=False)

@@ -1,4 +1,4 @@
-"""pipeline.store: the DESIGN.md code-shard schema, atomic writes, readers, load_codes."""
+"""pipeline.codes.store: the DESIGN.md code-shard schema, atomic writes, readers, load_codes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import store
+from pipeline.codes import store
 from pipeline.errors import BadInput
 
 SHA = "0123456789abcdef" * 4

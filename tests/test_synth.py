@@ -188,7 +188,7 @@ def test_split_is_seeded_disjoint_and_balanced():
     assert not set(idx["query"]) & set(idx["database"])
     sep = split_indices(8, 6, 16, train_in_database=False)
     assert not set(sep["train"]) & (set(sep["database"]) | set(sep["query"]))
-    from pipeline.datasets.synthetic import synthetic_splits
+    from pipeline.training.datasets.synthetic import synthetic_splits
 
     s1 = synthetic_splits(1, None, size=24, n_train=8, n_query=8, n_database=16, workers=1)
     s2 = synthetic_splits(1, None, size=24, n_train=8, n_query=8, n_database=16, workers=1)

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from jobs.cli import main
-from pipeline.checkpoint import load_checkpoint
-from pipeline.datasets import inputs_of, load_splits
 from pipeline.errors import BadInput
-from pipeline.train import TrainConfig, lr_factor, train_model
+from pipeline.model.checkpoint import load_checkpoint
+from pipeline.training.datasets import inputs_of, load_splits
+from pipeline.training.loop import TrainConfig, lr_factor, train_model
 
 SYN = dict(size=32, n_train=48, n_query=8, n_database=48)
 
@@ -59,7 +59,7 @@ def test_train_resume_and_checkpoint(tmp_path, syn_splits):
 
 
 def test_checkpoint_every_saves_fewer_epochs_and_always_the_last(tmp_path, syn_splits, monkeypatch):
-    import pipeline.train as train_mod
+    import pipeline.training.loop as train_mod
 
     saved = []
     real = train_mod.save_checkpoint
@@ -115,7 +115,7 @@ def test_airbench_batch_size_follows_the_training_set():
 
 
 def test_photo_fast_path_equals_shared_preprocessing():
-    from pipeline.preprocess import PreprocessConfig, preprocess_batch
+    from pipeline.model.preprocess import PreprocessConfig, preprocess_batch
 
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
@@ -126,7 +126,7 @@ def test_photo_fast_path_equals_shared_preprocessing():
 
 
 def test_cifar10_protocols():
-    from pipeline.datasets.cifar10 import cifar10_protocol
+    from pipeline.training.datasets.cifar10 import cifar10_protocol
 
     y_train = np.repeat(np.arange(10), 600)
     y_test = np.repeat(np.arange(10), 120)

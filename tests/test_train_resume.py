@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.checkpoint import load_checkpoint, read_config
 from pipeline.errors import BadInput
-from pipeline.model import build_model
-from pipeline.train import TrainConfig, _restore_ema, train_model
+from pipeline.model.archs import build_model
+from pipeline.model.checkpoint import load_checkpoint, read_config
+from pipeline.training.loop import TrainConfig, _restore_ema, train_model
 
 
 def _splits(n=64, size=16, n_classes=4):

@@ -13,7 +13,8 @@ activations", ICLR 2016.)
   1 and 1/sqrt 2, as Tolias et al. shrink, never enlarge) summed into one R-MAC descriptor.
 Descriptors are compared by cosine similarity (dot product of unit vectors).
 
-`conv_batches` runs a checkpoint (pipeline.checkpoint.load_checkpoint) once per batch and returns
+`conv_batches` runs a checkpoint (pipeline.model.checkpoint.load_checkpoint) once per batch and
+returns
 its last conv map, the hash layer's input (the "penultimate" CNN feature used for the hashing
 baselines) and the model's own relaxed codes h.
 """
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.precision import resolve_amp
+from pipeline.model.precision import resolve_amp
 
 
 def _t(x) -> torch.Tensor:
@@ -64,9 +65,9 @@ def conv_batches(model, x, preprocess=None, batch: int = 500, scales=(1.0,), amp
 
     Scale s resizes the inputs by s (bilinear, antialiased when shrinking) before the trunk; the
     hash-layer input and h come from scale 1 (which must be among `scales`). amp: bf16 autocast
-    (None: where bf16 is native, `pipeline.precision`).
+    (None: where bf16 is native, `pipeline.model.precision`).
     """
-    from pipeline.datasets import inputs_of
+    from pipeline.training.datasets import inputs_of
 
     if 1.0 not in [float(s) for s in scales]:
         raise ValueError("scales must include 1.0")

@@ -47,7 +47,7 @@ PER_FRAME_KEYS = (
     "Exposure plus initial readout",
     "Aurora class",
 )
-MAX_SEQUENCE_DIGITS = 18  # fits int64 (the shard's JSON meta, pipeline.frame_meta)
+MAX_SEQUENCE_DIGITS = 18  # fits int64 (the shard's JSON meta, pipeline.ingest.frame_meta)
 WHITESPACE = b" \t\r\n\x0b\x0c"
 
 

@@ -39,7 +39,7 @@ class QueryFrame:
 
 def frame_rows(cat, ids) -> dict[str, dict]:
     """{id: shard row (source, frame, site, time, pred, score, label)} of frames in `cat`."""
-    from pipeline.catalogue import lookup_ids
+    from pipeline.codes.catalogue import lookup_ids
 
     wanted = [str(i) for i in dict.fromkeys(ids)]
     t = lookup_ids(cat, wanted, columns=SHOW_COLUMNS)

@@ -1,6 +1,7 @@
 """Frames as small PNGs for people: galleries of queries and neighbours, report headers.
 
-Why not `pipeline.preprocess`: that is the model's input (masked, resized to the model, torch);
+Why not `pipeline.model.preprocess`: that is the model's input (masked, resized to the model,
+torch);
 a thumbnail is for eyes. It shows the whole frame with a display stretch in the same spirit:
 16-bit counts (or floats) go from a low to a high percentile, then an asinh stretch that keeps
 faint aurora visible beside bright arcs; 8-bit images are shown as they are. As in

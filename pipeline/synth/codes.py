@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from pipeline import store
+from pipeline.codes import store
 from pipeline.synth.writers import FRAMES_PER_MINUTE, stream0_dir
 
 START = datetime(2014, 3, 10, 0, 0, tzinfo=timezone.utc)

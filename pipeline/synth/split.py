@@ -1,6 +1,7 @@
 """Seeded train / query / database sets of synthetic aurora for hashing experiments: which
 frames of the seeded stream each set holds. The frames themselves are rendered as the archive
-holds them and read as ingest reads them (pipeline.datasets.synthetic), by that one path only.
+holds them and read as ingest reads them (pipeline.training.datasets.synthetic), by that one path
+only.
 
 Why index ranges of one seeded stream: the sets are disjoint by construction, need no shuffling
 state, and can be regenerated (or generated lazily, in parallel) from (seed, indices) alone.

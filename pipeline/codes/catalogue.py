@@ -1,0 +1,501 @@
+"""The catalogue: what a reader of one model's codes sees, without opening every shard.
+
+A model's codes live under `OUT/<model12>/` in two forms:
+
+    <archive relative path>.parquet     per-file code shards, written by ingest
+    _segments/                          a Delta Lake table of search segments, written by
+                                        `compact` (partitioned by `segment`, one Parquet file
+                                        each, rows sorted by (file, frame))
+
+The catalogue is the segments (from the Delta log: file names, row counts, file ranges) plus the
+shards not yet compacted (from one listing: name, mtime, size). A shard is "compacted" when the
+segments hold its file with the same shard modification time; a shard rewritten since (its archive
+file was re-ingested) is pending again, and the segment rows of that file are masked until the
+next compaction replaces them. So every frame is read exactly once.
+
+Canonical order: rows are ordered by (archive relative path, frame index) everywhere. Readers get
+parts in that order and `plan_tasks` cuts them into contiguous row ranges, so index-tie MAP and
+k-NN tie-breaking do not depend on the layout (shards, segments, grouping, Ray or not).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import re
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline import storage
+from pipeline.codes import store
+from pipeline.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+SEGMENTS_DIR = "_segments"
+SEGMENT_ROW_GROUP = 131_072  # rows per Parquet row group in segments
+DEFAULT_TASK_ROWS = 1_000_000
+# Row estimate of a pending shard from its size, without opening it: a footer of ~4 kB plus
+# ~20 bytes a row (zstd; measured on 20- to 50,000-row shards). Only task sizes depend on it.
+SHARD_OVERHEAD_BYTES, SHARD_BYTES_PER_ROW = 4_000, 20
+_MODEL12 = re.compile(r"^[0-9a-f]{12}$")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One readable unit in canonical order: a segment file (or a row-group range of it) or a
+    pending shard. `lo`/`hi` are the first and last archive relative paths it holds."""
+
+    uri: str
+    kind: str  # "segment" | "shard"
+    rows: int  # exact for segments, estimated from the size for shards (`_rows_estimate`)
+    lo: str
+    hi: str
+    name: str  # segment name, or the shard's relative path
+    row_range: tuple[int, int] | None = None  # segment rows [start, stop) to read (None: all)
+    drop: frozenset = frozenset()  # files whose segment rows are stale (pending shards)
+
+
+@dataclass
+class Catalogue:
+    root: str  # OUT/<model12> (or the dataset folder / shard file given)
+    meta: store.ShardMeta
+    parts: list[Part]  # canonical order of `lo`
+    storage_options: dict = field(default_factory=dict)
+    table_version: int | None = None  # Delta version of the segments read (None: no table)
+    recorded: dict = field(default_factory=dict)  # file -> (shard mtime, segment) in segments
+    pending: dict = field(default_factory=dict)  # shard uri -> (relpath, mtime, size)
+
+    @property
+    def n_rows(self) -> int:
+        return sum(p.rows for p in self.parts)
+
+    @property
+    def segments(self) -> list[Part]:
+        return [p for p in self.parts if p.kind == "segment"]
+
+    @property
+    def shards(self) -> list[Part]:
+        return [p for p in self.parts if p.kind == "shard"]
+
+
+# ------------------------------------------------------------------------------ locating roots
+
+
+def table_uri(root: str) -> str:
+    return f"{str(root).rstrip('/')}/{SEGMENTS_DIR}"
+
+
+def model_roots(uri: str, storage_options: dict | None = None) -> list[str]:
+    """The `<model12>` folders under an ingest output, or [uri] when it is one model's data."""
+    models = [m for m in store.list_models(uri, storage_options) if _MODEL12.match(m)]
+    if not models:
+        return [str(uri).rstrip("/")]
+    return [f"{str(uri).rstrip('/')}/{m}" for m in models]
+
+
+def select_roots(uri: str, so: dict | None = None, model: str | None = None) -> list[str]:
+    """The model roots under `uri` (all, or those of `model`); BadInput when there is none."""
+    roots = model_roots(uri, so)
+    if model:
+        roots = [r for r in roots if root_matches(r, model, so)]
+    if not roots:
+        raise BadInput(f"no codes under {uri}" + (f" for model {model}" if model else ""))
+    return roots
+
+
+def root_matches(root: str, model: str, so: dict | None = None) -> bool:
+    """Whether `root` (a model folder, or any dataset) holds codes of `model` (a sha prefix)."""
+    name = posixpath.basename(str(root).rstrip("/"))
+    if not _MODEL12.match(name):
+        return open_catalogue(root, so).meta.model.startswith(model)
+    return model[:12].startswith(name) if len(model) >= 12 else name.startswith(model)
+
+
+def resolve_root(uri: str, storage_options: dict | None = None, model: str | None = None) -> str:
+    """The one model's root under `uri`; BadInput lists the models when a choice is needed."""
+    roots = model_roots(uri, storage_options)
+    if len(roots) == 1 and roots[0] == str(uri).rstrip("/"):
+        return roots[0]  # one model's folder, a plain dataset folder or a shard file
+    if model:
+        roots = [r for r in roots if root_matches(r, model, storage_options)]
+        if not roots:
+            raise BadInput(f"no code shards of model {model} under {uri}")
+    if len(roots) > 1:
+        names = ", ".join(posixpath.basename(r) for r in roots)
+        raise BadInput(f"{uri} holds shards of several models ({names}); choose one with --model")
+    return roots[0]
+
+
+# ------------------------------------------------------------------------------ opening
+
+
+def open_catalogue(
+    uri: str,
+    storage_options: dict | None = None,
+    model: str | None = None,
+    shard_entries: dict | None = None,
+) -> Catalogue:
+    """Read the catalogue of one model under `uri` (ingest output, model folder, shard dataset
+    folder or one shard file). Opens the Delta log and at most one shard footer."""
+    so = storage_options or {}
+    root = resolve_root(uri, so, model)
+    seg = read_segments(root, so)
+    if shard_entries is None:
+        shard_entries = list_shard_entries(root, so)
+    pending, drops = pending_shards(root, shard_entries, seg.recorded)
+    if seg.meta is not None:
+        meta = seg.meta
+    elif pending:
+        meta = store.shard_meta(next(iter(pending)), so)
+    else:
+        raise BadInput(f"no code shards under {uri}" + (f" for model {model}" if model else ""))
+    if model and not meta.model.startswith(model):
+        raise BadInput(f"no code shards of model {model} under {uri}")
+    parts = [
+        Part(uri=s, kind="shard", rows=_rows_estimate(size), lo=rel, hi=rel, name=rel)
+        for s, (rel, _, size) in pending.items()
+    ]
+    for p in seg.parts:
+        dropped = frozenset(f for f in drops if seg.recorded[f][1] == p.name)
+        parts.append(replace(p, drop=dropped) if dropped else p)
+    parts.sort(key=lambda p: (p.lo, p.hi, p.kind))
+    return Catalogue(root, meta, parts, so, seg.version, seg.recorded, pending)
+
+
+def list_shard_entries(root: str, so: dict) -> dict:
+    """{shard uri: (mtime, size)} under `root` (one listing; hidden folders skipped)."""
+    try:
+        return storage.list_entries(root, so, keep=lambda u: u.endswith(store.SHARD_SUFFIX))
+    except FileNotFoundError:
+        return {}
+
+
+def committed_files(root: str, so: dict) -> dict:
+    """{archive relpath: modification time of its shard} for every file with codes, whether
+    its shard is still there or compaction folded it into a segment (and vacuum removed it)."""
+    if not storage.exists(root, so):
+        return {}
+    done = {f: m for f, (m, _) in read_segments(root, so).recorded.items()}
+    for s, (mtime, _) in list_shard_entries(root, so).items():
+        done[shard_relpath(s, root)] = mtime
+    return done
+
+
+def shard_relpath(shard: str, root: str) -> str:
+    if shard.rstrip("/") == str(root).rstrip("/"):
+        return posixpath.basename(shard)[: -len(store.SHARD_SUFFIX)]
+    return store.relpath_of_shard(shard, root)
+
+
+def pending_shards(root: str, entries: dict, recorded: dict):
+    """Shards not (or no longer) in the segments, and the files whose segment rows they mask."""
+    pending, drops = {}, set()
+    for s, (mtime, size) in entries.items():
+        rel = shard_relpath(s, root)
+        rec = recorded.get(rel)
+        if rec is not None and (mtime is None or rec[0] == mtime):
+            continue  # compacted, and not rewritten since
+        pending[s] = (rel, mtime, size)
+        if rec is not None:
+            drops.add(rel)
+    return pending, drops
+
+
+def _rows_estimate(size) -> int:
+    return max(1, (int(size or 0) - SHARD_OVERHEAD_BYTES) // SHARD_BYTES_PER_ROW)
+
+
+# ------------------------------------------------------------------------------ segments
+
+
+@dataclass
+class SegmentState:
+    version: int | None
+    meta: store.ShardMeta | None
+    parts: list[Part]
+    recorded: dict  # file -> (shard mtime, segment name)
+    modified: dict  # segment name -> file modification time (POSIX s)
+
+
+def read_segments(root: str, so: dict, with_files: bool = True) -> SegmentState:
+    """The current segments of `root` from the Delta log; with_files also reads each segment's
+    (file, shard_mtime) column pair, which says which shards it holds."""
+    from deltalake import DeltaTable
+
+    uri = table_uri(root)
+    dso = storage.delta_options(so)
+    if not DeltaTable.is_deltatable(delta_uri(uri), storage_options=dso):
+        return SegmentState(None, None, [], {}, {})
+    dt = DeltaTable(delta_uri(uri), storage_options=dso)
+    meta = meta_from_description(dt.metadata().description, uri)
+    actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
+    base = str(root).rstrip("/") + f"/{SEGMENTS_DIR}/"
+    parts, modified = [], {}
+    for a in actions:
+        name = a["partition.segment"]
+        parts.append(_segment_part(base + a["path"], name, a))
+        modified[name] = _ms_to_s(a.get("modification_time"))
+    recorded = _recorded_files(parts, so) if with_files else {}
+    return SegmentState(dt.version(), meta, parts, recorded, modified)
+
+
+def delta_uri(uri: str) -> str:
+    _, path, protocol = storage.split_uri(uri)
+    return path if protocol == "file" else uri
+
+
+def _ms_to_s(v) -> float | None:
+    if v is None:
+        return None
+    if hasattr(v, "timestamp"):
+        return v.timestamp()
+    return float(v) / 1000.0
+
+
+def _segment_part(uri: str, name: str, action: dict) -> Part:
+    rows = int(action["num_records"])
+    lo, hi = action.get("min.file") or "", action.get("max.file") or ""
+    return Part(uri=uri, kind="segment", rows=rows, lo=lo, hi=hi, name=name)
+
+
+def _recorded_files(parts: list[Part], so: dict) -> dict:
+    out = {}
+    for p in parts:
+        t = read_parquet(p.uri, so, columns=["file", "shard_mtime"])
+        t = t.group_by(["file", "shard_mtime"]).aggregate([])
+        files, mtimes = t.column("file").to_pylist(), t.column("shard_mtime").to_pylist()
+        for f, m in zip(files, mtimes, strict=True):
+            out[f] = (m, p.name)
+    return out
+
+
+def meta_from_description(description: str | None, where: str) -> store.ShardMeta:
+    try:
+        kv = json.loads(description or "")
+    except ValueError:
+        kv = None
+    if not isinstance(kv, dict):
+        raise BadInput(f"{where}: not an aurorahash segment table (no metadata)")
+    return store.ShardMeta.from_kv(kv, where=where)
+
+
+def read_parquet(uri: str, so: dict, columns=None, filters=None) -> pa.Table:
+    """One Parquet file (all of it, or the rows matching `filters`, which skips row groups by
+    their statistics). An optional column asked for that the file lacks (segments written
+    before it existed) comes back all null (`store.with_optional`)."""
+    fs, path, protocol = storage.split_uri(uri, so)
+    if filters is not None:
+        pafs = None if protocol == "file" else fs
+        have = columns
+        if columns is not None and set(columns) & set(store.OPTIONAL_COLUMNS):
+            have = _present(pq.read_schema(path, filesystem=pafs), columns)
+        t = pq.read_table(path, columns=have, filters=filters, filesystem=pafs)
+        return store.with_optional(t, columns, where=uri)
+    with fs.open(path, "rb") as f:
+        pf = pq.ParquetFile(f)
+        t = pf.read(columns=_present(pf.schema_arrow, columns))
+    return store.with_optional(t, columns, where=uri)
+
+
+def _present(schema: pa.Schema, columns) -> list | None:
+    """The columns asked for that the file has (None: all); the rest are checked and filled in
+    by `store.with_optional`."""
+    return None if columns is None else [c for c in columns if c in schema.names]
+
+
+# ------------------------------------------------------------------------------ task planning
+
+
+@dataclass(frozen=True)
+class Task:
+    """A contiguous range of the canonical order: parts read together by one worker."""
+
+    parts: tuple[Part, ...]
+    rows: int
+    overlapping: bool  # parts interleave: rows must be merged into canonical order
+
+
+def plan_tasks(parts: list[Part], target_rows: int = DEFAULT_TASK_ROWS) -> list[Task]:
+    """Cut the catalogue into tasks of about `target_rows` rows, in canonical order.
+
+    Parts whose file ranges overlap (a pending shard inside a segment's range) form one cluster,
+    read and merged together; a segment that alone exceeds the target is split into row ranges,
+    so that work spreads over the cluster's cores.
+    """
+    clusters: list[list[Part]] = []
+    hi = None
+    for p in sorted(parts, key=lambda p: (p.lo, p.hi, p.kind)):
+        if clusters and hi is not None and p.lo <= hi:
+            clusters[-1].append(p)
+            hi = max(hi, p.hi)
+        else:
+            clusters.append([p])
+            hi = p.hi
+    tasks, cur, cur_rows = [], [], 0
+    for cl in clusters:
+        if len(cl) == 1 and cl[0].kind == "segment" and cl[0].rows > target_rows:
+            if cur:
+                tasks.append(Task(tuple(cur), cur_rows, False))
+                cur, cur_rows = [], 0
+            tasks.extend(Task((p,), p.rows, False) for p in _split_segment(cl[0], target_rows))
+            continue
+        rows = sum(p.rows for p in cl)
+        if cur and cur_rows + rows > target_rows:
+            tasks.append(Task(tuple(cur), cur_rows, False))
+            cur, cur_rows = [], 0
+        if len(cl) > 1:
+            if cur:
+                tasks.append(Task(tuple(cur), cur_rows, False))
+                cur, cur_rows = [], 0
+            tasks.append(Task(tuple(cl), rows, True))
+            continue
+        cur.extend(cl)
+        cur_rows += rows
+    if cur:
+        tasks.append(Task(tuple(cur), cur_rows, False))
+    return tasks
+
+
+def _split_segment(p: Part, target_rows: int) -> list[Part]:
+    starts = range(0, p.rows, max(1, target_rows))
+    return [
+        replace(
+            p, row_range=(a, min(p.rows, a + target_rows)), rows=min(p.rows, a + target_rows) - a
+        )
+        for a in starts
+    ]
+
+
+def read_rows(uri: str, so: dict, columns, row_range: tuple[int, int] | None) -> pa.Table:
+    """Rows [start, stop) of a Parquet file, reading only the row groups that hold them."""
+    if row_range is None:
+        return read_parquet(uri, so, columns)
+    start, stop = row_range
+    fs, path, _ = storage.split_uri(uri, so)
+    with fs.open(path, "rb") as f:
+        pf = pq.ParquetFile(f)
+        groups, first, at = [], None, 0
+        for g in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            if at < stop and at + n > start:
+                groups.append(g)
+                first = at if first is None else first
+            at += n
+        have = _present(pf.schema_arrow, columns)
+        if not groups:
+            return store.with_optional(pf.schema_arrow.empty_table().select(have), columns, uri)
+        t = pf.read_row_groups(groups, columns=have)
+    return store.with_optional(t.slice(start - first, stop - start), columns, where=uri)
+
+
+# ------------------------------------------------------------------------------ reading tasks
+
+READ_COLUMNS = ("file", "frame", "id", "code", "label")
+
+
+def read_part(part: Part, meta: store.ShardMeta, so: dict, columns=READ_COLUMNS) -> pa.Table:
+    """Rows of one part with the columns asked, in canonical order (a shard's rows are sorted by
+    frame if they are not already)."""
+    if part.kind == "shard":
+        want = list(dict.fromkeys([c for c in columns if c != "file"] + ["frame"]))
+        t = store.read_shard(part.uri, so, columns=want)  # frame: to check the row order
+        m = store.ShardMeta.from_kv(t.schema.metadata, where=part.uri)
+        if not meta.compatible(m):
+            raise BadInput(
+                f"{part.uri}: nbits={m.nbits} model={m.model12} differ from the dataset's "
+                f"nbits={meta.nbits} model={meta.model12}"
+            )
+        t = t.replace_schema_metadata(None)
+        if "file" in columns:
+            t = t.append_column("file", pa.repeat(pa.scalar(part.name, pa.string()), t.num_rows))
+        if "frame" in t.column_names and not _is_sorted(t.column("frame")):
+            t = t.take(pc.sort_indices(t, [("frame", "ascending")]))
+        return t.select(list(columns))
+    need = list(dict.fromkeys([*columns, "file"])) if part.drop else list(columns)
+    t = read_rows(part.uri, so, need, part.row_range)
+    if part.drop:
+        t = t.filter(pc.invert(pc.is_in(t.column("file"), pa.array(sorted(part.drop)))))
+    return t.select(list(columns))
+
+
+def read_task(task: Task, meta: store.ShardMeta, so: dict, columns=READ_COLUMNS) -> pa.Table:
+    merge = ("file", "frame") if task.overlapping else ()  # only a merge needs the sort keys
+    cols = tuple(dict.fromkeys((*merge, *columns)))
+    tables = [read_part(p, meta, so, cols) for p in task.parts]
+    tables = [_unify_code(t, meta) for t in tables]
+    t = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    if task.overlapping:
+        t = t.take(pc.sort_indices(t, [("file", "ascending"), ("frame", "ascending")]))
+    return t.select(list(columns))
+
+
+def _unify_code(t: pa.Table, meta: store.ShardMeta) -> pa.Table:
+    """Segments store `code` as binary (Delta has no fixed-size binary); shards as fixed."""
+    if "code" not in t.column_names:
+        return t
+    i = t.column_names.index("code")
+    col = t.column("code")
+    if col.type != pa.binary(8 * meta.words):
+        col = pc.cast(col, pa.binary(8 * meta.words))
+    return t.set_column(i, "code", col)
+
+
+def _is_sorted(col) -> bool:
+    a = col.to_numpy()
+    return bool(np.all(a[1:] >= a[:-1])) if len(a) > 1 else True
+
+
+def codes_labels(t: pa.Table, meta: store.ShardMeta) -> tuple[np.ndarray, np.ndarray]:
+    """(codes (n, words) uint64, labels (n,) int64 with -1 where unlabelled) of a task table."""
+    codes = store.codes_to_numpy(t.column("code"), meta.nbits)
+    lab = t.column("label")
+    labels = pc.fill_null(lab, -1).to_numpy().astype(np.int64) if len(lab) else np.zeros(0, int)
+    return codes, labels
+
+
+# ------------------------------------------------------------------------------ lookups
+
+
+LOOKUP_COLUMNS = ("file", "frame", "id", "code", "label")
+
+
+def lookup_ids(cat: Catalogue, ids: list[str], columns=LOOKUP_COLUMNS) -> pa.Table:
+    """Rows of the given frame ids, reading only the part that holds each file (no scan).
+
+    `columns`: any of `file` and the shard columns (reports also want source, site, time, pred,
+    score); `id` is always there."""
+    by_part: dict[Part, list[str]] = {}
+    for fid in ids:
+        rel = fid.rsplit("#", 1)[0]
+        part = _part_for(cat, rel)
+        if part is not None:
+            by_part.setdefault(part, []).append(fid)
+    tables = []
+    cols = list(dict.fromkeys(["id", *columns]))
+    for part, want in by_part.items():
+        if part.kind == "shard":
+            t = read_part(part, cat.meta, cat.storage_options, tuple(cols))
+        else:  # only the row groups whose file range holds these files
+            files = sorted({w.rsplit("#", 1)[0] for w in want})
+            t = read_parquet(part.uri, cat.storage_options, cols, filters=[("file", "in", files)])
+        tables.append(_unify_code(t.filter(pc.is_in(t.column("id"), pa.array(want))), cat.meta))
+    if not tables:
+        return pa.table({"id": pa.array([], pa.string())})
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _part_for(cat: Catalogue, rel: str) -> Part | None:
+    for p in cat.parts:
+        if p.kind == "shard" and p.name == rel:
+            return p
+    for p in cat.parts:
+        held = cat.recorded.get(rel, (None, None))[1] == p.name and rel not in p.drop
+        if p.kind == "segment" and held and p.lo <= rel <= p.hi:
+            return replace(p, row_range=None)
+    return None

@@ -1,0 +1,89 @@
+"""Deep hashing methods, all trained by the one recipe and loop of `pipeline.training.loop`.
+
+A method is two things plugged into that loop: options for the model's head
+(`pipeline.model.layers.HashHead`: what the class logits read, the hash activation, batch norm)
+and a loss (`pipeline.training.losses.MethodLoss`) over (h, logits, labels, batch indices), with the
+state it keeps (saved with the checkpoint). Backbone, optimiser, schedule, augmentation, epochs,
+EMA, the encode path and the shard format are shared, so two rows differ by their method only.
+
+- `ours`: the classifier reads the codes, BN + tanh; CE + pair + quantisation
+  (`pipeline.training.losses`); this project's defaults.
+- `dpsh`: no class head, linear hash layer (after our head's batch norm); pairwise likelihood
+  over the training set + eta x quantisation; eta 10 (the authors' code).
+- `dsh`: no class head, linear (after the batch norm); contrastive over the batch's pairs +
+  alpha x binary regulariser, per pair and per bit; m = 2 x bits, alpha 0.01 (the paper).
+- `cnnh`: class units beside the hash units (CNNH+), tanh; stage-1 codes, then squared error +
+  CE; 10 sweeps, labels on.
+
+The modules (`dpsh.py`, `dsh.py`, `cnnh.py`) say what is published and what is our reading.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pipeline.errors import BadInput
+from pipeline.training.methods import cnnh, dpsh, dsh
+
+METHODS = ("ours", "dpsh", "dsh", "cnnh")
+DEFAULTS = {"ours": {}, "dpsh": dpsh.DEFAULTS, "dsh": dsh.DEFAULTS, "cnnh": cnnh.DEFAULTS}
+_KINDS = {"eta": float, "alpha": float, "margin": float, "sweeps": int, "labels": bool}
+
+
+def resolve(method: str, options: dict | None, bits: int) -> dict:
+    """The method's options with its defaults filled in and checked (BadInput otherwise)."""
+    if method not in METHODS:
+        raise BadInput(f"unknown method {method!r}; choose one of {METHODS}")
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(given) - set(DEFAULTS[method]))
+    if unknown:
+        have = sorted(DEFAULTS[method])
+        raise BadInput(f"method {method} has no options {unknown} (it has {have})")
+    out = {**DEFAULTS[method], **{k: _KINDS[k](v) for k, v in given.items()}}
+    if method == "dsh" and out["margin"] is None:
+        out["margin"] = 2.0 * int(bits)
+    for k in ("eta", "alpha", "margin"):
+        if k in out and not out[k] >= 0:
+            raise BadInput(f"method {method}: {k} must be >= 0, not {out[k]}")
+    if method == "cnnh" and not 0 <= out["sweeps"] <= 1000:
+        raise BadInput(f"method cnnh: sweeps must be in 0..1000, not {out['sweeps']}")
+    return out
+
+
+def head_options(method: str, options: dict) -> dict:
+    """Model options (build_model) that the method's head needs; {} for ours."""
+    if method in ("dpsh", "dsh"):
+        return dict(dpsh.HEAD if method == "dpsh" else dsh.HEAD)
+    if method == "cnnh":
+        return cnnh.head(options)
+    return {}
+
+
+def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
+    """The loss of `cfg.method` for training labels (n,) or (n, L); `state` from a checkpoint
+    (tensors without their `loss.` prefix) resumes it. CNNH runs its stage 1 here on a new run."""
+    from pipeline.training.losses import HashingLoss
+
+    m, opts, state = cfg.method, cfg.method_options, dict(state or {})
+    y = torch.as_tensor(np.asarray(labels)).long()
+    if m == "ours":
+        loss = HashingLoss(cfg.loss_config())
+    elif m == "dpsh":
+        loss = dpsh.DPSHLoss(y, cfg.bits, opts["eta"])
+    elif m == "dsh":
+        loss = dsh.DSHLoss(cfg.bits, opts["margin"], opts["alpha"])
+    else:
+        stage = {"sweeps": opts["sweeps"], "seed": cfg.seed}
+        targets, info = state.get("targets"), None
+        if targets is None:
+            try:
+                targets, info = cnnh.stage_one(np.asarray(labels), cfg.bits, **stage)
+            except ValueError as exc:
+                raise BadInput(str(exc)) from None
+        loss = cnnh.CNNHLoss(targets, cfg.label_smoothing or 0.0, info)
+    try:
+        loss.load_state_tensors(state)
+    except ValueError as exc:
+        raise BadInput(f"optimizer.safetensors: {exc}") from None
+    return loss.to(device)
