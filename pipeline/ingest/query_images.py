@@ -45,10 +45,19 @@ def parse_spec(spec: str) -> tuple[str, int | None]:
 
 def _why_unreadable(uri: str, frame: int, storage_options) -> str:
     """The readers' reason a frame gave no model input (read_archive only logs it)."""
-    from pipeline.reports.frames import read_thumbnails
+    from pipeline.readers import FrameError, read_frames, reason_for
 
-    shown = read_thumbnails([(uri, frame)], storage_options, 16)[(uri, frame)]
-    return shown.reason or "preprocessing rejected it (see the log)"
+    seen = -1
+    try:
+        for item in read_frames(uri, storage_options):
+            if item.index == frame:
+                if isinstance(item, FrameError):
+                    return item.reason
+                return "preprocessing rejected it (see the log)"
+            seen = max(seen, -1 if item.index is None else item.index)
+    except Exception as exc:  # the file as a whole: the readers' verdict
+        return reason_for(exc)
+    return f"no such frame (the file has {seen + 1})"
 
 
 def read_inputs(spec: str, preprocess: dict, storage_options=None):

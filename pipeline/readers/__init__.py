@@ -16,7 +16,7 @@ import posixpath
 
 from pipeline import storage
 from pipeline.readers import cdf, image, parquet_table, pgm, tar_shard
-from pipeline.readers.base import CorruptFile, Frame, FrameError, SkipFile
+from pipeline.readers.base import CorruptFile, Frame, FrameError, SkipFile, reason_for
 
 # Longest suffixes first is not needed: the suffix sets do not overlap.
 FORMATS = {
@@ -73,4 +73,5 @@ __all__ = [
     "list_archive",
     "read_frames",
     "reader_for",
+    "reason_for",
 ]

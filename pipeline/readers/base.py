@@ -108,6 +108,13 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
 
 
+def reason_for(exc: BaseException) -> str:
+    """Why a file gave no frames, for people: "file not found", else the verdict's reason."""
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    return classify_error(exc)[1]
+
+
 def classify_error(exc: BaseException) -> tuple[str, str]:
     """('skip' | 'corrupt' | 'fail', reason) for an exception raised while reading one file.
 

@@ -47,17 +47,9 @@ def placeholder_png(size: int = 160) -> bytes:
     return buf.getvalue()
 
 
-def _why(exc: BaseException) -> str:
-    from pipeline.readers.base import classify_error
-
-    if isinstance(exc, FileNotFoundError):
-        return "file not found"
-    return classify_error(exc)[1]
-
-
 def _read_file(source: str, frames: set[int], so: dict, size: int) -> dict[int, Shown]:
     """The wanted frames of one archive file; a placeholder for each one that is not there."""
-    from pipeline.readers import FrameError, read_frames
+    from pipeline.readers import FrameError, read_frames, reason_for
 
     out: dict[int, Shown] = {}
     seen = -1
@@ -74,7 +66,7 @@ def _read_file(source: str, frames: set[int], so: dict, size: int) -> dict[int, 
             if len(out) == len(frames):
                 break
     except Exception as exc:  # the report goes on without this file's frames
-        reason = _why(exc)
+        reason = reason_for(exc)
     else:
         reason = f"no such frame (the file has {seen + 1})"
     for f in frames - set(out):
