@@ -10,7 +10,8 @@ import torch
 from jobs.cli import main
 from pipeline.errors import BadInput
 from pipeline.model.checkpoint import load_checkpoint
-from pipeline.training.datasets import inputs_of, load_splits
+from pipeline.model.preprocess import inputs_of
+from pipeline.training.datasets import load_splits
 from pipeline.training.loop import TrainConfig, lr_factor, train_model
 
 SYN = dict(size=32, n_train=48, n_query=8, n_database=48)

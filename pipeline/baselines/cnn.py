@@ -67,7 +67,7 @@ def conv_batches(model, x, preprocess=None, batch: int = 500, scales=(1.0,), amp
     hash-layer input and h come from scale 1 (which must be among `scales`). amp: bf16 autocast
     (None: where bf16 is native, `pipeline.model.precision`).
     """
-    from pipeline.training.datasets import inputs_of
+    from pipeline.model.preprocess import inputs_of
 
     if 1.0 not in [float(s) for s in scales]:
         raise ValueError("scales must include 1.0")

@@ -352,3 +352,18 @@ def preprocess_batch(pixels: Sequence[np.ndarray], cfg: PreprocessConfig) -> np.
 def preprocess(pixels: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """One frame -> float32 (channels, size, size)."""
     return preprocess_batch([pixels], cfg)[0]
+
+
+def inputs_of(x, preprocess: dict | None):
+    """A batch of dataset images (torch tensor) -> float32 model inputs."""
+    import torch
+
+    if x.dtype != torch.uint8:
+        return x.float()
+    y = x.float().div_(255.0)
+    if preprocess:
+        c = y.shape[1]
+        mean = torch.tensor(preprocess.get("mean", [0.0]), dtype=torch.float32, device=y.device)
+        std = torch.tensor(preprocess.get("std", [1.0]), dtype=torch.float32, device=y.device)
+        y = (y - mean.expand(c).view(1, c, 1, 1)) / std.expand(c).view(1, c, 1, 1)
+    return y

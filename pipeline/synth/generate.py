@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pipeline.readers.labels import AURORA_CLASSES
 from pipeline.synth import optics, shapes
 
-CLASSES = ["arc", "drapery_corona", "radial_corona", "hot_spot"]
+CLASSES = AURORA_CLASSES  # what the readers' label headers name
 
 
 def resolve_classes(classes: Sequence[str | int] | None) -> list[int]:

@@ -165,7 +165,7 @@ class TrainConfig:
 
 def to_input(x: torch.Tensor, preprocess: dict | None = None) -> torch.Tensor:
     """Dataset images -> model inputs (uint8: the photo preprocessing; float: as they are)."""
-    from pipeline.training.datasets import inputs_of
+    from pipeline.model.preprocess import inputs_of
 
     return inputs_of(x, preprocess)
 

@@ -6,8 +6,9 @@
 
 Model inputs are what `pipeline.model.preprocess.preprocess` makes of the raw pixels with
 splits["preprocess"]. For CIFAR-10 the images stay uint8 (four times less memory, faster
-batches) and `inputs_of` applies the photo preprocessing (x / 255 - mean) / std per batch, which
-is exactly what `preprocess_batch` computes for 32x32 uint8 RGB images (a test checks it).
+batches) and `pipeline.model.preprocess.inputs_of` applies the photo preprocessing
+(x / 255 - mean) / std per batch, which is exactly what `preprocess_batch` computes for 32x32
+uint8 RGB images (a test checks it).
 
 Datasets and protocols:
 - `cifar10`: `cifar10-1`, `cifar10-2` (pipeline.training.datasets.cifar10).
@@ -49,21 +50,6 @@ PROTOCOLS = {
     "folder": ("holdout",),
     "archive": ("holdout",),
 }
-
-
-def inputs_of(x, preprocess: dict | None):
-    """A batch of dataset images (torch tensor) -> float32 model inputs."""
-    import torch
-
-    if x.dtype != torch.uint8:
-        return x.float()
-    y = x.float().div_(255.0)
-    if preprocess:
-        c = y.shape[1]
-        mean = torch.tensor(preprocess.get("mean", [0.0]), dtype=torch.float32, device=y.device)
-        std = torch.tensor(preprocess.get("std", [1.0]), dtype=torch.float32, device=y.device)
-        y = (y - mean.expand(c).view(1, c, 1, 1)) / std.expand(c).view(1, c, 1, 1)
-    return y
 
 
 def _nchw(x: np.ndarray) -> np.ndarray:
