@@ -112,7 +112,7 @@ def train_cell(name, argv, splits):
         "epochs_done": config.get("epochs_done"),
         "method_info": config.get("method_info"),
         "command": "aurorahash " + " ".join(argv),
-        **m,
+        **m.to_dict(),
     }
 
 
@@ -227,21 +227,18 @@ def main(argv=None):
     with open(os.path.join(report, "tables.md"), "w") as f:
         f.write(md)
     print(md)
-    from pipeline.reports.curves import plot_report
+    from pipeline.metrics import RetrievalMetrics
+    from pipeline.reports import figures
 
-    ok = [r for r in results if r.get("ok")]
-    series = {}
-    for r in ok:
-        label = r["name"].rsplit("-", 1)[0]
-        series.setdefault(label, {})[int(r["bits"])] = r["map"]
-    bb = max(bits)
-    pr = {r["name"]: r for r in ok if int(r["bits"]) == bb}
-    plot_report(
-        series,
-        pr,
-        os.path.join(report, "aurora_map_pr.png"),
-        title=f"synthetic aurora, {args.size}px, {args.n_train} training frames ({args.device})",
-    )
+    runs, pr = {}, {}
+    for r in (r for r in results if r.get("ok")):
+        label, m = r["name"].rsplit("-", 1)[0], RetrievalMetrics.from_dict(r)
+        runs.setdefault(label, []).append(m)
+        if m.nbits == max(bits):
+            pr[label] = m
+    title = f"synthetic aurora, {args.size}px, {args.n_train} training frames ({args.device})"
+    png = figures.runs_figure(runs, pr, title=title)
+    figures.write_png(png, os.path.join(report, "aurora_map_pr.png"))
 
 
 if __name__ == "__main__":

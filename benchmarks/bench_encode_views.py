@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
                 **s,
                 "frames_per_s": round(statistics.median(fps), 1),
                 "passes": [round(f, 1) for f in fps],
-                "map": round(m["map"], 4),
+                "map": round(m.map, 4),
             }
         )
     base = rows[0]["frames_per_s"]

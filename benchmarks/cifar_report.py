@@ -36,19 +36,20 @@ def main(argv=None) -> None:
         help="a label, then the train summaries (JSON) of its code lengths",
     )
     args = p.parse_args(argv)
-    from pipeline.reports.curves import plot_report
+    from pipeline.metrics import RetrievalMetrics
+    from pipeline.reports import figures
 
-    series, pr = {}, {}
+    runs, pr = {}, {}
     for label, *files in args.series:
-        runs = []
         for f in files:
             with open(f) as fh:
-                runs.append(json.load(fh))
-        series[label] = {int(r["bits"]): float(r["map"]) for r in runs}
-        longest = max(runs, key=lambda r: int(r["bits"]))
-        if longest.get("pr_curve"):
-            pr[f"{label}, {longest['bits']} bits"] = longest
-    plot_report(series, pr, args.out, reference=REFERENCE, title="CIFAR-10 (compact, CPU)")
+                runs.setdefault(label, []).append(RetrievalMetrics.from_dict(json.load(fh)))
+        longest = max(runs[label], key=lambda m: m.nbits)
+        if longest.pr_precision is not None:
+            pr[label] = longest
+    title = "CIFAR-10 (compact, CPU)"
+    png = figures.runs_figure(runs, pr, reference=REFERENCE, title=title)
+    figures.write_png(png, args.out)
     print(args.out)
 
 

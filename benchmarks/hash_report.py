@@ -1,7 +1,7 @@
 """Report figure from finished runs: MAP vs bits (with reference figures) and PR curves.
 
 Reads the metrics.json that `aurorahash train` writes into each run directory (or a results.json
-of benchmarks/aurora_tables.py) and draws one PNG with pipeline.reports.curves.plot_report.
+of benchmarks/aurora_tables.py) and draws one PNG with pipeline.reports.figures.runs_figure.
 
   python benchmarks/hash_report.py --out benchmarks/cifar10_map_pr.png \\
       --series "cifar10-1 compact=runs/c10p1-b12,runs/c10p1-b24,runs/c10p1-b32,runs/c10p1-b48" \\
@@ -34,21 +34,24 @@ def main(argv=None):
     p.add_argument("--pr-bits", type=int, default=None, help="PR curves of this code length")
     p.add_argument("--title", default=None)
     args = p.parse_args(argv)
-    from pipeline.reports.curves import plot_report
+    from pipeline.metrics import RetrievalMetrics
+    from pipeline.reports import figures
 
-    series, pr = {}, {}
+    runs, series, pr = {}, {}, {}
     for spec in args.series:
         label, dirs = spec.split("=", 1)
         for d in dirs.split(","):
-            m = _metrics(d)
-            series.setdefault(label, {})[int(m["bits"])] = float(m["map"])
-            if args.pr_bits is None or int(m["bits"]) == args.pr_bits:
-                pr[f"{label} {m['bits']}b"] = m
+            m = RetrievalMetrics.from_dict(_metrics(d))
+            runs.setdefault(label, []).append(m)
+            series.setdefault(label, {})[m.nbits] = m.map
+            if args.pr_bits is None or m.nbits == args.pr_bits:
+                pr[f"{label}, {m.nbits}b"] = m
     ref = {}
     for spec in args.reference:
         label, pts = spec.split("=", 1)
         ref[label] = {int(b): float(v) for b, v in (x.split(":") for x in pts.split(","))}
-    plot_report(series, pr, args.out, reference=ref, title=args.title)
+    png = figures.runs_figure(runs, pr, reference=ref, title=args.title)
+    figures.write_png(png, args.out)
     print(json.dumps({"out": args.out, "series": series, "reference": ref}))
 
 

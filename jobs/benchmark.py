@@ -140,9 +140,9 @@ def run(args):
                 "nbits": cat.meta.nbits,
                 "segments": len(cat.segments),
                 "shards": len(cat.shards),
-                **res.summary(),
+                **res.benchmark_summary(),
             }
-            records.append(model_record(cat, res, args.topk))
+            records.append(model_record(cat, res))
     summary = {"models": results}
     summary.update(_write(args, so, records, _run_info(args, use_ray, time.perf_counter() - t0)))
     if len(results) == 1:

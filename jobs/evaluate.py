@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 
 from jobs.common import UsageError, add_s3_options, storage_options
-from jobs.train import add_data_arguments, add_report_argument, data_options, job_report
+from jobs.train import add_data_arguments, add_report_argument, data_options, job_report, plot_pr
 
 HELP = __doc__
 
@@ -63,14 +63,12 @@ def run(args) -> dict:
 
     settings = encode_settings(cfg)
     enc = encode_splits(model, splits, settings, batch=args.batch_size, device=args.device)
-    metrics = evaluate_encoded(enc, splits, args.topk)
+    m = evaluate_encoded(enc, splits, args.topk)
     report = None
     if args.report:
-        report = job_report("evaluate", args, so, cfg, metrics, splits, enc, args.model)
+        report = job_report("evaluate", args, so, cfg, m, splits, enc, args.model)
     if args.plot:
-        from pipeline.reports.curves import plot_pr_curves
-
-        plot_pr_curves({f"{cfg['arch']} {cfg['bits']} bits": metrics}, args.plot)
+        plot_pr(cfg, m, args.plot)
     info = splits["info"]
     return {
         "model": args.model,
@@ -81,6 +79,6 @@ def run(args) -> dict:
         "protocol": info["protocol"],
         "data_seconds": round(t1 - t0, 1),
         "eval_seconds": round(time.perf_counter() - t1, 1),
-        **metrics,
+        **m.to_dict(),
         **({"report": report} if report else {}),
     }

@@ -202,8 +202,16 @@ def add_report_argument(g) -> None:
     )
 
 
+def plot_pr(config: dict, metrics, path: str) -> str:
+    """--plot of train and evaluate: the report's PR figure as a PNG file."""
+    from pipeline.reports import figures
+
+    return figures.write_png(figures.pr_figure({config["arch"]: metrics}), path)
+
+
 def job_report(kind, args, so, config, metrics, splits, enc, model_uri) -> str:
-    """--report of train and evaluate: where the report.html went."""
+    """--report of train and evaluate (`metrics`: a `RetrievalMetrics`): where the report.html
+    went."""
     from pipeline.reports.training import write_model_report
 
     info = splits["info"]
@@ -414,14 +422,13 @@ def _evaluate(args, so, model, config: dict, splits: dict, summary: dict) -> Non
 
     t1 = time.perf_counter()
     enc = encode_splits(model, splits, encode_settings(config), device=args.device)
-    metrics = evaluate_encoded(enc, splits, args.topk)
+    m = evaluate_encoded(enc, splits, args.topk)
     summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
     if args.report:
-        summary["report"] = job_report("train", args, so, config, metrics, splits, enc, args.out)
+        summary["report"] = job_report("train", args, so, config, m, splits, enc, args.out)
     if args.plot:
-        from pipeline.reports.curves import plot_pr_curves
-
-        plot_pr_curves({f"{config['arch']} {config['bits']} bits": metrics}, args.plot)
+        plot_pr(config, m, args.plot)
+    metrics = m.to_dict()
     pr = metrics.pop("pr_curve", None)
     summary.update(metrics)
     if pr is not None:

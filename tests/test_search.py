@@ -9,6 +9,7 @@ from shard_fixtures import SHA_A, SHA_B, popcount_distances, reference_ap, write
 
 from pipeline.codes import catalogue, search, store
 from pipeline.errors import BadInput
+from pipeline.metrics import RetrievalMetrics
 
 
 @pytest.fixture
@@ -68,6 +69,15 @@ def test_map_equals_reference(dataset):
     assert res.hist_all.shape == res.hist_rel.shape == (6, 13)
     assert res.hist_all.sum(axis=1).tolist() == [34] * 6 and res.pr_recall[-1] > 0
     np.testing.assert_array_equal(res.query_labels, ql)
+    # the one retrieval record: tie-aware P@k over the k grid, AP per query class
+    assert isinstance(res, RetrievalMetrics) and res.nbits == 12 and res.topk == 10
+    ks = list(res.precision_at_k_tie_aware)
+    assert ks == [1, 2, 5, 10, 20, 34]
+    want = [kernels.precision_at_k(q, codes, ql, labels, k, ties="aware").mean() for k in ks]
+    np.testing.assert_allclose(list(res.precision_at_k_tie_aware.values()), want, atol=1e-12)
+    for c in res.per_class:
+        assert c.ap == pytest.approx(np.mean(np.asarray(ref)[ql == c.label]), abs=1e-12)
+        assert c.queries == int((ql == c.label).sum())
 
 
 def test_unlabelled_database_items_never_relevant(tmp_path):

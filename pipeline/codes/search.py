@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import kernels
+from pipeline import metrics
 from pipeline.codes import catalogue
 from pipeline.codes.catalogue import Catalogue, Task
 from pipeline.errors import BadInput
@@ -236,41 +237,15 @@ def _task_partial(task, meta, so, queries, qlabels, before_all, before_rel):
     return kernels.ap_index_partial(queries, codes, qlabels, labels, before_all, before_rel)
 
 
-@dataclass
-class MapResult:
-    map: float
-    map_tie_aware: float
-    map_at_k: float | None
-    topk: int | None
+@dataclass(kw_only=True)
+class MapResult(metrics.RetrievalMetrics):
+    """The benchmark's `RetrievalMetrics`, with the per-query arrays the exact merge made."""
+
     aps: np.ndarray  # (q,) ties="index"
     aps_tie_aware: np.ndarray
-    pr_precision: np.ndarray  # per Hamming radius 0..nbits
-    pr_recall: np.ndarray
     query_labels: np.ndarray  # (q,) of the labelled queries scored, in the order of `aps`
     hist_all: np.ndarray  # (q, nbits + 1) database items at each distance, summed over tasks
     hist_rel: np.ndarray  # (q, nbits + 1) the relevant ones
-    n_queries: int
-    n_database: int
-    seconds: float
-    tasks: int = 0
-
-    @property
-    def comparisons_per_s(self) -> float:
-        return self.n_queries * self.n_database / max(self.seconds, 1e-9)
-
-    def summary(self) -> dict:
-        out = {
-            "map": round(float(self.map), 6),
-            "map_tie_aware": round(float(self.map_tie_aware), 6),
-            "n_queries": self.n_queries,
-            "n_database": self.n_database,
-            "tasks": self.tasks,
-            "seconds": round(self.seconds, 3),
-            "comparisons_per_s": float(f"{self.comparisons_per_s:.4g}"),
-        }
-        if self.topk is not None:
-            out[f"map@{self.topk}"] = round(float(self.map_at_k), 6)
-        return out
 
 
 def _histograms(executor, tasks, cat, qref, lref):
@@ -343,22 +318,26 @@ def evaluate_map(
     radii = cat.meta.nbits + 1  # distances above nbits never occur: no padding to 64 * words
     hist_all, hist_rel = total_all[:, :radii], total_rel[:, :radii]
     precision, recall = kernels.pr_curve_from_histograms(hist_all, hist_rel)
+    ks = metrics.k_grid(n_db, topk)
     return MapResult(
+        nbits=cat.meta.nbits,
+        n_queries=len(queries),
+        n_database=n_db,
         map=float(aps.mean()),
         map_tie_aware=float(aps_aware.mean()),
-        map_at_k=map_at_k,
         topk=topk,
+        map_at_k=map_at_k,
+        precision_at_k_tie_aware=metrics.precision_at_k_from_histograms(hist_all, hist_rel, ks),
+        pr_precision=[float(v) for v in precision],
+        pr_recall=[float(v) for v in recall],
+        per_class=metrics.per_class(aps, aps_aware, qlabels, cat.meta.classes),
+        seconds=time.perf_counter() - t0,
+        tasks=len(tasks),
         aps=aps,
         aps_tie_aware=aps_aware,
-        pr_precision=np.asarray(precision),
-        pr_recall=np.asarray(recall),
         query_labels=qlabels,
         hist_all=hist_all,
         hist_rel=hist_rel,
-        n_queries=len(queries),
-        n_database=n_db,
-        seconds=time.perf_counter() - t0,
-        tasks=len(tasks),
     )
 
 

@@ -2,52 +2,21 @@
 
 Why here and not in the job: `aurorahash benchmark` writes the same records to `--out` (JSON)
 and to `--report` (HTML + JSON + PNGs), and the nightly job reads them back; the numbers come
-from one `search.MapResult` per model. P@k is tie-aware, from the distance histograms summed over
-the whole database (exact, no ranking needed); per-class AP is the mean AP of the queries of
-each class.
+from one `RetrievalMetrics` per model (`search.evaluate_map`: P@k tie-aware, from the distance
+histograms summed over the whole database, exact; per-class AP the mean AP of each class's
+queries). The figures are `pipeline.reports.figures`, drawn from the records as written.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-import kernels
-from pipeline.reports import benchmark_figures as figs
+from pipeline.metrics import RetrievalMetrics
+from pipeline.reports import figures as figs
 from pipeline.reports.model import Figure, Report, Section, Table
 
 
-def k_grid(n_database: int, topk: int | None = None) -> list[int]:
-    """1, 2, 5, 10, 20, 50, ... below the database size, plus the size itself and --topk."""
-    ks = {m * 10**e for e in range(12) for m in (1, 2, 5) if m * 10**e < n_database}
-    ks.add(n_database)
-    if topk is not None:
-        ks.add(min(topk, n_database))
-    return sorted(k for k in ks if k >= 1)
-
-
-def per_class(res, classes) -> list[dict]:
-    """Mean AP (index ties and tie-aware) of the queries of each class, in class-id order."""
-    out = []
-    for c in np.unique(res.query_labels):
-        m = res.query_labels == c
-        name = classes[c] if 0 <= c < len(classes) else str(c)
-        out.append(
-            {
-                "label": int(c),
-                "name": name,
-                "queries": int(m.sum()),
-                "ap": round(float(res.aps[m].mean()), 6),
-                "ap_tie_aware": round(float(res.aps_tie_aware[m].mean()), 6),
-            }
-        )
-    return out
-
-
-def model_record(cat, res, topk: int | None = None) -> dict:
-    """One model's results: the job summary's numbers, provenance, PR per Hamming radius
-    (0..nbits), tie-aware P@k and per-class AP."""
-    ks = k_grid(res.n_database, topk)
-    pk = kernels.precision_at_k_from_histograms(res.hist_all, res.hist_rel, ks).mean(axis=0)
+def model_record(cat, m: RetrievalMetrics) -> dict:
+    """One model's results (--out, report.json): provenance of its codes, then the benchmark's
+    numbers, PR per Hamming radius (0..nbits), tie-aware P@k and per-class AP."""
     return {
         "model": cat.meta.model,
         "model12": cat.meta.model12,
@@ -55,14 +24,13 @@ def model_record(cat, res, topk: int | None = None) -> dict:
         "classes": list(cat.meta.classes),
         "segments": len(cat.segments),
         "shards": len(cat.shards),
-        **res.summary(),
-        "topk": topk,
-        "pr_radius": list(range(len(res.pr_precision))),
-        "pr_precision": [round(float(v), 6) for v in res.pr_precision],
-        "pr_recall": [round(float(v), 6) for v in res.pr_recall],
-        "precision_at_k": {"k": ks, "precision": [round(float(v), 6) for v in pk]},
-        "per_class": per_class(res, cat.meta.classes),
+        **m.benchmark_dict(),
     }
+
+
+def metrics_of(records: list[dict]) -> dict[str, RetrievalMetrics]:
+    """{model12: metrics} of records (as written, so also those read back from --out)."""
+    return {r["model12"]: RetrievalMetrics.from_dict(r) for r in records}
 
 
 def series_label(rec: dict) -> str:
@@ -158,14 +126,15 @@ def benchmark_report(records: list[dict], run: dict) -> Report:
     """
     records = sorted(records, key=lambda r: (r["nbits"], r["model"]))
     several = len({r["nbits"] for r in records}) > 1
-    pk = Figure("precision_at_k", figs.precision_at_k_figure(records), figs.PK_CAPTION)
-    bars = Figure("per_class_ap", figs.per_class_figure(records), figs.CLASS_CAPTION)
+    series = metrics_of(records)
+    pk = Figure("precision_at_k", figs.precision_at_k_figure(series), figs.PK_CAPTION)
+    bars = Figure("per_class_ap", figs.per_class_figure(series), figs.CLASS_CAPTION)
     if several:
-        bits = Figure("map_vs_bits", figs.map_vs_bits_figure(records), figs.BITS_CAPTION)
+        bits = Figure("map_vs_bits", figs.map_vs_bits_figure(series), figs.BITS_CAPTION)
         results, per_class = [bits, pk], [bars, _class_table(records, wide=False)]
     else:
         results, per_class = [pk, bars], [_class_table(records, wide=True)]
-    pr = Figure("pr_curves", figs.pr_figure(records), figs.PR_CAPTION, wide=True)
+    pr = Figure("pr_curves", figs.pr_figure(series), figs.PR_CAPTION, wide=True)
     n = len(records)
     return Report(
         kind="benchmark",

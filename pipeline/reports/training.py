@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.reports import benchmark_figures as bfigs
-from pipeline.reports import plots
+from pipeline.metrics import RetrievalMetrics
+from pipeline.reports import figures, plots
 from pipeline.reports.model import Figure, Gallery, Report, Section, Table, Text, Tile
 from pipeline.reports.thumbnail import thumbnail_png
 
@@ -56,22 +56,6 @@ def history_figure(history: list[dict]) -> bytes:
         for ax in (left, right):
             ax.xaxis.get_major_locator().set_params(integer=True)
     return plots.to_png(fig)
-
-
-def metrics_record(metrics: dict, config: dict) -> dict:
-    """Evaluation metrics in the shape of a benchmark record, for its PR and P@k figures."""
-    pr = metrics.get("pr_curve") or {}
-    pk = metrics.get("precision_at_k_tie_aware") or metrics.get("precision_at_k") or {}
-    n_db = int(metrics.get("database") or 0)
-    ks = sorted(int(k) for k in pk if not n_db or int(k) <= n_db)  # beyond the database: flat
-    return {
-        "model12": config["arch"],
-        "nbits": int(config["bits"]),
-        "pr_radius": pr.get("radius", []),
-        "pr_precision": pr.get("precision", []),
-        "pr_recall": pr.get("recall", []),
-        "precision_at_k": {"k": ks, "precision": [pk[str(k)] for k in ks]},
-    }
 
 
 def _results_table(metrics: dict) -> Table:
@@ -173,12 +157,13 @@ def _history_blocks(history: list[dict]) -> list:
     return [Figure("training_history", history_figure(history), HISTORY_CAPTION, wide=True)]
 
 
-def model_report(kind: str, config: dict, metrics: dict, run: dict, gallery=None) -> Report:
+def model_report(kind: str, config: dict, m: RetrievalMetrics, run: dict, gallery=None) -> Report:
     """The `train` or `evaluate` report. `run`: model (where the checkpoint is), dataset,
     protocol, seconds; `gallery`: `examples_gallery` (or None)."""
-    rec = metrics_record(metrics, config)
-    pk = Figure("precision_at_k", bfigs.precision_at_k_figure([rec]), bfigs.PK_CAPTION)
-    pr = Figure("pr_curves", bfigs.pr_figure([rec]), bfigs.PR_CAPTION, wide=True)
+    series = {config["arch"]: m}
+    pk = Figure("precision_at_k", figures.precision_at_k_figure(series), figures.PK_CAPTION)
+    pr = Figure("pr_curves", figures.pr_figure(series), figures.PR_CAPTION, wide=True)
+    metrics = m.to_dict()  # the numbers as the job prints them
     results = Section("Results", [_results_table(metrics), pk])
     sections = [results, Section("Training", _history_blocks(config.get("history") or []))]
     sections.append(Section("Precision and recall", [pr]))
@@ -198,8 +183,8 @@ def model_report(kind: str, config: dict, metrics: dict, run: dict, gallery=None
 
 
 def write_model_report(kind, parent, storage_options, config, metrics, splits, enc, run) -> str:
-    """Build the report (with retrieval examples from `enc`) and write it into a new folder
-    under `parent`; returns its report.html."""
+    """Build the report of `metrics` (a `RetrievalMetrics`, with retrieval examples from `enc`)
+    and write it into a new folder under `parent`; returns its report.html."""
     from pipeline.reports.folder import HTML, write_report
 
     gallery = examples_gallery(splits, enc, list(splits["classes"]))

@@ -1,14 +1,14 @@
 """Encoding and retrieval metrics: codes, MAP (ties by index and tie-aware), accuracy, P@k, PR.
 
     h, logp = encode(model, x, settings)         # relaxed codes, log-probabilities (shipped path)
-    metrics = retrieval_metrics(qh, ql, qlogits, dbh, dbl, topk=None)
+    metrics = retrieval_metrics(qh, ql, qlogits, dbh, dbl, topk=None)  # RetrievalMetrics
 
 Codes are `kernels.pack_codes(h)` (bit = h > 0). MAP uses `kernels.mean_average_precision`
 (ties="index" -> `map`, ties="aware" -> `map_tie_aware`); with `topk` the MAP is over the first K
-ranked items (`map@K`). The PR curve is the usual hashing one (kernels.pr_curve_from_histograms):
-precision and recall of the items within Hamming radius r of the query, r = 0..bits, averaged
-over queries (a query with nothing within r counts precision 0 there, one without relevant items
-recall 0).
+ranked items (`map_at_k`; `map@K` in `to_dict()`). The PR curve is the usual hashing one
+(kernels.pr_curve_from_histograms): precision and recall of the items within Hamming radius r of
+the query, r = 0..bits, averaged over queries (a query with nothing within r counts precision 0
+there, one without relevant items recall 0).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from pipeline.metrics import RetrievalMetrics
 
 DEFAULT_PK = (1, 10, 100, 500, 1000)
 
@@ -42,61 +44,53 @@ def encode(model, x, settings: dict, batch: int = 1000, device: str = "cpu", pre
     return np.concatenate(hs), (None if ls[0] is None else np.concatenate(ls))
 
 
-def pr_curve(q_codes, db_codes, q_labels, db_labels, nbits) -> dict:
-    """Precision/recall within Hamming radius r = 0..nbits (kernels' histograms)."""
+def pr_curve(q_codes, db_codes, q_labels, db_labels, nbits) -> tuple[list, list]:
+    """Precision and recall within Hamming radius r = 0..nbits (kernels' histograms)."""
     from kernels import distance_histograms, pr_curve_from_histograms
 
     a, r = distance_histograms(q_codes, db_codes, q_labels, db_labels)
     prec, rec = pr_curve_from_histograms(a[:, : nbits + 1], r[:, : nbits + 1])
-    return {
-        "radius": list(range(nbits + 1)),
-        "precision": [round(float(v), 6) for v in prec],
-        "recall": [round(float(v), 6) for v in rec],
-    }
+    return [float(v) for v in prec], [float(v) for v in rec]
 
 
 def precision_at_k(q_codes, db_codes, q_labels, db_labels, ks=DEFAULT_PK, ties="index") -> dict:
-    """Mean precision of the first k ranked items, per k (ties by database index, or "aware":
+    """{k: mean precision of the first k ranked items} (ties by database index, or "aware":
     the expectation over orderings inside Hamming-tie groups)."""
     from kernels import precision_at_k as pk
 
     ks = sorted({int(k) for k in ks if int(k) > 0})
     if not ks or len(db_codes) == 0 or len(q_codes) == 0:
         return {}
-    return {
-        str(k): round(float(pk(q_codes, db_codes, q_labels, db_labels, k, ties=ties).mean()), 6)
-        for k in ks
-    }
+    return {k: float(pk(q_codes, db_codes, q_labels, db_labels, k, ties=ties).mean()) for k in ks}
 
 
 def retrieval_metrics(
     q_h, q_labels, q_logits, db_h, db_labels, topk: int | None = None, pk=DEFAULT_PK, pr=True
-) -> dict:
-    """The evaluation summary used by the train and evaluate jobs."""
+) -> RetrievalMetrics:
+    """The evaluation of the train and evaluate jobs (`to_dict()`: the keys they print)."""
     from kernels import mean_average_precision, pack_codes
 
     nbits = q_h.shape[1]
     qc, dc = pack_codes(q_h), pack_codes(db_h)
     ql, dl = np.asarray(q_labels), np.asarray(db_labels)
-    out = {
-        "bits": int(nbits),
-        "queries": int(len(qc)),
-        "database": int(len(dc)),
-        "map": float(mean_average_precision(qc, dc, ql, dl, topk=None, ties="index")),
-        "map_tie_aware": float(mean_average_precision(qc, dc, ql, dl, topk=None, ties="aware")),
-    }
+    m = RetrievalMetrics(
+        nbits=int(nbits),
+        n_queries=int(len(qc)),
+        n_database=int(len(dc)),
+        map=float(mean_average_precision(qc, dc, ql, dl, topk=None, ties="index")),
+        map_tie_aware=float(mean_average_precision(qc, dc, ql, dl, topk=None, ties="aware")),
+    )
     if topk:
-        out[f"map@{int(topk)}"] = float(
-            mean_average_precision(qc, dc, ql, dl, topk=int(topk), ties="index")
-        )
+        m.topk = int(topk)
+        m.map_at_k = float(mean_average_precision(qc, dc, ql, dl, topk=m.topk, ties="index"))
     if q_logits is not None and ql.ndim == 1:
-        out["accuracy"] = float((np.asarray(q_logits).argmax(1) == ql).mean())
+        m.accuracy = float((np.asarray(q_logits).argmax(1) == ql).mean())
     pks = set(pk) | ({int(topk)} if topk else set())
-    out["precision_at_k"] = precision_at_k(qc, dc, ql, dl, pks)
-    out["precision_at_k_tie_aware"] = precision_at_k(qc, dc, ql, dl, pks, ties="aware")
+    m.precision_at_k = precision_at_k(qc, dc, ql, dl, pks)
+    m.precision_at_k_tie_aware = precision_at_k(qc, dc, ql, dl, pks, ties="aware")
     if pr:
-        out["pr_curve"] = pr_curve(qc, dc, ql, dl, nbits)
-    return out
+        m.pr_precision, m.pr_recall = pr_curve(qc, dc, ql, dl, nbits)
+    return m
 
 
 @dataclass
@@ -121,12 +115,15 @@ def encode_splits(model, splits: dict, settings: dict, batch=1000, device="cpu")
     return EncodedSplits(q_h, q_logp, *encode(model, dx, settings, batch, device, pre))
 
 
-def evaluate_model(model, splits: dict, settings: dict, batch=1000, device="cpu", topk=None):
+def evaluate_model(
+    model, splits: dict, settings: dict, batch=1000, device="cpu", topk=None
+) -> RetrievalMetrics:
     """The retrieval metrics of `splits` encoded by `encode_splits`."""
     return evaluate_encoded(encode_splits(model, splits, settings, batch, device), splits, topk)
 
 
-def evaluate_encoded(enc: EncodedSplits, splits: dict, topk=None) -> dict:
+def evaluate_encoded(enc: EncodedSplits, splits: dict, topk=None) -> RetrievalMetrics:
+    """The retrieval metrics of already encoded splits (the reports reuse the codes)."""
     return retrieval_metrics(
         enc.q_h, splits["query"][1], enc.q_logp, enc.db_h, splits["db"][1], topk
     )
