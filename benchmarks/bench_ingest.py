@@ -250,12 +250,13 @@ def forward_only(model_dir: str, device: str, batch: int, seconds: float) -> dic
 def read_one_core(archive: Path, max_frames: int) -> dict:
     """The read task's body on one core (this process): decode-only frames/s."""
     from pipeline.ingest.read import FileTask, read_file_rows
+    from pipeline.ingest.rows import RowKind
     from pipeline.readers import list_archive
 
     n, t0 = 0, time.perf_counter()
     for uri in list_archive(str(archive)):
         for t in read_file_rows(FileTask(uri, uri)):
-            n += sum(k == "frame" for k in t.column("kind").to_pylist())
+            n += sum(k == RowKind.FRAME for k in t.column("kind").to_pylist())
         if n >= max_frames:
             break
     dt = time.perf_counter() - t0

@@ -164,13 +164,14 @@ def child(path: str, rel: str) -> None:
     import pyarrow as pa
 
     from pipeline.ingest.read import FileTask, read_file_rows
+    from pipeline.ingest.rows import RowKind
 
     baseline = _status_mb("VmHWM")
     kinds, reasons = {}, []
     for block in read_file_rows(FileTask(path, rel)):
         for r in block.select(["kind", "reason"]).to_pylist():
             kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
-            if r["kind"] not in ("frame", "end") and len(reasons) < 3:
+            if r["kind"] not in (RowKind.FRAME, RowKind.END) and len(reasons) < 3:
                 reasons.append(r["reason"][:200])
     out = {
         "baseline_mb": round(baseline, 1),

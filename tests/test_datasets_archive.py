@@ -97,8 +97,8 @@ def test_options_a_dataset_does_not_use_are_refused(dataset, option, tmp_path):
 
 
 def test_frames_and_order_equal_whatever_the_worker_count(archive, monkeypatch):
+    from pipeline.ingest import local_read as mod
     from pipeline.model.preprocess import PreprocessConfig
-    from pipeline.training.datasets import archive as mod
 
     pre = PreprocessConfig.aurora(16).to_dict()
     one = mod.read_archive(archive, pre, workers=1)

@@ -11,6 +11,7 @@ from pipeline.errors import BadInput
 from pipeline.ingest import read as datasource
 from pipeline.ingest.frame_rows import frame_arrays, model_inputs, pixel_columns, with_errors
 from pipeline.ingest.read import FileTask, frame_bytes_hint, read_file_rows
+from pipeline.ingest.rows import RowKind
 from pipeline.model.preprocess import PreprocessConfig, check_pixels, preprocess_batch
 from pipeline.readers import read_frames
 from pipeline.synth import write_archive
@@ -28,7 +29,11 @@ def test_read_tasks_only_decode(minute_file):
     frames = [f.pixels for f in read_frames(minute_file)]
     table = pa.concat_tables(read_file_rows(FileTask(minute_file, "m.pgm.gz"), rows_per_block=8))
     rows = table.to_pylist()
-    assert [r["kind"] for r in rows] == ["frame"] * 20 + ["end"]
+    assert [r["kind"] for r in rows] == [RowKind.FRAME] * 20 + [RowKind.END]
+    assert table.schema.field("kind").type == pa.string()  # the enum's values, as text
+    end = rows[-1]  # the file's read seconds in their own column, not in `reason`
+    assert end["expected"] == 20 and end["reason"] is None and end["timings"]["read_s"] > 0
+    assert {r["timings"] for r in rows[:20]} == {None}
     assert {r["dtype"] for r in rows[:20]} == {"<u2"} and rows[0]["shape"] == [96, 96]
     for r, f in zip(rows, frames, strict=False):
         assert f.dtype == np.uint16 and r["pixels"] == f.tobytes()  # as read: no arithmetic
@@ -63,7 +68,7 @@ def test_pixel_columns_round_trip_mixed_frames():
 
 
 def _rows(frames):
-    kind = ["frame" if f is not None else "end" for f in frames]
+    kind = [RowKind.FRAME.value if f is not None else RowKind.END.value for f in frames]
     cols = pixel_columns(frames)
     names = ["kind", "reason", "pixels", "shape", "dtype"]
     return pa.table(dict(zip(names, [kind, [None] * len(kind), *cols], strict=True)))
@@ -83,5 +88,5 @@ def test_model_inputs_are_the_preprocessed_frames_and_bad_frames_become_errors()
     with pytest.raises(BadInput, match="non-finite"):
         check_pixels(nan)
     marked = with_errors(table, inp.errors).column("kind").to_pylist()
-    assert marked == ["frame", "error", "frame", "end", "frame"]
+    assert marked == [RowKind.FRAME, RowKind.ERROR, RowKind.FRAME, RowKind.END, RowKind.FRAME]
     assert model_inputs(table, cfg, "cpu", rows=[2]).rows.tolist() == [2]

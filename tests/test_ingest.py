@@ -64,6 +64,7 @@ def test_themis_one_row_per_frame_with_header_sites_and_times(themis_run, model_
     assert summary["files_skipped"] == 0 and summary["files_failed"] == 0
     assert summary["frames"] == n_frames and summary["quarantined"] == 0
     assert set(summary) >= SUMMARY_KEYS and summary["frames_per_s"] > 0
+    assert summary["time_breakdown_s"]["read_s"] > 0  # the end rows' timings column, summed
 
     prefix = summary["out"]
     shards = store.list_shards(str(out))

@@ -17,7 +17,8 @@ from pipeline.codes import store
 from pipeline.ingest.commit import Committer
 from pipeline.ingest.config import IngestConfig
 from pipeline.ingest.plan import Plan
-from pipeline.ingest.read import FileTask
+from pipeline.ingest.read import TIMINGS, FileTask
+from pipeline.ingest.rows import RowKind
 from pipeline.messages import clean_text, one_line
 from pipeline.model.checkpoint import Checkpoint
 
@@ -109,7 +110,7 @@ def _batch(uri, rows):
     return pa.table(
         {
             "source": [uri] * n,
-            "kind": col["kind"],
+            "kind": pa.array(col["kind"], pa.string()),
             "seq": pa.array([-1 if s is None else s for s in col["seq"]], pa.int32()),
             "frame": pa.array([-1 if f is None else f for f in col["frame"]], pa.int32()),
             "site": pa.array([None] * n, pa.string()),
@@ -118,6 +119,7 @@ def _batch(uri, rows):
             "reason": pa.array(col["reason"], pa.string()),
             "expected": pa.array([-1 if e is None else e for e in col["expected"]], pa.int32()),
             "meta": pa.array([r.get("meta") for r in rows], pa.string()),
+            "timings": pa.array([r.get("timings") for r in rows], TIMINGS),
             "code": pa.array([np.uint64(i).tobytes() for i in range(n)], pa.binary(8)),
             "pred": pa.array([0] * n, pa.int16()),
             "score": pa.array([0.5] * n, pa.float32()),
@@ -138,17 +140,22 @@ def test_quarantine_records_bounded_with_exact_count(tmp_path):
     """A file of 3 frames and 2,503 bad members: 100 records + one summary record, exact count."""
     c, out = _committer(tmp_path, ["many.tar"], cap=100)
     uri = "/archive/many.tar"
-    rows = [dict(kind="frame", seq=i, frame=i) for i in range(3)]
+    rows = [dict(kind=RowKind.FRAME, seq=i, frame=i) for i in range(3)]
     rows += [
-        dict(kind="error", seq=3 + i, frame=3 + i, reason=f"sample {i}: not an image" * (i % 2))
+        dict(
+            kind=RowKind.ERROR, seq=3 + i, frame=3 + i, reason=f"sample {i}: not an image" * (i % 2)
+        )
         for i in range(2503)
     ]
     for k in range(0, len(rows), 500):
         c.consume(_batch(uri, rows[k : k + 500]))
     c.consume(_batch(uri, rows[600:700]))  # a retried task delivers some rows twice
-    c.consume(_batch(uri, [dict(kind="end", expected=len(rows), reason="{}")]))
+    end = dict(kind=RowKind.END, expected=len(rows), timings={"read_s": 1.5})
+    c.consume(_batch(uri, [end]))
+    c.consume(_batch(uri, [end]))  # so is its end row: its read seconds count once
     c.finish()
     assert c.tally.counts["done"] == 1 and c.tally.counts["failed"] == 0
+    assert c.tally.costs["read_s"] == 1.5
     assert c.tally.counts["frames"] == 3 and c.tally.counts["quarantined"] == 2503
 
     q = out / "_quarantine" / "abababababab" / "many.tar.jsonl"
@@ -166,8 +173,8 @@ def test_quarantine_records_bounded_with_exact_count(tmp_path):
 def test_quarantine_under_the_cap_lists_every_problem(tmp_path):
     c, out = _committer(tmp_path, ["few.tar"], cap=100)
     uri = "/archive/few.tar"
-    rows = [dict(kind="error", seq=i, frame=i, reason="bad") for i in range(100)]
-    c.consume(_batch(uri, rows + [dict(kind="end", expected=100, reason="{}")]))
+    rows = [dict(kind=RowKind.ERROR, seq=i, frame=i, reason="bad") for i in range(100)]
+    c.consume(_batch(uri, rows + [dict(kind=RowKind.END, expected=100)]))
     c.finish()
     lines = (out / "_quarantine" / "abababababab" / "few.tar.jsonl").read_text().splitlines()
     assert len(lines) == 100 and all(json.loads(x)["frame"] is not None for x in lines)
@@ -180,7 +187,7 @@ def test_failed_file_reason_is_one_clean_line(tmp_path):
     c.consume(
         _batch(
             "/archive/x.pgm",
-            [dict(kind="fail", seq=0, reason=trace), dict(kind="end", expected=1, reason="{}")],
+            [dict(kind=RowKind.FAIL, seq=0, reason=trace), dict(kind=RowKind.END, expected=1)],
         )
     )
     c.finish()
@@ -189,13 +196,44 @@ def test_failed_file_reason_is_one_clean_line(tmp_path):
     assert "\n" not in reason and "\x1b" not in reason and "boom" in reason
 
 
+def test_commit_follows_each_file_verdict(tmp_path):
+    """skip: recorded as not ingested, no shard; corrupt: the frames read before it in a shard,
+    the file in its quarantine record, counted corrupt; a duplicate frame index: quarantined."""
+    c, out = _committer(tmp_path, ["thumb.cdf", "cut.pgm", "dup.pgm"])
+    rows = {
+        "thumb.cdf": [dict(kind=RowKind.SKIP, seq=0, reason="thumbnail")],
+        "cut.pgm": [
+            dict(kind=RowKind.FRAME, seq=0, frame=0),
+            dict(kind=RowKind.CORRUPT, seq=1, reason="truncated"),
+        ],
+        "dup.pgm": [dict(kind=RowKind.FRAME, seq=i, frame=0) for i in range(2)],
+    }
+    for rel, rs in rows.items():
+        c.consume(_batch(f"/archive/{rel}", rs + [dict(kind=RowKind.END, expected=len(rs))]))
+    c.finish()
+    counts = c.tally.counts
+    assert (counts["done"], counts["ignored"], counts["corrupt"], counts["failed"]) == (2, 1, 1, 0)
+    assert (counts["frames"], counts["quarantined"]) == (2, 2)
+    ignored = json.loads((out / "_ignored" / "abababababab" / "thumb.cdf.json").read_text())
+    assert ignored["reason"] == "thumbnail"
+    assert not (out / "abababababab" / "thumb.cdf.parquet").exists()
+    q = out / "_quarantine" / "abababababab"
+    (cut,) = [json.loads(x) for x in (q / "cut.pgm.jsonl").read_text().splitlines()]
+    assert (cut["frame"], cut["reason"]) == (None, "truncated")
+    (dup,) = [json.loads(x) for x in (q / "dup.pgm.jsonl").read_text().splitlines()]
+    assert (dup["frame"], dup["reason"]) == (0, "duplicate frame index in file")
+    for rel in ("cut.pgm", "dup.pgm"):
+        shard = store.read_shard(str(out / "abababababab" / f"{rel}.parquet"))
+        assert shard.column("frame").to_pylist() == [0]
+
+
 def test_gaps_in_the_mode_sequence_number_are_counted_and_meta_is_kept(tmp_path):
     c, out = _committer(tmp_path, ["a.pgm", "b.pgm"])
     numbers = {"a.pgm": [5, 6, 9, 10], "b.pgm": [20, 21, 22, 23]}  # a: 7 and 8 dropped
     for rel, seqs in numbers.items():
         metas = [json.dumps({"sequence": n}) for n in seqs]
-        rows = [dict(kind="frame", seq=i, frame=i, meta=m) for i, m in enumerate(metas)]
-        c.consume(_batch(f"/archive/{rel}", rows + [dict(kind="end", expected=4, reason="{}")]))
+        rows = [dict(kind=RowKind.FRAME, seq=i, frame=i, meta=m) for i, m in enumerate(metas)]
+        c.consume(_batch(f"/archive/{rel}", rows + [dict(kind=RowKind.END, expected=4)]))
     c.finish()
     assert c.tally.counts["done"] == 2 and c.tally.counts["frames"] == 8
     assert (c.tally.counts["sequence_gaps"], c.tally.counts["frames_dropped"]) == (1, 2)

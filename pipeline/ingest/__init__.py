@@ -3,6 +3,7 @@
 config        what a run is asked to do (IngestConfig) and how a failed run reports
 plan          list the archive, apply --since, skip the files already done
 read          Ray Data read tasks: decode only, one row per frame (ROW_SCHEMA)
+rows          the read rows' kinds (RowKind) and what one file's rows come to (FileOutcome)
 frame_rows    raw pixel columns <-> model inputs (preprocessing on the encoder's device)
 encode_actor  HashEncoder: the actors that preprocess and encode
 resources     how many actors and read tasks a cluster runs

@@ -2,7 +2,8 @@
 
 Split in three, img2dataset-style (the writer is the only part that touches storage):
     FileRows:    groups the streamed rows by archive file, once per (file, seq), and says when a
-                 file is complete (its read task sends the row count last)
+                 file is complete (its read task sends the row count last); what a complete
+                 file's rows come to is `pipeline.ingest.rows.FileOutcome`
     IngestTally: what the summary and the progress lines report (counts, failures, costs)
     Committer:   the glue: completed files go to a thread pool that writes them atomically
 """
@@ -22,6 +23,7 @@ from pipeline import storage
 from pipeline.codes import store
 from pipeline.ingest import shard_rows
 from pipeline.ingest.read import FileTask
+from pipeline.ingest.rows import FileOutcome, RowKind, Verdict, reduce_file
 from pipeline.messages import clean_text, one_line
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aurorahash.ingest")
 
 COLUMNS = ["source", "kind", "seq", "frame", "site", "time_us", "label", "reason", "expected"]
-COLUMNS += ["meta", "code", "pred", "score", "cost"]
+COLUMNS += ["meta", "timings", "code", "pred", "score", "cost"]
 OPTIONAL_COLUMNS = ("prep_cost", "encoder")
 _MORE_REASONS = 1000  # distinct reasons counted per file for the summary record; then "(other)"
 
@@ -42,8 +44,14 @@ class FileState:
     task: FileTask
     rows: dict = field(default_factory=dict)  # seq -> row dict; None: a problem past the cap
     expected: int | None = None
-    problems_kept: int = 0  # "error" rows kept whole (at most quarantine_per_file)
+    problems_kept: int = 0  # error rows kept whole (at most quarantine_per_file)
     more: Counter = field(default_factory=Counter)  # reason -> count, of the rows not kept
+
+    def outcome(self) -> FileOutcome:
+        """The file's rows (all arrived) reduced, in `seq` order; the error rows past the cap
+        count as problems without being kept."""
+        rows = (self.rows[s] for s in sorted(self.rows) if self.rows[s] is not None)
+        return reduce_file(rows, dropped=sum(self.more.values()))
 
 
 class FileRows:
@@ -61,9 +69,9 @@ class FileRows:
             st = self.pending.get(uri)
             if st is None:  # a duplicate of a file already committed, or not ours
                 continue
-            if cols["kind"][i] == "end":
+            if cols["kind"][i] == RowKind.END:
                 if st.expected is None:
-                    self.tally.add_read_costs(cols["reason"][i])
+                    self.tally.add_read_costs(cols["timings"][i])
                 st.expected = cols["expected"][i]
             else:
                 self._add_row(st, cols, i)
@@ -74,19 +82,19 @@ class FileRows:
         return done
 
     def _add_row(self, st: FileState, cols: dict, i: int) -> None:
-        seq, kind = cols["seq"][i], cols["kind"][i]
+        seq, kind = cols["seq"][i], RowKind(cols["kind"][i])
         if seq in st.rows:
             return
-        if kind == "error" and st.problems_kept >= self.cap:
+        if kind is RowKind.ERROR and st.problems_kept >= self.cap:
             st.rows[seq] = None  # counted exactly, kept as one summary record
-            reason = clean_text(cols["reason"][i] or kind, 200)
+            reason = clean_text(cols["reason"][i] or kind.value, 200)
             if reason not in st.more and len(st.more) >= _MORE_REASONS:
                 reason = "(other)"
             st.more[reason] += 1
             return
         st.rows[seq] = {k: cols[k][i] for k in cols}
-        st.problems_kept += kind == "error"
-        if kind == "frame":
+        st.problems_kept += kind is RowKind.ERROR
+        if kind is RowKind.FRAME:
             self.tally.count_frame(cols, i)
 
     @staticmethod
@@ -128,13 +136,9 @@ class IngestTally:
         if "encoder" in cols:
             self.encoders[cols["encoder"][i]] += 1
 
-    def add_read_costs(self, text) -> None:
-        try:
-            c = json.loads(text or "{}")
-            self.costs["read_s"] += float(c.get("read_s", 0.0))
-            self.costs["preprocess_s"] += float(c.get("preprocess_s", 0.0))
-        except (ValueError, TypeError, AttributeError):
-            pass
+    def add_read_costs(self, timings: dict | None) -> None:
+        """An end row's `timings` (pipeline.ingest.read.TIMINGS; null: nothing to add)."""
+        self.costs["read_s"] += float((timings or {}).get("read_s") or 0.0)
 
     def fail(self, uri: str, reason: str) -> None:
         log.warning("failed: %s: %s", uri, reason)
@@ -223,16 +227,14 @@ class Committer:
             self.tally.fail(st.task.uri, f"incomplete: {len(st.rows)} of {exp} rows arrived")
 
     def _dispatch(self, st: FileState) -> None:
-        rows = [r for r in st.rows.values() if r is not None]
-        kinds = {r["kind"] for r in rows}
-        if "skip" in kinds:
-            reason = next(r["reason"] for r in rows if r["kind"] == "skip")
-            log.info("not ingested: %s (%s)", st.task.uri, reason)
-            self.futures.append(self.pool.submit(self._mark_ignored, st, reason))
-        elif "fail" in kinds:
-            self.tally.fail(st.task.uri, next(r["reason"] for r in rows if r["kind"] == "fail"))
+        outcome = st.outcome()
+        if outcome.verdict is Verdict.IGNORED:
+            log.info("not ingested: %s (%s)", st.task.uri, outcome.reason)
+            self.futures.append(self.pool.submit(self._mark_ignored, st, outcome.reason))
+        elif outcome.verdict is Verdict.FAILED:
+            self.tally.fail(st.task.uri, outcome.reason)
         else:
-            self.futures.append(self.pool.submit(self._commit, st))
+            self.futures.append(self.pool.submit(self._commit, st, outcome))
 
     def _mark_ignored(self, st: FileState, reason: str) -> None:
         rec = {"file": st.task.uri, "rel": st.task.rel, "reason": reason}
@@ -247,10 +249,10 @@ class Committer:
             log.warning("could not record %s as not ingested: %s", st.task.uri, exc)
         self.tally.ignored()
 
-    def _commit(self, st: FileState) -> None:
+    def _commit(self, st: FileState, outcome: FileOutcome) -> None:
         t0 = time.perf_counter()
         try:
-            written = self._write(st)
+            written = self._write(st, outcome)
         except Exception as exc:
             log.debug("commit of %s failed", st.task.uri, exc_info=True)
             self.tally.fail(st.task.uri, f"commit failed: {one_line(exc)}")
@@ -266,11 +268,10 @@ class Committer:
         self.tally.committed(written, time.perf_counter() - t0)
         log.debug("committed %s: %d frames, %d quarantined", st.task.rel, n_frames, n_q)
 
-    def _write(self, st: FileState) -> tuple[int, int, bool, tuple[int, int]]:
+    def _write(self, st: FileState, outcome: FileOutcome) -> tuple[int, int, bool, tuple[int, int]]:
         """Quarantine record first, then the shard (its presence means "done"), atomically."""
         rel, uri, model = st.task.rel, st.task.uri, self.meta.model
-        frames, problems, corrupt = shard_rows.split_rows(st.rows)
-        n_problems = len(problems) + sum(st.more.values())
+        frames, problems, n_problems = outcome.frames, outcome.problems, outcome.n_problems
         q_uri = store.quarantine_uri(self.cfg.out, rel, model)
         if n_problems:
             lines = shard_rows.quarantine_lines(
@@ -283,4 +284,4 @@ class Committer:
         )
         if not n_problems and rel in self.plan.changed:  # an earlier read's problems are gone
             storage.remove_if_exists(q_uri, self.out_opts)
-        return len(frames), n_problems, corrupt, shard_rows.sequence_gaps(frames)
+        return len(frames), n_problems, outcome.corrupt, shard_rows.sequence_gaps(frames)

@@ -16,8 +16,8 @@ columns plus `code` (packed little-endian uint64 bytes, DESIGN.md "Packed codes"
 preprocessing seconds per row, for reports) and `encoder` (JSON: the actor's node, pid, device
 and CUDA_VISIBLE_DEVICES, for the job's summary). Rows of other kinds pass through with a zero
 code, pred -1 and score NaN; so do the frames of a model without a class head (DPSH, DSH), whose
-codes are real but which predicts no class. A frame that preprocessing rejects becomes an "error"
-row.
+codes are real but which predicts no class. A frame that preprocessing rejects becomes an error
+row (`pipeline.ingest.rows.RowKind`).
 """
 
 from __future__ import annotations
@@ -125,11 +125,10 @@ class HashEncoder:
         return codes, pred.astype(np.int16), score
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from pipeline.ingest.frame_rows import PIXEL_COLUMNS, model_inputs, with_errors
+        from pipeline.ingest import frame_rows
 
         n = batch.num_rows
-        kind = np.asarray(batch.column("kind").to_pylist(), dtype=object)
-        frames = np.flatnonzero(kind == "frame")
+        frames = frame_rows.frame_row_indices(batch)
         width = 8 * self.words
         code = np.zeros((n, width), dtype=np.uint8)
         pred = np.full(n, -1, dtype=np.int16)
@@ -141,7 +140,7 @@ class HashEncoder:
         for k in range(0, len(frames), step):
             part = frames[k : k + step]
             t0 = time.perf_counter()
-            inp = model_inputs(batch, self.preprocess, self.device, rows=part)
+            inp = frame_rows.model_inputs(batch, self.preprocess, self.device, rows=part)
             sync_device(self.device)
             t1 = time.perf_counter()
             c, p, s = self.encode(inp.x)
@@ -151,8 +150,8 @@ class HashEncoder:
             pred[inp.rows] = p
             score[inp.rows] = s
             errors.update(inp.errors)
-        out = batch.drop_columns([c for c in PIXEL_COLUMNS if c in batch.column_names])
-        out = with_errors(out, errors)  # frames preprocessing rejected: quarantined
+        out = batch.drop_columns([c for c in frame_rows.PIXEL_COLUMNS if c in batch.column_names])
+        out = frame_rows.with_errors(out, errors)  # frames preprocessing rejected: quarantined
         code_arr = pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(width), n, [None, pa.py_buffer(code.tobytes())]
         )

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from pipeline.ingest.rows import RowKind
+
 PIXEL_FIELDS = [
     pa.field("pixels", pa.binary()),
     pa.field("shape", pa.list_(pa.int32())),
@@ -69,6 +71,12 @@ def frame_arrays(table: pa.Table, rows) -> list[np.ndarray]:
     return out
 
 
+def frame_row_indices(table: pa.Table) -> np.ndarray:
+    """The rows of a read block that carry a frame (RowKind.FRAME), ascending."""
+    kind = np.asarray(table.column("kind").to_pylist(), dtype=object)
+    return np.flatnonzero(kind == RowKind.FRAME.value)
+
+
 @dataclass
 class ModelInputs:
     x: object  # torch.Tensor (m, C, S, S) float32 on the device: the inputs of `rows`
@@ -77,7 +85,7 @@ class ModelInputs:
 
 
 def model_inputs(table: pa.Table, cfg, device="cpu", rows=None) -> ModelInputs:
-    """Model inputs of the "frame" rows of a read block (or of `rows` of them), through
+    """Model inputs of the frame rows of a read block (or of `rows` of them), through
     `pipeline.model.preprocess.preprocess_frames` on `device`. A frame whose preprocessing fails or
     gives non-finite values is an error (quarantined downstream), not an exception."""
     import torch
@@ -85,8 +93,7 @@ def model_inputs(table: pa.Table, cfg, device="cpu", rows=None) -> ModelInputs:
     from pipeline.model.preprocess import preprocess_frames
 
     if rows is None:
-        kind = np.asarray(table.column("kind").to_pylist(), dtype=object)
-        rows = np.flatnonzero(kind == "frame")
+        rows = frame_row_indices(table)
     rows = np.asarray(rows, dtype=np.int64)
     errors: dict[int, str] = {}
     try:
@@ -102,14 +109,16 @@ def model_inputs(table: pa.Table, cfg, device="cpu", rows=None) -> ModelInputs:
 
 
 def with_errors(table: pa.Table, errors: dict) -> pa.Table:
-    """The table with the rows of `errors` (row -> reason) turned into "error" rows."""
+    """The table with the rows of `errors` (row -> reason) turned into error rows (what the
+    encoder actors send on for frames that preprocessing rejected)."""
     if not errors:
         return table
     kind = table.column("kind").to_pylist()
     reason = table.column("reason").to_pylist()
     for i, why in errors.items():
-        kind[i], reason[i] = "error", why
-    table = table.set_column(table.schema.get_field_index("kind"), "kind", pa.array(kind))
+        kind[i], reason[i] = RowKind.ERROR.value, why
+    i = table.schema.get_field_index("kind")
+    table = table.set_column(i, "kind", pa.array(kind, pa.string()))
     i = table.schema.get_field_index("reason")
     return table.set_column(i, "reason", pa.array(reason, pa.string()))
 

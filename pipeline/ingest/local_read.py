@@ -11,21 +11,30 @@ codes ingest stores.
     frames.x (n, C, S, S) float32, frames.ids ("REL#FRAME", ingest's ids), frames.labels (n,)
 
 Frames come in ingest's canonical order (relative path, then frame index); labels are the
-frames' own label header (-1 where a frame has none).
+frames' own label header (-1 where a frame has none). Which frames of a file count is what the
+committer decides (`pipeline.ingest.rows.FileOutcome`), except that the frames read before a skip
+or fail row are still taken (`skipped` counts the rows left out).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.errors import BadInput
 
+if TYPE_CHECKING:
+    from pipeline.ingest.read import FileTask
+    from pipeline.model.preprocess import PreprocessConfig
+
 log = logging.getLogger("aurorahash.datasets")
 
 FILES_PER_JOB = 16
+ROW_COLUMNS = ["kind", "seq", "frame", "label", "reason", "meta"]  # what file_rows keeps of a row
 
 
 @dataclass
@@ -36,30 +45,53 @@ class ArchiveFrames:
     skipped: int = 0  # frames or files the readers rejected (ingest would quarantine them)
 
 
+def file_rows(
+    task: FileTask,
+    cfg: PreprocessConfig,
+    storage_options: dict,
+    rows_per_block: int = 32,
+    inputs: bool = True,
+) -> Iterator[dict]:
+    """One file's rows (dicts of ROW_COLUMNS, in `seq` order) as the committer receives them:
+    through ingest's read task and the encoders' model-input step (CPU), a frame that
+    preprocessing rejects turned into an error row. With `inputs`, a frame row's "x" holds its
+    model input (C, S, S)."""
+    from pipeline.ingest.frame_rows import model_inputs, with_errors
+    from pipeline.ingest.read import read_file_rows
+
+    for block in read_file_rows(task, storage_options, rows_per_block=rows_per_block):
+        inp = model_inputs(block, cfg, "cpu")
+        rows = with_errors(block, inp.errors).select(ROW_COLUMNS).to_pylist()
+        if inputs:
+            for i, x in zip(inp.rows.tolist(), inp.x.numpy(), strict=True):
+                rows[i]["x"] = x
+        yield from rows
+
+
 def _read_files(job) -> ArchiveFrames:
     """Read one contiguous group of files through ingest's read task and model-input step."""
     from pipeline.codes.store import frame_id
-    from pipeline.ingest.frame_rows import model_inputs
-    from pipeline.ingest.read import FileTask, read_file_rows
+    from pipeline.ingest.read import FileTask
+    from pipeline.ingest.rows import reduce_file
     from pipeline.model.preprocess import PreprocessConfig
 
     files, pre, storage_options, shape = job
     cfg = PreprocessConfig.from_dict(dict(pre))
     xs, ids, labels, skipped = [], [], [], 0
     for uri, rel in files:
-        for t in read_file_rows(FileTask(uri=uri, rel=rel), storage_options):
-            inp = model_inputs(t, cfg, "cpu")
-            x = dict(zip(inp.rows.tolist(), inp.x.numpy(), strict=True))
-            rows = t.select(["kind", "frame", "label", "reason"]).to_pylist()
-            for i, r in enumerate(rows):
-                if i in x:
-                    xs.append(x[i])
-                    ids.append(frame_id(rel, r["frame"]))
-                    labels.append(-1 if r["label"] is None else int(r["label"]))
-                elif r["kind"] != "end":
-                    skipped += 1
-                    why = inp.errors.get(i, r["reason"])
-                    log.warning("%s: %s row left out (%s)", uri, r["kind"], why)
+        outcome = reduce_file(file_rows(FileTask(uri=uri, rel=rel), cfg, storage_options))
+        for r in outcome.frames:
+            xs.append(r["x"])
+            ids.append(frame_id(rel, r["frame"]))
+            labels.append(-1 if r["label"] is None else int(r["label"]))
+        left_out = [
+            ("a row" if p.frame is None else f"frame {p.frame}", p.reason) for p in outcome.problems
+        ]
+        if outcome.stop is not None:  # a skip or fail row; the frames before it are kept
+            left_out.append((f"{outcome.stop[0].value} row", outcome.stop[1]))
+        for what, why in left_out:
+            log.warning("%s: %s left out (%s)", uri, what, why)
+        skipped += len(left_out)
     x = np.stack(xs) if xs else np.zeros((0, *shape), np.float32)
     return ArchiveFrames(x, np.asarray(ids, dtype=object), np.asarray(labels, np.int64), skipped)
 

@@ -2,19 +2,23 @@
 
 Each read task opens one archive file with `pipeline.readers.read_frames` and only decodes: a
 frame travels as read (uint16 stays uint16) in the pixel columns of `pipeline.ingest.frame_rows`,
-and
-the encoder actors preprocess it on their device (`pipeline.ingest.frame_rows.model_inputs`), so the
-read CPUs do the reading. Read tasks yield Arrow blocks of `ROW_SCHEMA`:
+and the encoder actors preprocess it on their device (`pipeline.ingest.frame_rows.model_inputs`),
+so the read CPUs do the reading. Read tasks yield Arrow blocks of `ROW_SCHEMA`, whose `kind`
+column holds a `pipeline.ingest.rows.RowKind`:
 
-    kind="frame"  a readable frame: `pixels`, `shape`, `dtype` (pipeline.ingest.frame_rows)
-    kind="error"  a frame the reader rejected, or that preprocessing cannot take (its shape or
-                  dtype, `pipeline.model.preprocess.check_pixels`), with its `reason`: quarantined
-    kind="corrupt" nothing in the file could be read (CorruptFile)
-    kind="skip"   the file is deliberately not ingested (SkipFile, e.g. THEMIS thumbnails)
-    kind="fail"   reading failed for a reason that is not the input's fault (I/O, bug): the file
-                  is not committed, the job reports it and a re-run retries it
-    kind="end"    the last row of a file: `expected` = how many rows of this file (all kinds
-                  except "end") precede it, so the consumer knows when a file is complete
+    frame    a readable frame: `pixels`, `shape`, `dtype` (pipeline.ingest.frame_rows)
+    error    a frame the reader rejected, or that preprocessing cannot take (its shape or
+             dtype, `pipeline.model.preprocess.check_pixels`), with its `reason`: quarantined
+    corrupt  nothing in the file could be read (CorruptFile)
+    skip     the file is deliberately not ingested (SkipFile, e.g. THEMIS thumbnails)
+    fail     reading failed for a reason that is not the input's fault (I/O, bug): the file
+             is not committed, the job reports it and a re-run retries it
+    end      the last row of a file: `expected` = how many rows of this file (all kinds
+             except end) precede it, so the consumer knows when a file is complete, and
+             `timings` = {read_s: the file's reading (decoding) seconds} (null on other rows)
+
+What a file's rows come to (frames, quarantine lines, ok / quarantine / corrupt / ignored /
+failed) is decided once, by `pipeline.ingest.rows.FileOutcome`.
 
 A frame row's `meta` holds the header values that go into the shard's optional `meta` column
 (`pipeline.ingest.frame_meta`: JSON text, null when the frame has none).
@@ -26,7 +30,6 @@ tolerates a read task that Ray retried after a worker died and that emits some r
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -38,10 +41,12 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
 from pipeline.ingest.frame_rows import PIXEL_COLUMNS, PIXEL_FIELDS, pixel_columns
+from pipeline.ingest.rows import RowKind
 from pipeline.storage import safe_text
 
 log = logging.getLogger("aurorahash.ingest")
 
+TIMINGS = pa.struct([("read_s", pa.float64())])  # an end row's seconds, reported, not used
 ROW_SCHEMA = pa.schema(
     [
         ("source", pa.string()),
@@ -55,6 +60,7 @@ ROW_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("expected", pa.int32()),
         ("meta", pa.string()),
+        ("timings", TIMINGS),
     ]
     + PIXEL_FIELDS
 )
@@ -107,7 +113,7 @@ class _Rows:
 
     def add(
         self,
-        kind,
+        kind: RowKind,
         frame=None,
         site=None,
         time_us=None,
@@ -115,6 +121,7 @@ class _Rows:
         reason=None,
         meta=None,
         pixels=None,
+        timings=None,
     ):
         # every text field as safe text: an exception message or tar member name may hold
         # surrogate-escaped bytes, which Arrow cannot encode (and would fail the whole task)
@@ -123,18 +130,20 @@ class _Rows:
         c = self.cols
         c["source"].append(self.task.uri)
         c["rel"].append(self.task.rel)
-        c["kind"].append(kind)
-        c["seq"].append(self.seq if kind != "end" else -1)
+        end = kind is RowKind.END
+        c["kind"].append(kind.value)
+        c["seq"].append(-1 if end else self.seq)
         c["frame"].append(-1 if frame is None else int(frame))
         c["site"].append(site)
         c["time_us"].append(time_us)
         c["label"].append(label)
         c["reason"].append(reason)
-        c["expected"].append(self.seq if kind == "end" else -1)
+        c["expected"].append(self.seq if end else -1)
         c["meta"].append(meta)
+        c["timings"].append(timings)
         self.frames.append(pixels)
         self.nbytes += 0 if pixels is None else pixels.nbytes
-        if kind != "end":
+        if not end:
             self.seq += 1
 
     def full(self) -> bool:
@@ -163,10 +172,10 @@ def read_file_rows(
 ) -> Iterator[pa.Table]:
     """The body of one read task (also usable without Ray): blocks of ROW_SCHEMA rows.
 
-    Whatever the file holds, the task ends with its "end" row: an exception from the reader is
-    classified by pipeline.readers.base.classify_error (the file's fault -> "corrupt", with the
-    frames already read kept; infrastructure -> "fail"), and one frame that no row can hold (its
-    pixels or metadata) is an "error" row for that frame.
+    Whatever the file holds, the task ends with its end row: an exception from the reader is
+    classified by pipeline.readers.base.classify_error (the file's fault -> a corrupt row, with
+    the frames already read kept; infrastructure -> a fail row), and one frame that no row can
+    hold (its pixels or metadata) is an error row for that frame.
     """
     from pipeline.readers import FrameError, read_frames
     from pipeline.readers.base import classify_error
@@ -181,7 +190,7 @@ def read_file_rows(
             if item is None:
                 break
             if isinstance(item, FrameError):
-                rows.add("error", frame=item.index, reason=str(item.reason))
+                rows.add(RowKind.ERROR, frame=item.index, reason=str(item.reason))
             else:
                 _add_frame(rows, item)
             if rows.full():
@@ -191,16 +200,16 @@ def read_file_rows(
         t_read += time.perf_counter() - t0
     except Exception as exc:
         kind, reason = classify_error(exc)
-        if kind == "fail":  # I/O trouble or a lost node: not committed, retried next run
+        kind = RowKind(kind)
+        if kind is RowKind.FAIL:  # I/O trouble or a lost node: not committed, retried next run
             log.warning("reading %s failed: %s", task.uri, safe_text(reason))
         rows.add(kind, reason=reason)
-    # the end row carries the file's reading (decoding) seconds (reported, not used)
-    rows.add("end", reason=json.dumps({"read_s": t_read}))
+    rows.add(RowKind.END, timings={"read_s": t_read})
     yield rows.take()
 
 
 def _add_frame(rows: _Rows, item) -> None:
-    """One decoded frame as a row; an "error" row when preprocessing could not take its
+    """One decoded frame as a row; an error row when preprocessing could not take its
     pixels (shape, dtype) or no row can hold its metadata."""
     from pipeline.ingest import frame_meta
     from pipeline.model.preprocess import check_pixels
@@ -208,7 +217,7 @@ def _add_frame(rows: _Rows, item) -> None:
     try:
         pixels = check_pixels(item.pixels)
     except Exception as exc:  # the frame's content, not the job, is at fault
-        rows.add("error", frame=item.index, reason=f"preprocess: {exc}")
+        rows.add(RowKind.ERROR, frame=item.index, reason=f"preprocess: {exc}")
         return
     try:
         fields = dict(
@@ -218,9 +227,9 @@ def _add_frame(rows: _Rows, item) -> None:
             meta=frame_meta.to_json(item.meta),
         )
     except Exception as exc:  # metadata that no row can hold
-        rows.add("error", frame=item.index, reason=f"metadata: {exc}")
+        rows.add(RowKind.ERROR, frame=item.index, reason=f"metadata: {exc}")
     else:
-        rows.add("frame", frame=item.index, pixels=pixels, **fields)
+        rows.add(RowKind.FRAME, frame=item.index, pixels=pixels, **fields)
 
 
 def frame_bytes_hint(files: list[FileTask], storage_options: dict | None = None) -> int | None:

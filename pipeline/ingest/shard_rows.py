@@ -1,8 +1,8 @@
 """One archive file's encoded rows -> its shard columns and its quarantine record.
 
-Why apart from the ingest driver: these are pure functions of the rows that arrived for one file
-(the Committer only decides when a file is complete and where things are written), so they are
-tested and read on their own.
+Why apart from the ingest driver: these are pure functions of one file's outcome (its frame rows
+and problems, `pipeline.ingest.rows.FileOutcome`; the Committer only decides when a file is
+complete and where things are written), so they are tested and read on their own.
 """
 
 from __future__ import annotations
@@ -22,25 +22,6 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 def utcnow() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def split_rows(rows: dict) -> tuple[list, list, bool]:
-    """(frame rows, [(frame or None, reason)], whether the file is corrupt) from the rows that
-    arrived, keyed by sequence number (None: a problem past the cap, counted elsewhere)."""
-    problems, frames, seen_idx = [], [], set()
-    corrupt = False
-    for r in (rows[s] for s in sorted(rows) if rows[s] is not None):
-        if r["kind"] == "frame":
-            if r["frame"] in seen_idx:
-                problems.append((r["frame"], "duplicate frame index in file"))
-                continue
-            seen_idx.add(r["frame"])
-            frames.append(r)
-        else:  # "error" or "corrupt"
-            corrupt = corrupt or r["kind"] == "corrupt"
-            frame = None if r["kind"] == "corrupt" or r["frame"] < 0 else r["frame"]
-            problems.append((frame, r["reason"] or r["kind"]))
-    return frames, problems, corrupt
 
 
 def shard_columns(frames: list, rel: str, uri: str, words: int) -> dict:

@@ -3,14 +3,15 @@
 `aurorahash check --source NIGHT [--model DIR] [--out OUT]` and `aurorahash ingest --dry-run`
 run `check_archive`. Each archive file goes through the same read task body as ingestion
 (`pipeline.ingest.read.read_file_rows`: the readers), then the same preprocessing as the encoder
-actors (`pipeline.ingest.frame_rows.model_inputs`, on the CPU), in this
+actors (`pipeline.ingest.frame_rows.model_inputs`, on the CPU; `local_read.file_rows`), in this
 process, a few files at a time (threads; the readers' per-file memory caps hold per thread). No
 Ray, no encoder, nothing written anywhere. With --model the checkpoint is validated first (a bad
 one is BadInput: exit 2) and frames are preprocessed with its settings; without, with the
 default aurora settings (`PreprocessConfig()`). With --model and --out only the files that an
 ingest would still encode are read (the others are counted as files_skipped).
 
-The summary counts what ingestion would do with each file:
+The summary counts what ingestion would do with each file (its rows' verdict,
+`pipeline.ingest.rows.FileOutcome`, as the committer reduces them):
     files_ok           every frame readable
     files_quarantine   some frames would be quarantined (the rest ingested)
     files_corrupt      nothing readable: ingestion writes an empty shard + a quarantine record
@@ -35,12 +36,16 @@ from dataclasses import dataclass
 
 from pipeline import storage
 from pipeline.ingest import frame_meta
-from pipeline.ingest.read import FileTask, read_file_rows
+from pipeline.ingest.read import FileTask
+from pipeline.ingest.rows import FileOutcome, Verdict
 from pipeline.messages import clean_text, one_line
 
 log = logging.getLogger("aurorahash.check")
 
-STATUS_ORDER = ("failed", "corrupt", "quarantine", "ignored", "ok")
+STATUS_ORDER = tuple(
+    v.value
+    for v in (Verdict.FAILED, Verdict.CORRUPT, Verdict.QUARANTINE, Verdict.IGNORED, Verdict.OK)
+)
 
 
 @dataclass
@@ -67,42 +72,34 @@ class CheckFailed(Exception):
 
 def check_file(task: FileTask, preprocess: dict, storage_options: dict, max_reasons: int) -> dict:
     """What ingestion's read task and preprocessing make of one archive file, as counts and
-    reasons."""
-    from pipeline.ingest.frame_rows import model_inputs
+    reasons: the committer's FileOutcome of the same rows."""
+    from pipeline.ingest.local_read import file_rows
     from pipeline.model.preprocess import PreprocessConfig
 
     cfg = PreprocessConfig.from_dict(dict(preprocess))
-    frames, reasons, status = 0, Counter(), "ok"
-    quarantined, numbers = 0, []
+    outcome, crashed = FileOutcome(), None
     try:
-        for block in read_file_rows(task, storage_options, rows_per_block=256):
-            inp = model_inputs(block, cfg, "cpu")
-            frames += len(inp.rows)
-            for why in inp.errors.values():
-                quarantined += 1
-                reasons[clean_text(why, 200)] += 1
-            kept = set(inp.rows.tolist())
-            cols = block.select(["kind", "reason", "frame", "meta"]).to_pydict()
-            for i, (kind, reason, index, meta) in enumerate(zip(*cols.values(), strict=True)):
-                if i in kept:
-                    number = frame_meta.sequence_of(meta)
-                    if number is not None:  # THEMIS PGM frames only: nothing kept for others
-                        numbers.append((index, number))
-                elif kind == "error":
-                    quarantined += 1
-                    reasons[clean_text(reason or "error", 200)] += 1
-                elif kind in ("corrupt", "skip", "fail"):
-                    status = {"corrupt": "corrupt", "skip": "ignored", "fail": "failed"}[kind]
-                    if kind == "corrupt":
-                        quarantined += 1
-                    reasons[clean_text(reason or kind, 200)] += 1
+        for row in file_rows(task, cfg, storage_options, rows_per_block=256, inputs=False):
+            outcome.add(row)
     except Exception as exc:  # read_file_rows turns reading errors into rows; this is a bug
         log.warning("checking %s failed", task.uri, exc_info=True)
-        status = "failed"
-        reasons[one_line(exc)] += 1
-    if status == "ok" and quarantined:
-        status = "quarantine"
-    entry = {"file": task.rel, "status": status, "frames": frames, "quarantined": quarantined}
+        crashed = one_line(exc)
+    return _entry(task, outcome, crashed, max_reasons)
+
+
+def _entry(task: FileTask, outcome: FileOutcome, crashed: str | None, max_reasons: int) -> dict:
+    """The summary's line for one file."""
+    reasons = Counter(clean_text(p.reason, 200) for p in outcome.problems)
+    if outcome.stop is not None:
+        kind, why = outcome.stop
+        reasons[clean_text(why or kind.value, 200)] += 1
+    if crashed is not None:
+        reasons[crashed] += 1
+    status = Verdict.FAILED if crashed is not None else outcome.verdict
+    entry = {"file": task.rel, "status": status.value, "frames": len(outcome.frames)}
+    entry["quarantined"] = outcome.n_problems
+    numbers = [(r["frame"], frame_meta.sequence_of(r["meta"])) for r in outcome.frames]
+    numbers = [(i, n) for i, n in numbers if n is not None]  # THEMIS PGM frames only
     entry["sequence_gaps"], entry["frames_dropped"] = frame_meta.sequence_gaps(numbers)
     if reasons:
         entry["reasons"] = dict(reasons.most_common(max(1, max_reasons)))
