@@ -6,7 +6,9 @@ generated frames; checkpoints per cell, so a re-run resumes or skips finished ce
               training seconds);
   Table 1:    im-alexnet-sp without the hash-layer loss (--hash-loss none);
   Table 2:    im-alexnet-sp without SPP/PMT (--no-spp-pmt);
-then writes OUT/results.json, OUT/tables.md and OUT/aurora_map_pr.png (MAP vs bits + PR curves).
+then writes OUT/results.json, OUT/tables.md and OUT/aurora_map_pr.png (MAP vs bits + PR curves)
+(OUT: --report-dir, default --out). results.json also holds the command, commit, machine and
+date of the run (benchmarks/_record.py), its paths relative to the project.
 
 CPU (reduced resolution; run it under the shared CPU lock):
   flock /tmp/aurorahash-cpu.lock .venv/bin/python benchmarks/aurora_tables.py \\
@@ -27,6 +29,9 @@ import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import _record  # noqa: E402
 
 ARCHS = ("alexnet", "alexnet-sp", "im-alexnet-sp")
 
@@ -197,6 +202,7 @@ def main(argv=None):
         n_database=args.n_database,
     )
     data_seconds = round(time.time() - t0, 1)
+    head = _record.header(argv if argv is None else ["benchmarks/aurora_tables.py", *argv])
     print(f"data: {splits['info']} in {data_seconds} s", file=sys.stderr, flush=True)
     results = []
     for name, arch, b, extra in cells(bits, archs, not args.no_ablations):
@@ -209,17 +215,14 @@ def main(argv=None):
         print(json.dumps(keep), flush=True)
         results.append(r)
         with open(path, "w") as f:
-            json.dump(
-                {
-                    "machine": platform.platform(),
-                    "processor": platform.processor(),
-                    "args": vars(args),
-                    "data_seconds": data_seconds,
-                    "results": results,
-                },
-                f,
-                indent=1,
-            )
+            doc = {
+                **head,
+                "processor": platform.processor(),
+                "args": vars(args),
+                "data_seconds": data_seconds,
+                "results": results,
+            }
+            json.dump(_record.portable(doc), f, indent=1)
         if first_failed:  # the same failure would repeat in every cell and spend the budget
             print(f"first cell failed, stopping: {r['error']}", file=sys.stderr, flush=True)
             break

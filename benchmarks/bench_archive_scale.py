@@ -3,6 +3,7 @@
     flock /tmp/aurorahash-cpu.lock .venv/bin/python benchmarks/bench_archive_scale.py
     .venv/bin/python benchmarks/bench_archive_scale.py --scale 0.02 --part all   # quick smoke run
     .venv/bin/python benchmarks/bench_archive_scale.py --part files --keep       # keep the data
+    ... bench_archive_scale.py --part rows --json   # + benchmarks/results/archive-scale-<date>/
 
 Two axes, synthetic 64-bit codes written by `pipeline.synth.codes.write_code_shards` (class
 centres plus 15% bit noise, 10 classes; queries share the database's centres so MAP means
@@ -41,7 +42,8 @@ naming the rows of those indices).
 Data are generated under --workdir once (a marker records the parameters; a later run with the
 same parameters reuses them); the files axis compacts a hard-link copy, so the shards survive for
 reuse. Without --keep the generated data are removed at the end. Progress goes to stderr; stdout
-gets the figures, a Markdown table for RESULTS.md and one JSON line.
+gets the figures, a Markdown table for RESULTS.md and one JSON line; --json also writes that
+JSON as a result file (benchmarks/_record.py: command, commit, machine, date, figures).
 """
 
 import argparse
@@ -61,7 +63,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.append(ROOT)  # appended: a PYTHONPATH given (e.g. a kernels snapshot) comes first
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _record  # noqa: E402
 import numba  # noqa: E402
 
 import kernels  # noqa: E402
@@ -729,6 +733,7 @@ def main(argv=None):
     p.add_argument("--slack-factor", type=float, default=1.25)
     p.add_argument("--slack-s", type=float, default=10.0)
     p.add_argument("--min-shards-per-s", type=float, default=500.0)
+    _record.add_json_argument(p, "archive-scale")
     a = p.parse_args(argv)
 
     work = a.workdir
@@ -798,20 +803,20 @@ def main(argv=None):
         "leftover_processes",
         "own_raylets",
     ]
-    print(
-        json.dumps(
-            {
-                "case": "archive_scale",
-                "scale": a.scale,
-                "cores": os.cpu_count(),
-                "first_call_s": first,
-                "axes": info,
-                "all_pass": ok,
-                "results": [{k: r[k] for k in keep if k in r} for r in results],
-            },
-            default=str,
-        )
-    )
+    doc = {
+        "case": "archive_scale",
+        "part": a.part,
+        "scale": a.scale,
+        "cores": os.cpu_count(),
+        "numba_threads": numba.get_num_threads(),
+        "load_average": [round(load0[0], 2), round(load1[0], 2)],
+        "first_call_s": first,
+        "axes": info,
+        "all_pass": ok,
+        "results": [{k: r[k] for k in keep if k in r} for r in results],
+    }
+    print(json.dumps(doc, default=str))
+    _record.write(a.json, json.loads(json.dumps(doc, default=str)))
     return 0 if ok else 1
 
 

@@ -36,7 +36,8 @@ thread each (numpy's BLAS, numba and torch), after the MAP figures.
 
 numpy's OpenBLAS is limited to one thread (set before numpy loads): on a busy 2-core machine its
 thread pool makes the small SVDs/eigensolves of ITQ and KSH ~100x slower. --threads sets torch's.
-Progress goes to stderr; the tables to stdout, then one JSON line.
+Progress goes to stderr; the tables to stdout, then one JSON line; --json also writes the result
+file (benchmarks/_record.py; alone: benchmarks/results/baselines-<date>/result.json).
 """
 
 import os
@@ -54,7 +55,9 @@ import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _record  # noqa: E402
 import torch  # noqa: E402
 
 from kernels import mean_average_precision, pack_codes  # noqa: E402
@@ -226,7 +229,7 @@ def main(argv=None):
         default=0,
         help="time ranking the whole database for this many queries per method (0: off)",
     )
-    p.add_argument("--json", default=None, help="also write the result here")
+    _record.add_json_argument(p, "baselines")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     bits_list = [int(b) for b in a.bits.split(",") if b]
@@ -345,8 +348,8 @@ def main(argv=None):
     }
     print_tables(result)
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(result, f, indent=1)
+        argv_used = sys.argv if argv is None else ["benchmarks/bench_baselines.py", *argv]
+        _record.write(a.json, result, argv=argv_used)
     print(json.dumps(result))
     return result
 

@@ -1,6 +1,7 @@
 """What each encode setting costs and buys: frames/s of the encode step and MAP, per setting.
 
-    python benchmarks/bench_encode_views.py --model runs/demo/model --size 64
+    python benchmarks/bench_encode_views.py --model runs/demo/model --json
+                                     # + benchmarks/results/encode-views-<date>/result.json
 
 The encode settings (checkpoint config `encode`: test-time views none / mirror / mirror+shift,
 precision fp32 / bf16) are applied by ingest exactly as by `evaluate`
@@ -25,6 +26,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _record  # noqa: E402
 
 SETTINGS = [
     {"views": "none", "precision": "fp32"},
@@ -62,7 +66,7 @@ def main(argv=None) -> dict:
     p.add_argument("--batch", type=int, default=256, help="frames per forward (256)")
     p.add_argument("--repeats", type=int, default=3, help="alternating rounds, median kept (3)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (torch's default)")
-    p.add_argument("--json", default=None, help="also write the result here")
+    _record.add_json_argument(p, "encode-views")
     args = p.parse_args(argv)
 
     import statistics
@@ -114,9 +118,7 @@ def main(argv=None) -> dict:
         "rows": rows,
     }
     print(json.dumps(out, indent=1))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1))
+    _record.write(args.json, out)
     return out
 
 

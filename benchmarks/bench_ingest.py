@@ -24,7 +24,8 @@ reading that scales: >= 0.8x the read slots x one core's read rate):
 - read, one core: the read task's body (`read_file_rows`: gunzip, parse, pack) in this process;
 - read, Ray: the job's read stage alone (its read tasks and blocks, no encoder), to the driver;
 - ingest: the job, as on the CPU (`--bare` adds the bare loop).
-One JSON document on stdout (and in --json).
+One JSON document on stdout; --json also writes it as a result file (benchmarks/_record.py:
+command, commit, machine, date, figures; alone: benchmarks/results/ingest-<date>/result.json).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ sys.path.insert(0, REPO)
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [REPO] + [q for q in os.environ.get("PYTHONPATH", "").split(os.pathsep) if q]
 )
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _record  # noqa: E402
 
 
 def _device(arg: str) -> str:
@@ -318,7 +322,7 @@ def parse_args(argv=None):
     p.add_argument("--forward-seconds", type=float, default=5.0)
     p.add_argument("--read-sample", type=int, default=2000, help="frames read on one core")
     p.add_argument("--workdir", default=None, help="keeps the archive and model between runs")
-    p.add_argument("--json", default=None, help="also write the result here")
+    _record.add_json_argument(p, "ingest")
     return p.parse_args(argv)
 
 
@@ -429,10 +433,9 @@ def main(argv=None) -> int:
         bare_fps = statistics.median(b["frames_per_s"] for b in bare)
         result.update(bare_frames_per_s=bare_fps, ratio=round(ing_fps / bare_fps, 3))
         result["bare_runs"] = bare
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    print(json.dumps(result, indent=2))
+    figures = {k: v for k, v in result.items() if k not in ("date", "command", "machine")}
+    _record.write(args.json, figures, machine_extra=result["machine"])
     return 0
 
 

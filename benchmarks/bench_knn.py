@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_knn.py                     # 1M x 1000, k=100; 64/48/256 bits
     .venv/bin/python benchmarks/bench_knn.py --n 100000 --q 100  # quick smoke run
+    .venv/bin/python benchmarks/bench_knn.py --repeat 5 --json   # + benchmarks/results/knn-<date>/
 
 Prints, per code length, comparisons per second (queries x database / seconds) for both, their
 ratio, and checks that the distances are identical. The first call's time (compile, or loading
@@ -17,7 +18,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _record  # noqa: E402
 import numba  # noqa: E402
 
 from kernels import hamming_knn  # noqa: E402
@@ -52,6 +55,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=0, help="threads (0: numba's default)")
     p.add_argument("--no-faiss", action="store_true", help="skip the faiss peer")
     p.add_argument("--seed", type=int, default=0)
+    _record.add_json_argument(p, "knn")
     a = p.parse_args(argv)
     if a.threads:
         numba.set_num_threads(a.threads)
@@ -93,7 +97,12 @@ def main(argv=None):
             )
         print(line, flush=True)
         results["runs"].append(row)
+    if faiss is not None:
+        results["faiss"] = faiss.__version__
+    results["numba"] = numba.__version__
+    results["numpy"] = np.__version__
     print(json.dumps(results))
+    _record.write(a.json, results)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/bench_map.py cifar    # 1,000 x 59,000 codes of 48 bits, 10 classes
     .venv/bin/python benchmarks/bench_map.py scale    # 10,000 x 1,000,000 codes of 64 bits
     .venv/bin/python benchmarks/bench_map.py scale --n 100000 --q 1000   # quick smoke run
+    .venv/bin/python benchmarks/bench_map.py cifar --repeat 5 --json     # + a result file under
+                                                    # benchmarks/results/map-cifar-<date>/
 
 cifar: kernels.mean_average_precision (ties by index, whole ranking) against the usual NumPy
 evaluation (per query: Hamming distances from a dot product of +-1 codes, a stable np.argsort,
@@ -26,7 +28,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _record  # noqa: E402
 import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
@@ -280,6 +284,15 @@ def main(argv=None):
     p.add_argument("--mem-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--ties", default="aware", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="@default",
+        default=None,
+        metavar="PATH",
+        help="write the result file (command, commit, machine, date, figures) here; alone: "
+        "benchmarks/results/map-<case>-<UTC date>/result.json",
+    )
     a = p.parse_args(argv)
     if a.threads:
         numba.set_num_threads(a.threads)
@@ -294,6 +307,9 @@ def main(argv=None):
             return mem_child(a)
         out = scale(a)
     print(json.dumps(out))
+    if a.json == "@default":
+        a.json = f"@default:map-{a.case}"
+    _record.write(a.json, {**out, "numba": numba.__version__, "numpy": np.__version__})
 
 
 if __name__ == "__main__":

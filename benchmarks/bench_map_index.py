@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_map_index.py                      # 1,000 x 10M x 64 bits
     .venv/bin/python benchmarks/bench_map_index.py --threads 1 --repeat 3
     .venv/bin/python benchmarks/bench_map_index.py --n 1000000 --q 100  # quick
+    .venv/bin/python benchmarks/bench_map_index.py --json   # + benchmarks/results/map-index-<date>/
 
 Data: 10 classes (--classes), one random centre per class, each code its class centre with every
 bit flipped with probability 1/4 (so distances cluster: ~24 within a class, ~32 across), plus 5%
@@ -12,8 +13,9 @@ Timed, old (benchmarks/_map_index_before.py, the frozen previous code) and new (
 
 * ``whole``: average_precision(..., ties="index") over the whole ranking (the API behind
   mean_average_precision); end to end, label handling and histograms included.
-* ``partial``: the sharded second pass of pipeline/search.py::evaluate_map: ap_index_partial per
-  shard (--shards) with running offsets; the shards' histograms are computed once, untimed.
+* ``partial``: the sharded second pass of pipeline/codes/search.py::evaluate_map:
+  ap_index_partial per shard (--shards) with running offsets; the shards' histograms are
+  computed once, untimed.
 * ``ceiling``: a popcount-only pass over the same pairs (every popcount(q ^ x), summed per query),
   the floor of any exact kernel here.
 
@@ -33,6 +35,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _map_index_before as before  # noqa: E402
+import _record  # noqa: E402
 import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
@@ -126,14 +129,6 @@ def warm_up(bits):
     popcount_pass(Q, word_major(X))
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown CPU"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=10_000_000)
@@ -143,6 +138,7 @@ def main():
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
     ap.add_argument("--repeat", type=int, default=3)
+    _record.add_json_argument(ap, "map-index")
     args = ap.parse_args()
     numba.set_num_threads(args.threads)
     warm_up(args.bits)
@@ -153,11 +149,16 @@ def main():
         f"{args.shards} shard(s), {numba.get_num_threads()} thread(s), best/median of "
         f"{args.repeat} (data {time.perf_counter() - t0:.1f} s)"
     )
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {cpu_name()}")
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {_record.cpu_model()}")
     ok = True
     XT = word_major(X)
     (c,) = timed([lambda: popcount_pass(Q, XT)], args.repeat)
     print(f"ceiling  popcount-only {c[0]:8.3f} s / {c[1]:8.3f} s")
+    figures = {
+        **{k: getattr(args, k) for k in ("n", "q", "bits", "classes", "shards", "repeat")},
+        "threads": numba.get_num_threads(),
+        "ceiling_s": {"best": c[0], "median": c[1]},
+    }
     rows = [("whole", lambda m: lambda: m.average_precision(Q, X, ql, dl))]
     bounds = shard_bounds(args.n, args.shards)
     hists = [kernels.distance_histograms(Q, X[a:b], ql, dl[a:b]) for a, b in bounds]
@@ -173,6 +174,13 @@ def main():
             f"{new[1]:8.3f} s   ratio {old[0] / new[0]:5.2f}x / {old[1] / new[1]:5.2f}x   "
             f"bit-identical {same}"
         )
+        figures[name] = {
+            "old_s": {"best": old[0], "median": old[1]},
+            "new_s": {"best": new[0], "median": new[1]},
+            "speedup": {"best": old[0] / new[0], "median": old[1] / new[1]},
+            "bit_identical": bool(same),
+        }
+    _record.write(args.json, figures)
     if not ok:
         sys.exit(1)
 

@@ -1,6 +1,7 @@
 """Training speed in float32 against bfloat16 autocast, through `aurorahash train` itself.
 
-    python benchmarks/bench_train_precision.py --data ../shared/data/cifar10 --limit 4096
+    python benchmarks/bench_train_precision.py --data ../shared/data/cifar10 --limit 4096 --json
+                                     # + benchmarks/results/train-precision-<date>/result.json
 
 Runs the same short `train` command (CIFAR-10 cifar10-2 recipe: compact, widths 64,256,256;
 --limit training images, one epoch, no evaluation) once per precision, alternating
@@ -24,6 +25,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _record  # noqa: E402
 
 
 def run_once(args, amp: str, out: str) -> float:
@@ -44,7 +48,7 @@ def main(argv=None) -> dict:
     p.add_argument("--limit", type=int, default=4096, help="training images per run")
     p.add_argument("--repeats", type=int, default=2, help="rounds of (fp32, bf16)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", default=None, help="write the figures here too")
+    _record.add_json_argument(p, "train-precision")
     args = p.parse_args(argv)
     from pipeline.model.precision import bf16_native
 
@@ -71,9 +75,7 @@ def main(argv=None) -> dict:
         f"fp32 {fp32:.1f} img/s, bf16 autocast {bf16:.1f} img/s: fp32 is {fp32 / bf16:.2f}x "
         f"(bf16 native on this CPU: {doc['bf16_native']})"
     )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1)
+    _record.write(args.json, doc)
     return doc
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/hostile_memory.py                 # all cases, one JSON document on stdout
     python benchmarks/hostile_memory.py --only tar_gnu_longname_1000mib
+    python benchmarks/hostile_memory.py --json   # + benchmarks/results/hostile-memory-<date>/
 
 Each case's file is built in a temporary folder (by this process), then read in a fresh child
 process by `pipeline.ingest.read.read_file_rows` (the body of a Ray read task: the reader,
@@ -26,6 +27,10 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _record  # noqa: E402
+
 THEMIS = REPO.parent / "shared" / "data" / "themis"
 if not THEMIS.exists():
     THEMIS = Path("/work/shared/data/themis")
@@ -187,6 +192,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--child", nargs=2, metavar=("PATH", "REL"))
+    _record.add_json_argument(ap, "hostile-memory")
     args = ap.parse_args()
     if args.child:
         child(os.fsdecode(os.fsencode(args.child[0])), args.child[1])
@@ -213,6 +219,7 @@ def main() -> None:
         finally:
             shutil.rmtree(d, ignore_errors=True)
     print(json.dumps(results, indent=1))
+    _record.write(args.json, {"limit_mb": LIMIT_MB, "cases": results})
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The ingest job of two checkouts on the same archive and checkpoint, alternating, and whether
 they store the same codes (issue 10: no throughput regression, no code changed).
 
-    python benchmarks/ingest_old_vs_new.py --old ../wt-base --archive A --model M --repeats 3
+    python benchmarks/ingest_old_vs_new.py --old ../wt-base --archive A --model M --repeats 3 --json
 
 Each run is a fresh process with its own local Ray (`run_ingest`): frames/s over the pipeline,
-Ray's start excluded. One JSON document on stdout; per-run lines on stderr.
+Ray's start excluded. One JSON document on stdout; per-run lines on stderr; --json also writes
+it as a result file (default benchmarks/results/ingest-old-vs-new-<date>/result.json).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ import sys
 from pathlib import Path
 
 NEW = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _record  # noqa: E402
+
 RUN = """
 import json, sys
 from pipeline.ingest.config import IngestConfig
@@ -38,6 +43,11 @@ def run(tree: str, archive: str, model: str, out: str) -> dict:
     return json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])
 
 
+def _git_head(tree: str) -> str | None:
+    p = subprocess.run(["git", "-C", tree, "rev-parse", "HEAD"], capture_output=True, text=True)
+    return p.stdout.strip() or None if p.returncode == 0 else None
+
+
 def codes(out: str) -> dict:
     from pipeline.codes import store
 
@@ -52,6 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workdir", default="/tmp/aurorahash-old-vs-new")
+    _record.add_json_argument(p, "ingest-old-vs-new")
     args = p.parse_args(argv)
     sys.path.insert(0, NEW)
     trees = {"old": str(Path(args.old).resolve()), "new": NEW}
@@ -64,6 +75,8 @@ def main(argv=None) -> int:
     old, new = (codes(os.path.join(args.workdir, n)) for n in trees)
     med = {n: statistics.median(d["frames_per_s"] for d in runs[n]) for n in trees}
     out = {
+        "old_checkout": trees["old"],
+        "old_commit": _git_head(trees["old"]),
         "median_frames_per_s": med,
         "ratio_new_to_old": round(med["new"] / med["old"], 3),
         "codes_identical": old == new,
@@ -72,6 +85,7 @@ def main(argv=None) -> int:
         "runs": runs,
     }
     print(json.dumps(out, indent=1))
+    _record.write(args.json, out)
     return 0
 
 

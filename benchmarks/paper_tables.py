@@ -5,13 +5,15 @@ For each protocol (cifar10-1, cifar10-2):
   training set by benchmarks/bench_baselines.py's code (KSH: 2,000 labelled samples, 300
   anchors);
 - CNNH, DPSH, DSH and ours: `aurorahash train --method M`, all four on the same backbone, recipe
-  and budget: the protocol's recorded command for ours (benchmarks/RESULTS.md, "Deep hashing
-  results": cifar10-1 compact, 80 epochs, batch 256; cifar10-2 compact with widths 64,256,256,
-  18 epochs). Each cell is trained in this process as the train job would run it (one
-  checkpoint folder per cell under --out: a re-run resumes or skips it) and evaluated through
-  the shipped encode path (the codes ingest would store).
+  and budget: the protocol's recorded command for ours (benchmarks/RESULTS.md, "CIFAR-10,
+  `cifar10-1`" and "CIFAR-10, `cifar10-2`": cifar10-1 compact, 80 epochs, batch 256; cifar10-2
+  compact with widths 64,256,256, 18 epochs). Each cell is trained in this process as the train
+  job would run it (one checkpoint folder per cell under --out: a re-run resumes or skips it)
+  and evaluated through the shipped encode path (the codes ingest would store).
 MAP over the whole database, ties by database index. OUT/results.json is rewritten after every
-cell (with each cell's equivalent `aurorahash train` command); a cell already in
+cell (with each cell's equivalent `aurorahash train` command and where, when and at which
+commit it was measured; the last run's command, commit, machine and date at the top, paths
+relative to the project: benchmarks/_record.py); a cell already in
 --report-dir/results.json is not run again, so the table can be filled over several sessions.
 OUT/table6.md holds the table; cells not measured read "-".
 
@@ -35,6 +37,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import _record  # noqa: E402
 
 CLASSIC = ("lsh", "itq", "ksh")
 DEEP = ("cnnh", "dpsh", "dsh", "ours")
@@ -107,19 +111,20 @@ def _where(args) -> dict:
 
         cpu = torch.cuda.get_device_name(0)
     day = time.strftime("%Y-%m-%d", time.gmtime())
-    return {"device": args.device, "hardware": cpu, "date": day}
+    return {"device": args.device, "hardware": cpu, "date": day, "commit": _record.commit()}
 
 
 def _save(path: str, args, results: list[dict]) -> None:
     doc = {
-        "machine": platform.platform(),
+        **_record.header(),
         "processor": platform.processor(),
         "args": vars(args),
         "results": results,
     }
+    doc = _record.portable(json.loads(json.dumps(doc, default=str)))
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1, default=str)
+        json.dump(doc, f, indent=1)
     os.replace(tmp, path)
 
 

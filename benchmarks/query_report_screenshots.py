@@ -6,6 +6,12 @@ screenshots the page. page: screenshots a report that `train --report`, `evaluat
 `make demo` wrote. Both open the page in headless Chromium offline with the tests' checks
 (tests/browser.py).
 
+Paths on the page: `search` runs inside its temporary folder, where `themis` links to the THEMIS
+data, so the page shows `codes` and `themis/<file>#N` rather than the machine's paths. `page`
+shows what the report's job was given: run `train --out`, `evaluate --model` with a path
+relative to the project (e.g. `runs/shots/model`). Both report any absolute path left on the
+page (`absolute_paths` in the JSON line, and a warning on stderr).
+
   python benchmarks/query_report_screenshots.py search --model runs/aurora \\
       --out benchmarks/results/report-search.png
   python benchmarks/query_report_screenshots.py page runs/demo/report.html \\
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from contextlib import redirect_stdout
@@ -23,7 +30,9 @@ from io import StringIO
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _record  # noqa: E402
 from browser import assert_renders, render  # noqa: E402
 from ingest_helpers import THEMIS  # noqa: E402
 
@@ -36,32 +45,54 @@ QUERIES = (
 )
 
 
-def _job(argv: list[str]) -> dict:
+def _job(argv: list[str], check: bool = True) -> dict:
     buf = StringIO()
     with redirect_stdout(buf):
         rc = main(argv)
     summary = json.loads(buf.getvalue().strip().splitlines()[-1])
-    if rc != 0:
+    if rc != 0 and check:
         raise SystemExit(f"aurorahash {argv[0]} failed: {summary}")
-    return summary
+    return {**summary, "rc": rc}
+
+
+def _shown(page) -> list[str]:
+    shown = _record.absolute_paths(page.text)
+    if shown:
+        print(f"WARNING: the page shows absolute paths: {shown}", file=sys.stderr)
+    return shown
 
 
 def search(model: str, out: str, k: int, width: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        codes = f"{tmp}/codes"
-        _job(["ingest", "--source", str(THEMIS), "--out", codes, "--model", model])
-        images = [f"{THEMIS}/{q}" for q in QUERIES]
-        argv = ["search", "--codes", codes, "--model", model, "--image", *images]
-        s = _job([*argv, "--k", str(k), "--no-ray", "--report", f"{tmp}/reports"])
+    model, out = str(Path(model).resolve()), str(Path(out).resolve())
+    with tempfile.TemporaryDirectory() as tmp, _record.inside(tmp):
+        os.symlink(THEMIS, "themis")
+        _job(["ingest", "--source", str(THEMIS), "--out", f"{tmp}/codes", "--model", model])
+        rest = ["--model", model, "--k", str(k), "--no-ray", "--report", "reports"]
+        images = [f"themis/{q}" for q in QUERIES]
+        s = _job(["search", "--codes", "codes", *rest, "--image", *images], check=False)
+        if s["rc"] != 0:  # a checkout whose catalogue refuses relative local paths
+            print(
+                f"WARNING: search with relative paths failed ({s.get('error')}); again with "
+                "absolute ones, which the page will show",
+                file=sys.stderr,
+            )
+            images = [f"{THEMIS}/{q}" for q in QUERIES]
+            s = _job(["search", "--codes", f"{tmp}/codes", *rest, "--image", *images])
         page = render(s["report"], screenshot=out, width=width)
         assert_renders(page, images=len(QUERIES) * (k + 1))
-    return {"screenshot": out, "images": len(page.images), "database": s["n_database"]}
+    return {
+        "screenshot": _record.portable(out),
+        "images": len(page.images),
+        "database": s["n_database"],
+        "absolute_paths": _shown(page),
+    }
 
 
 def page(html: str, out: str, width: int) -> dict:
     p = render(html, screenshot=out, width=width)
     assert_renders(p, images=len(p.images))
-    return {"screenshot": out, "images": len(p.images)}
+    shot = _record.portable(str(Path(out).resolve()))
+    return {"screenshot": shot, "images": len(p.images), "absolute_paths": _shown(p)}
 
 
 def cli() -> None:

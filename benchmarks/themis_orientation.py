@@ -17,8 +17,9 @@ of each reader's output says whether PGM and CDF frames come out the same way up
 - Both: fixed-pattern noise along columns vs along rows (a transposed raster would swap them).
 
 Screen: column x to the right, row y downwards (matplotlib's default origin="upper"). Run:
-`python benchmarks/themis_orientation.py [--data ../shared/data/themis] [--file-order]`; prints
-JSON lines. --file-order undoes the readers' flip first: rows as stored (PGM) / as cdflib gives
+`python benchmarks/themis_orientation.py [--data ../shared/data/themis] [--file-order] [--json]`;
+prints JSON lines (--json: also a result file, benchmarks/results/themis-orientation-<date>/).
+--file-order undoes the readers' flip first: rows as stored (PGM) / as cdflib gives
 them (CDF).
 Positions: a low-precision moon (~1 deg) and J2000 stars, fine at ~0.7 deg a pixel.
 """
@@ -28,13 +29,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage, optimize
 
-from pipeline.readers import read_frames
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _record  # noqa: E402
+
+from pipeline.readers import read_frames  # noqa: E402
 
 GILL = (56.3539, -94.6557)  # from the PGM headers
 GAKO = (62.39, -145.15)  # Gakona, Alaska
@@ -187,6 +193,7 @@ def main(argv=None) -> int:
     default = Path(__file__).resolve().parents[2] / "shared" / "data" / "themis"
     p.add_argument("--data", type=Path, default=default, help=f"default {default}")
     p.add_argument("--file-order", action="store_true", help="undo the readers' flip first")
+    _record.add_json_argument(p, "themis-orientation")
     a = p.parse_args(argv)
     pgm_frames = frames_of(
         sorted(a.data.glob("20140310_060*_gill_themis19_full.pgm*")), a.file_order
@@ -198,6 +205,7 @@ def main(argv=None) -> int:
         print(json.dumps(r))
     same = pgm["mirrored"] == cdf["mirrored"]
     print(json.dumps({"same_handedness": same}))
+    _record.write(a.json, {"pgm": pgm, "cdf": cdf, "same_handedness": same})
     return 0 if same else 1
 
 
