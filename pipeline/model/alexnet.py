@@ -16,7 +16,8 @@ few epochs; `batchnorm=False` gives the plain trunk).
   26.2 M parameters at 48 bits, 0.458 of `alexnet` (the paper: 100.77 / 218.20 = 0.462).
 
 PMT's exponent starts at p = 1 (the identity) here and is learned: measured on synthetic aurora
-(96 px, 1,000 training frames, 10 epochs, 12 bits, benchmarks/RESULTS.md), a fixed start at
+(96 px, 1,000 training frames, 10 epochs, 12 bits, benchmarks/RESULTS.md "Synthetic aurora at
+96 px on the CPU"), a fixed start at
 p = 0.5 cost 0.07-0.12 MAP (0.55-0.60 against 0.67), p = 0.75 cost 0.07, and with its own
 learning rate p climbed from 0.5 to the clamp at 1, i.e. the data asked for no compression of
 the max-pooled SPP bins. `pmt_p=0.5` restores the compressing start (the compact net keeps it:
