@@ -55,6 +55,39 @@ def add_s3_options(parser) -> None:
     )
 
 
+def add_source_options(g, source_help: str) -> None:
+    """--source, --since, --max-files and --progress-interval: what check and ingest share
+    (`pipeline.ingest.config.SourceOptions`, which checks their values)."""
+    g.add_argument("--source", required=True, help=source_help)
+    g.add_argument(
+        "--since",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="only archive files from this date on: the date in the file name (YYYYMMDD...) "
+        "or path (YYYY/MM/DD/), else the file's modification time",
+    )
+    g.add_argument(
+        "--max-files",
+        type=int,
+        default=None,
+        help="read at most this many of the files still to do (staging, smoke tests)",
+    )
+    g.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        help="seconds between progress lines on stderr (default 5)",
+    )
+
+
+def config_of(cls, args, **extra):
+    """The job's config `cls` from its parsed arguments (the options named as its fields) and
+    `extra`; the config refuses bad values (BadInput: exit 2)."""
+    from pipeline.ingest.config import options_from
+
+    return cls(**{**options_from(cls, args), **extra})
+
+
 def add_ray_options(parser) -> None:
     parser.add_argument(
         "--ray-address",
