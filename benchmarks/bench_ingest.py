@@ -204,21 +204,12 @@ def bare_loop(archive: Path, model_dir: str, out: Path, device: str, batch_size:
 
 
 def ingest_run(archive: Path, model_dir: str, out: Path, args) -> dict:
-    from pipeline.ingest.config import IngestConfig
+    from pipeline.ingest.config import EncodingOptions, IngestConfig, options_from
     from pipeline.ingest.driver import run_ingest
 
+    encoding = options_from(EncodingOptions, args)  # the job's --batch-size ... --rows-per-block
     cfg = IngestConfig(
-        source=str(archive),
-        out=str(out),
-        model=model_dir,
-        batch_size=args.batch_size,
-        actors=args.actors,
-        actors_per_gpu=args.actors_per_gpu,
-        read_cpus=args.read_cpus,
-        read_tasks=args.read_tasks,
-        encoder_threads=args.encoder_threads,
-        rows_per_block=args.rows_per_block,
-        progress_interval=30,
+        source=str(archive), out=str(out), model=model_dir, progress_interval=30, **encoding
     )
     t0 = time.perf_counter()
     s = run_ingest(cfg)
@@ -296,6 +287,8 @@ def ray_read_only(archive: Path, resources: dict) -> dict:
 
 
 def parse_args(argv=None):
+    from jobs.ingest import add_encoding_arguments
+
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -307,13 +300,7 @@ def parse_args(argv=None):
     p.add_argument("--arch", default="compact")
     p.add_argument("--fmt", default="pgm.gz", choices=["pgm", "pgm.gz"])
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the job's choice")
-    p.add_argument("--actors", type=int, default=None)
-    p.add_argument("--actors-per-gpu", type=int, default=None)
-    p.add_argument("--read-cpus", type=float, default=None)
-    p.add_argument("--read-tasks", type=int, default=None)
-    p.add_argument("--encoder-threads", type=int, default=None)
-    p.add_argument("--rows-per-block", type=int, default=None)
+    add_encoding_arguments(p)  # the ingest job's own options, defaults and help
     p.add_argument("--repeats", type=int, default=None, help="default 2 on CPU, 1 on GPU")
     p.add_argument("--bare", action="store_true", help="GPU: also run the bare loop")
     p.add_argument(

@@ -21,15 +21,8 @@ import json
 import logging
 import time
 
-from jobs.common import (
-    UsageError,
-    add_ray_options,
-    add_s3_options,
-    output_file,
-    ray_address,
-    ray_storage_env,
-    storage_options,
-)
+from jobs import common
+from jobs.common import UsageError, ray_address, storage_options
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.benchmark")
@@ -56,9 +49,7 @@ def add_arguments(p):
         help="write an HTML report (with report.json and PNG figures) into a new folder "
         "DIR/<UTC time>-benchmark/; never overwrites an older report",
     )
-    p.add_argument("--no-ray", action="store_true", help="run in this process, without Ray")
-    add_ray_options(p)
-    add_s3_options(p)
+    common.add_executor_options(p, "run in this process, without Ray")
 
 
 def _load(root, args, so):
@@ -81,7 +72,7 @@ def _load(root, args, so):
     return cat, qcodes, qlabels
 
 
-def _run_info(args, use_ray: bool, seconds: float) -> dict:
+def _run_info(args, seconds: float) -> dict:
     """What the report says about the run itself."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -89,6 +80,7 @@ def _run_info(args, use_ray: bool, seconds: float) -> dict:
         release = version("aurorahash")
     except PackageNotFoundError:
         release = None
+    use_ray = not args.no_ray
     where = ray_address(args) or "a local instance"
     return {
         "database": args.database,
@@ -103,25 +95,22 @@ def _run_info(args, use_ray: bool, seconds: float) -> dict:
 
 def _write(args, so, records: list[dict], run: dict) -> dict:
     """--out (the records as JSON) and --report (a dated report folder); what the summary says."""
-    from pipeline import reports, storage
+    from pipeline import storage
     from pipeline.reports.benchmark import benchmark_report
 
     written = {}
     if args.out:
-        out = output_file(args.out, "benchmark.json", so)
+        out = common.output_file(args.out, "benchmark.json", so)
         doc = json.dumps({r["model"]: r for r in records}, indent=2).encode()
         storage.atomic_write_bytes(out, doc, so)
         written["out"] = out
     if args.report:
-        folder = reports.write_report(benchmark_report(records, run), args.report, so)
-        written["report"] = f"{folder}/{reports.folder.HTML}"
-        log.info("report: %s", written["report"])
+        written["report"] = common.write_report(benchmark_report(records, run), args.report, so)
     return written
 
 
 def run(args):
     from pipeline.codes import catalogue, search
-    from pipeline.ray_runtime import session_with
     from pipeline.reports.benchmark import model_record
 
     t0 = time.perf_counter()
@@ -130,10 +119,8 @@ def run(args):
     so = storage_options(args)
     roots = catalogue.select_roots(args.database, so, args.model)
     results, records = {}, []
-    use_ray = not args.no_ray
     prepare = lambda: [_load(r, args, so) for r in roots]  # noqa: E731
-    with session_with(prepare, ray_address(args), ray_storage_env(so), use_ray) as models:
-        executor = search.RayExecutor() if use_ray else None
+    with common.catalogue_session(args, so, prepare) as (models, executor):
         for cat, qcodes, qlabels in models:
             res = search.evaluate_map(qcodes, qlabels, cat, executor, args.topk)
             results[cat.meta.model12] = {
@@ -144,7 +131,7 @@ def run(args):
             }
             records.append(model_record(cat, res))
     summary = {"models": results}
-    summary.update(_write(args, so, records, _run_info(args, use_ray, time.perf_counter() - t0)))
+    summary.update(_write(args, so, records, _run_info(args, time.perf_counter() - t0)))
     if len(results) == 1:
         summary.update(next(iter(results.values())))
     return summary

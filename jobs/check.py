@@ -22,60 +22,31 @@ bad checkpoint, bad --since).
 
 from __future__ import annotations
 
-from jobs.common import JobFailed, UsageError, add_s3_options
+from jobs.common import JobFailed, add_s3_options, add_source_options, config_of
 
 HELP = __doc__
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument(
-        "--source", required=True, help="archive root or file: local path, file:// or s3://"
-    )
+    add_source_options(parser, "archive root or file: local path, file:// or s3://")
     parser.add_argument(
         "--model", default=None, help="checkpoint directory to validate and preprocess with"
     )
     parser.add_argument(
         "--out", default=None, help="with --model: only the files not yet ingested into OUT"
     )
-    parser.add_argument(
-        "--since", default=None, metavar="YYYY-MM-DD", help="only archive files from this date on"
-    )
     parser.add_argument("--workers", type=int, default=2, help="files read at once (default 2)")
-    parser.add_argument("--max-files", type=int, default=None, help="read at most N files")
     parser.add_argument(
         "--max-listed", type=int, default=1000, help="file entries in the summary (default 1000)"
-    )
-    parser.add_argument(
-        "--progress-interval", type=float, default=5.0, help="seconds between progress lines"
     )
     add_s3_options(parser)
 
 
 def run(args) -> dict:
-    from pipeline.ingest.config import parse_since
-    from pipeline.ingest.vet import CheckConfig, CheckFailed, check_archive
+    from pipeline.ingest.config import CheckConfig
+    from pipeline.ingest.vet import CheckFailed, check_archive
 
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
-    for name in ("max_files", "max_listed"):
-        v = getattr(args, name)
-        if v is not None and v < 0:
-            raise UsageError(f"--{name.replace('_', '-')}: bad value {v}")
-    if args.progress_interval <= 0:
-        raise UsageError("--progress-interval must be positive")
-    if args.out and not args.model:
-        raise UsageError("--out needs --model (done files are per model)")
-    cfg = CheckConfig(
-        source=args.source,
-        model=args.model,
-        out=args.out,
-        since=parse_since(args.since),
-        s3_endpoint=args.s3_endpoint,
-        workers=args.workers,
-        max_files=args.max_files,
-        max_listed=args.max_listed,
-        progress_interval=args.progress_interval,
-    )
+    cfg = config_of(CheckConfig, args)
     try:
         return check_archive(cfg)
     except CheckFailed as exc:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from contextlib import contextmanager
 
 from pipeline.errors import BadInput
 
@@ -54,6 +55,39 @@ def add_s3_options(parser) -> None:
     )
 
 
+def add_source_options(g, source_help: str) -> None:
+    """--source, --since, --max-files and --progress-interval: what check and ingest share
+    (`pipeline.ingest.config.SourceOptions`, which checks their values)."""
+    g.add_argument("--source", required=True, help=source_help)
+    g.add_argument(
+        "--since",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="only archive files from this date on: the date in the file name (YYYYMMDD...) "
+        "or path (YYYY/MM/DD/), else the file's modification time",
+    )
+    g.add_argument(
+        "--max-files",
+        type=int,
+        default=None,
+        help="read at most this many of the files still to do (staging, smoke tests)",
+    )
+    g.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        help="seconds between progress lines on stderr (default 5)",
+    )
+
+
+def config_of(cls, args, **extra):
+    """The job's config `cls` from its parsed arguments (the options named as its fields) and
+    `extra`; the config refuses bad values (BadInput: exit 2)."""
+    from pipeline.ingest.config import options_from
+
+    return cls(**{**options_from(cls, args), **extra})
+
+
 def add_ray_options(parser) -> None:
     parser.add_argument(
         "--ray-address",
@@ -61,6 +95,44 @@ def add_ray_options(parser) -> None:
         help="address of an existing Ray cluster (default: $RAY_ADDRESS; without either, a local "
         "instance is started)",
     )
+
+
+def add_codes_options(parser, codes_help: str) -> None:
+    """--codes and --model: one model's codes in an ingest --out location (compact, export)."""
+    parser.add_argument("--codes", required=True, help=codes_help)
+    parser.add_argument(
+        "--model", default=None, help="model sha256 (prefix) when --codes holds several"
+    )
+
+
+def add_executor_options(parser, no_ray_help: str) -> None:
+    """--no-ray, the Ray and the S3 options: the jobs that run catalogue tasks (search,
+    benchmark)."""
+    parser.add_argument("--no-ray", action="store_true", help=no_ray_help)
+    add_ray_options(parser)
+    add_s3_options(parser)
+
+
+@contextmanager
+def catalogue_session(args, so: dict, prepare):
+    """Yield (`prepare()`, executor): the driver's part (catalogues, queries) made while Ray
+    starts, and what runs the catalogue's tasks, Ray tasks or None (this process, --no-ray)."""
+    from pipeline.codes import search
+    from pipeline.ray_runtime import session_with
+
+    use_ray = not args.no_ray
+    with session_with(prepare, ray_address(args), ray_storage_env(so), use_ray) as prepared:
+        yield prepared, (search.RayExecutor() if use_ray else None)
+
+
+def write_report(report, folder_uri: str, so: dict | None) -> str:
+    """--report: `report` into a new dated folder under folder_uri; returns its report.html."""
+    from pipeline import reports
+
+    folder = reports.write_report(report, folder_uri, so)
+    path = f"{folder}/{reports.folder.HTML}"
+    log.info("report: %s", path)
+    return path
 
 
 def storage_options(args) -> dict:

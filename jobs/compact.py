@@ -17,7 +17,7 @@ Example:
 
 import logging
 
-from jobs.common import UsageError, add_s3_options, storage_options
+from jobs.common import UsageError, add_codes_options, add_s3_options, storage_options
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.compact")
@@ -26,8 +26,7 @@ log = logging.getLogger("aurorahash.compact")
 def add_arguments(p):
     from pipeline.codes import compact, vacuum
 
-    p.add_argument("--codes", required=True, help="an ingest --out location or one model's folder")
-    p.add_argument("--model", default=None, help="model sha256 (prefix) when --codes holds several")
+    add_codes_options(p, "an ingest --out location or one model's folder")
     p.add_argument(
         "--target-rows",
         type=int,

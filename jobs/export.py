@@ -14,14 +14,14 @@ Example:
 
 import logging
 
-from jobs.common import add_s3_options, storage_options
+from jobs.common import add_codes_options, add_s3_options, storage_options
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.export")
 
 
 def add_arguments(p):
-    p.add_argument("--codes", required=True, help="shard dataset (dir, prefix or file)")
+    add_codes_options(p, "shard dataset (dir, prefix or file)")
     p.add_argument("--out", required=True, help="output folder or s3:// prefix (written inside)")
     p.add_argument(
         "--format",
@@ -30,7 +30,6 @@ def add_arguments(p):
         help="faiss: IndexBinaryFlat files (faiss.read_index_binary); npy: uint8 codes "
         "(n, bytes); parquet: the merged shard rows (default: faiss)",
     )
-    p.add_argument("--model", default=None, help="model sha256 (prefix) when --codes holds several")
     add_s3_options(p)
 
 

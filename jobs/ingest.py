@@ -31,7 +31,8 @@ files_failed, files_ignored (deliberately not ingested, e.g. THEMIS thumbnails),
 (nothing readable: empty shard + quarantine record), frames (written now), quarantined (records
 written now), frames_per_s (frames / pipeline time, Ray start-up excluded; `seconds` is the
 whole run), resources (actors, their GPUs and CPUs, read slots, batch: chosen from the cluster
-unless the options below say otherwise) and encoders (per actor: node, pid, device,
+unless the options below say otherwise; `adjusted` lists any option the cluster could not take
+as given, also logged as a warning) and encoders (per actor: node, pid, device,
 CUDA_VISIBLE_DEVICES, frames).
 
 --dry-run reads every file still to do through the readers and preprocessing (as
@@ -40,16 +41,18 @@ nothing.
 
 Exit codes: 0 every readable frame was written (quarantined input does not fail the job);
 1 some files could not be processed (re-run to retry them); 2 bad usage or input (missing
---source or --model, a bad checkpoint, bad --since).
+--source or --model, a bad checkpoint, bad --since, an option value out of range or one the
+cluster cannot take, such as --read-cpus 1 without GPUs).
 """
 
 from __future__ import annotations
 
 from jobs.common import (
     JobFailed,
-    UsageError,
     add_ray_options,
     add_s3_options,
+    add_source_options,
+    config_of,
     ray_address,
 )
 
@@ -58,27 +61,12 @@ HELP = __doc__
 
 def add_arguments(parser) -> None:
     g = parser.add_argument_group("what to ingest")
-    g.add_argument(
-        "--source", required=True, help="archive root: local path, file:// or s3://bucket/prefix"
-    )
+    add_source_options(g, "archive root: local path, file:// or s3://bucket/prefix")
     g.add_argument(
         "--out", required=True, help="output location for code shards (local path or s3://)"
     )
     g.add_argument(
         "--model", required=True, help="checkpoint directory (local or s3://) from `train`"
-    )
-    g.add_argument(
-        "--since",
-        default=None,
-        metavar="YYYY-MM-DD",
-        help="only archive files from this date on: the date in the file name (YYYYMMDD...) "
-        "or path (YYYY/MM/DD/), else the file's modification time",
-    )
-    g.add_argument(
-        "--max-files",
-        type=int,
-        default=None,
-        help="encode at most this many of the files still to do (staging, smoke tests)",
     )
     g.add_argument(
         "--dry-run",
@@ -87,14 +75,8 @@ def add_arguments(parser) -> None:
         "(as `aurorahash check`): per-file frames and quarantine reasons; encodes and writes "
         "nothing",
     )
-    _add_encoding_arguments(parser)
+    add_encoding_arguments(parser)
     g = parser.add_argument_group("progress")
-    g.add_argument(
-        "--progress-interval",
-        type=float,
-        default=5.0,
-        help="seconds between progress lines on stderr (default 5)",
-    )
     g.add_argument(
         "--ray-progress", action="store_true", help="also show Ray Data's own progress bars"
     )
@@ -102,8 +84,9 @@ def add_arguments(parser) -> None:
     add_s3_options(parser)
 
 
-def _add_encoding_arguments(parser) -> None:
-    """How the work is spread: actors, read tasks, blocks (defaults: pipeline.ingest.resources)."""
+def add_encoding_arguments(parser) -> None:
+    """How the work is spread: actors, read tasks, blocks (`EncodingOptions`; defaults and what
+    the cluster cannot take: pipeline.ingest.resources). Also used by benchmarks/bench_ingest."""
     g = parser.add_argument_group("encoding")
     g.add_argument(
         "--batch-size",
@@ -116,7 +99,8 @@ def _add_encoding_arguments(parser) -> None:
         type=int,
         default=None,
         help="encoder actors (default: --actors-per-gpu on every GPU; on CPU-only clusters "
-        "half the CPUs, always leaving one CPU for read tasks)",
+        "half the CPUs, always leaving one CPU for read tasks); more than the cluster takes "
+        "are lowered with a warning (summary: resources.adjusted)",
     )
     g.add_argument(
         "--actors-per-gpu",
@@ -129,8 +113,10 @@ def _add_encoding_arguments(parser) -> None:
         "--read-cpus",
         type=float,
         default=None,
-        help="CPU slots per read task (default 1 with GPUs, else 0.75): with GPUs, a node "
-        "reads as many files at once as it has CPUs beside its actors",
+        help="CPU slots per read task, in (0, 64] (default 1 with GPUs, else 0.75): with GPUs, "
+        "a node reads as many files at once as it has CPUs beside its actors. On CPU-only "
+        "clusters 1 is refused (exit 2): read tasks must not ask for the actors' 1 CPU, or "
+        "Ray Data fuses each read into an encoder call",
     )
     g.add_argument(
         "--read-tasks",
@@ -150,44 +136,17 @@ def _add_encoding_arguments(parser) -> None:
         type=int,
         default=None,
         help="frames per block that a read task emits, and so per encoder call (default and "
-        "at most --batch-size; a block holds one file's frames only)",
+        "at most --batch-size: more than a --batch-size given is refused, more than the default "
+        "one lowered with a warning; a block holds one file's frames only)",
     )
 
 
 def run(args) -> dict:
-    from pipeline.ingest.config import IngestConfig, IngestFailed, parse_since
+    from pipeline.ingest.config import IngestConfig, IngestFailed
     from pipeline.ingest.driver import run_ingest
 
-    for name in ("batch_size", "rows_per_block"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("actors", "actors_per_gpu", "read_tasks", "encoder_threads", "max_files"):
-        v = getattr(args, name)
-        if v is not None and v < (0 if name == "max_files" else 1):
-            raise UsageError(f"--{name.replace('_', '-')}: bad value {v}")
-    if args.read_cpus is not None and not 0 < args.read_cpus <= 64:
-        raise UsageError("--read-cpus must be in (0, 64]")
-    if args.progress_interval <= 0:
-        raise UsageError("--progress-interval must be positive")
-    cfg = IngestConfig(
-        source=args.source,
-        out=args.out,
-        model=args.model,
-        since=parse_since(args.since),
-        ray_address=ray_address(args),
-        batch_size=args.batch_size,
-        s3_endpoint=args.s3_endpoint,
-        actors=args.actors,
-        actors_per_gpu=args.actors_per_gpu,
-        read_cpus=args.read_cpus,
-        read_tasks=args.read_tasks,
-        encoder_threads=args.encoder_threads,
-        rows_per_block=args.rows_per_block,
-        progress_interval=args.progress_interval,
-        dry_run=args.dry_run,
-        ray_progress_bars=args.ray_progress,
-        max_files=args.max_files,
-    )
+    extra = {"ray_address": ray_address(args), "ray_progress_bars": args.ray_progress}
+    cfg = config_of(IngestConfig, args, **extra)
     try:
         return run_ingest(cfg)
     except IngestFailed as exc:

@@ -25,15 +25,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from jobs.common import (
-    UsageError,
-    add_ray_options,
-    add_s3_options,
-    output_file,
-    ray_address,
-    ray_storage_env,
-    storage_options,
-)
+from jobs import common
+from jobs.common import UsageError, storage_options
 from pipeline.errors import BadInput
 
 HELP = __doc__
@@ -83,9 +76,7 @@ def add_arguments(p):
         metavar="N",
         help="queries shown in the report: the first N (default 10)",
     )
-    p.add_argument("--no-ray", action="store_true", help="search in this process, without Ray")
-    add_ray_options(p)
-    add_s3_options(p)
+    common.add_executor_options(p, "search in this process, without Ray")
 
 
 @dataclass
@@ -207,7 +198,6 @@ def _report_queries(q: Queries, n: int) -> list:
 
 def _write_report(args, so, cat, q: Queries, res, seconds: float) -> str:
     """--report: a new dated folder under DIR; returns its report.html."""
-    from pipeline import reports
     from pipeline.reports.search import frame_rows, search_report
 
     n = max(1, args.report_queries)
@@ -217,8 +207,7 @@ def _write_report(args, so, cat, q: Queries, res, seconds: float) -> str:
     run = {"codes": args.codes, "query": asked, "n_queries": len(q.ids), "k": args.k}
     run["seconds"] = round(seconds, 3)
     sub = replace(res, ids=res.ids[:n], distances=res.distances[:n], indices=res.indices[:n])
-    folder = reports.write_report(search_report(queries, sub, rows, cat, run, so), args.report, so)
-    return f"{folder}/{reports.folder.HTML}"
+    return common.write_report(search_report(queries, sub, rows, cat, run, so), args.report, so)
 
 
 def _summary(q: Queries, cat, res) -> dict:
@@ -245,7 +234,7 @@ def _check_args(args, so) -> str | None:
         raise UsageError("--image needs --model CKPT: the checkpoint that made the codes")
     if args.report_queries < 1:
         raise UsageError(f"--report-queries must be >= 1, got {args.report_queries}")
-    out = output_file(args.out, "neighbours.parquet", so) if args.out else None
+    out = common.output_file(args.out, "neighbours.parquet", so) if args.out else None
     if out and not out.endswith((".parquet", ".jsonl")):
         raise UsageError(f"--out must end in .parquet, .jsonl or /: {args.out}")
     return out
@@ -253,7 +242,6 @@ def _check_args(args, so) -> str | None:
 
 def run(args):
     from pipeline.codes import search
-    from pipeline.ray_runtime import session_with
 
     t0 = time.perf_counter()
     so = storage_options(args)
@@ -269,9 +257,8 @@ def run(args):
         )
         return cat, q
 
-    use_ray = not args.no_ray
-    with session_with(prepare, ray_address(args), ray_storage_env(so), use_ray) as (cat, q):
-        res = search.search(q.codes, cat, args.k, search.RayExecutor() if use_ray else None)
+    with common.catalogue_session(args, so, prepare) as ((cat, q), executor):
+        res = search.search(q.codes, cat, args.k, executor)
     summary = _summary(q, cat, res)
     if out:
         _write_neighbours(out, so, q.ids, res)
@@ -283,5 +270,4 @@ def run(args):
         }
     if args.report:
         summary["report"] = _write_report(args, so, cat, q, res, time.perf_counter() - t0)
-        log.info("report: %s", summary["report"])
     return summary

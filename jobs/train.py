@@ -329,8 +329,6 @@ def train_config(args, **overrides):
     """The TrainConfig of parsed `train` arguments (shared with benchmarks/aurora_tables.py)."""
     from pipeline.training.loop import TrainConfig
 
-    if args.bits < 1 or args.bits > 4096:
-        raise UsageError("--bits must be in 1..4096")
     widths = None
     if args.widths:
         try:
@@ -366,7 +364,7 @@ def train_config(args, **overrides):
         checkpoint_every=args.checkpoint_every,
         **overrides,
     )
-    cfg.resolved()  # its checks (epochs, --pmt-p, ...) fail the job before the data is loaded
+    cfg.resolved()  # the method's options are checked there: before the data is loaded
     return cfg
 
 

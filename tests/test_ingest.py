@@ -8,6 +8,7 @@ import json
 import os
 import tarfile
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -193,8 +194,7 @@ def test_s3_source_and_output_match_the_local_run(themis_run, model_dir, s3):
         }
     # a re-run skips everything, also with the checkpoint itself read from S3 (same model id)
     s3.upload_dir(model_dir, src_bucket, "models/tiny")
-    cfg.model = f"s3://{src_bucket}/models/tiny"
-    again = run_ingest(cfg)
+    again = run_ingest(replace(cfg, model=f"s3://{src_bucket}/models/tiny"))
     assert again["files_skipped"] == 7 and again["files_done"] == 0
     assert again["model"] == local["model"]
     assert s3.keys(dst_bucket) == keys
@@ -329,6 +329,14 @@ def test_help_documents_every_option(capsys):
         (["--since", "2014-13-45"], "--since"),
         (["--since", "yesterday"], "--since"),
         (["--batch-size", "0"], "--batch-size"),
+        (["--actors", "0"], "--actors must be at least 1"),
+        (["--encoder-threads", "0"], "--encoder-threads must be at least 1"),
+        (["--read-tasks", "-1"], "--read-tasks must be at least 1"),
+        (["--read-cpus", "0"], "--read-cpus must be in (0, 64]"),
+        (["--read-cpus", "65"], "--read-cpus must be in (0, 64]"),
+        (["--max-files", "-1"], "--max-files must be at least 0"),
+        (["--progress-interval", "0"], "--progress-interval must be positive"),
+        (["--batch-size", "4", "--rows-per-block", "9"], "--rows-per-block 9 must be at most"),
     ],
 )
 def test_bad_usage_exits_2(model_dir, tmp_path, capsys, extra, message):
@@ -369,9 +377,8 @@ def test_since_filters_by_name_date(model_dir, tmp_path):
     )
     s = run_ingest(cfg)
     assert s["files_seen"] == 6 and s["files_todo"] == 6  # the 2014 PGM minutes only
-    cfg.since = parse_since("2014-03-11")
-    assert run_ingest(cfg)["files_seen"] == 0
-    cfg.since, cfg.source = None, f"file://{THEMIS}"
+    assert run_ingest(replace(cfg, since=parse_since("2014-03-11")))["files_seen"] == 0
+    cfg = replace(cfg, since=None, source=f"file://{THEMIS}")
     assert run_ingest(cfg)["files_todo"] == 8  # file:// URIs list the same files
     assert str(date_from_name("thg_l1_asf_gako_2011010617_v01.cdf")) == "2011-01-06"
     assert str(date_from_name("stream0/2014/03/10/gill_themis19/ut06/x.pgm")) == "2014-03-10"

@@ -95,6 +95,75 @@ def test_model_id_names_the_output_and_changes_with_preprocessing(model_dir, tmp
     assert open_model(model_dir).id == a.id  # deterministic
 
 
+# ---------------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(batch_size=0), "--batch-size must be at least 1"),
+        (dict(actors_per_gpu=0), "--actors-per-gpu must be at least 1"),
+        (dict(rows_per_block=0), "--rows-per-block must be at least 1"),
+        (dict(read_cpus=0.0), r"--read-cpus must be in \(0, 64\]"),
+        (dict(read_cpus=float("nan")), "--read-cpus"),
+        (dict(max_files=-1), "--max-files must be at least 0"),
+        (dict(progress_interval=-1.0), "--progress-interval must be positive"),
+        (dict(since="2014-02-30"), "--since '2014-02-30'"),
+        (dict(out=""), "--out is required"),
+        (dict(source=""), "--source is required"),
+        (dict(commit_threads=0), "commit_threads must be at least 1"),
+    ],
+)
+def test_ingest_config_refuses_bad_values_naming_the_option(changes, message):
+    """Every caller (job, benchmark, test) gets the same checks: the config makes them."""
+    from pipeline.errors import BadInput
+
+    with pytest.raises(BadInput, match=message):
+        IngestConfig(**{**dict(source="/archive", out="/codes", model="m"), **changes})
+
+
+def test_check_config_shares_the_ingest_options_and_refuses_bad_ones():
+    import dataclasses
+
+    from pipeline.errors import BadInput
+    from pipeline.ingest.config import CheckConfig
+
+    cfg = IngestConfig(
+        source="/a", out="/o", model="m", since="2014-03-10", max_files=3, check_workers=5
+    )
+    assert str(cfg.since) == "2014-03-10"  # the CLI's text, parsed once by the config
+    check = CheckConfig.from_ingest(cfg)
+    assert (check.source, check.model, check.out, check.since) == ("/a", "m", "/o", cfg.since)
+    assert (check.max_files, check.workers, check.progress_interval) == (3, 5, 5.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.batch_size = 0  # frozen: a checked value stays checked
+    for changes, message in [
+        (dict(workers=0), "--workers must be at least 1"),
+        (dict(max_listed=-1), "--max-listed must be at least 0"),
+        (dict(out="/o"), "--out needs --model"),
+    ]:
+        with pytest.raises(BadInput, match=message):
+            CheckConfig(source="/a", **changes)
+
+
+def test_read_cpus_of_the_actors_on_a_cpu_only_cluster_exits_2_before_any_read(
+    model_dir, tmp_path, capsys, monkeypatch
+):
+    import pipeline.ingest.driver as ingest
+    import pipeline.ingest.resources as resources
+    from jobs.cli import main
+
+    monkeypatch.setattr(ingest, "_init_ray", lambda address: False)
+    monkeypatch.setattr(resources, "cluster_nodes", lambda: [resources.Node(cpus=2)])
+    out = tmp_path / "out"
+    args = ["--source", str(THEMIS), "--out", str(out), "--model", model_dir]
+    rc = main(["ingest", *args, "--read-cpus", "1"])
+    s = _last_json(capsys)
+    assert rc == 2 and s["ok"] is False
+    assert "--read-cpus 1 on a CPU-only cluster" in s["error"] and "fuses" in s["error"]
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------------------ commit path
 
 
@@ -394,7 +463,11 @@ def test_check_usage_errors(tmp_path, capsys):
     assert main(["check", "--source", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "--out needs --model" in _last_json(capsys)["error"]
     assert main(["check", "--source", str(tmp_path), "--workers", "0"]) == 2
-    capsys.readouterr()
+    assert "--workers must be at least 1" in _last_json(capsys)["error"]
+    assert main(["check", "--source", str(tmp_path), "--max-listed", "-1"]) == 2
+    assert "--max-listed must be at least 0" in _last_json(capsys)["error"]
+    assert main(["check", "--source", str(tmp_path), "--progress-interval", "0"]) == 2
+    assert "--progress-interval must be positive" in _last_json(capsys)["error"]
 
 
 def test_listing_is_the_readers_listing_with_sizes(tmp_path):

@@ -115,6 +115,37 @@ def test_airbench_batch_size_follows_the_training_set():
         TrainConfig(pmt_p=1.5).resolved()  # the library checks it too, not only the CLI
 
 
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(bits=0), "--bits must be in 1..4096"),
+        (dict(bits=5000), "--bits must be in 1..4096"),
+        (dict(epochs=0), "--epochs must be positive"),
+        (dict(batch_size=1), "--batch-size must be at least 2"),
+        (dict(threads=0), "--threads must be at least 1"),
+        (dict(translate=-1), "--translate must be at least 0"),
+        (dict(dropout=1.0), r"--dropout must be in \[0, 1\)"),
+        (dict(recipe="adam"), "unknown recipe 'adam'"),
+    ],
+)
+def test_train_config_refuses_bad_values_when_made(changes, message):
+    with pytest.raises(BadInput, match=message):
+        TrainConfig(**changes)
+
+
+def test_resolving_leaves_the_config_as_given():
+    import dataclasses
+
+    cfg = TrainConfig(arch="compact", pmt_p=0.5)
+    done = cfg.resolved(n_train=2000)
+    assert cfg.batch_size is None and cfg.recipe is None and cfg.model_options == {}
+    assert (
+        done.batch_size == 64 and done.recipe == "airbench" and done.model_options["pmt_p"] == 0.5
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.bits = 0
+
+
 def test_photo_fast_path_equals_shared_preprocessing():
     from pipeline.model.preprocess import PreprocessConfig, preprocess_batch
 

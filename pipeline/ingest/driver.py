@@ -57,7 +57,7 @@ def _init_ray(address: str | None) -> bool:
     return init_ray(address)
 
 
-def _run_pipeline(cfg: IngestConfig, plan: Plan, model: Checkpoint, src_opts, committer):
+def _run_pipeline(cfg: IngestConfig, plan: Plan, model: Checkpoint, ep, src_opts, committer):
     """Read -> encode -> commit, with no file's rows waiting for another file's.
 
     Commit delay. Every encoder call gets exactly one block of one read task: the rows of one
@@ -93,8 +93,7 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: Checkpoint, src_opts, co
     ctx.enable_progress_bars = cfg.ray_progress_bars
     ctx.print_on_execution_start = cfg.ray_progress_bars
 
-    ep = encoder_plan(cfg, model)
-    rows = min(cfg.rows_per_block or ep.batch_size, ep.batch_size)
+    rows = ep.block_rows
     order = read_order(plan)
     block_bytes = rows * _frame_bytes(order, src_opts, model)
     log.info(
@@ -121,7 +120,7 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: Checkpoint, src_opts, co
             committer.consume(batch)
     finally:
         ctx.target_max_block_size = old_block_size
-    return {**ep.to_dict(), "block_rows": rows, "block_bytes": block_bytes}
+    return {**ep.to_dict(), "block_bytes": block_bytes}
 
 
 def _encoded(source: ArchiveDatasource, ep, model_ref, rows: int, n_files: int):
@@ -149,19 +148,29 @@ def _encoded(source: ArchiveDatasource, ep, model_ref, rows: int, n_files: int):
 
 def encoder_plan(cfg: IngestConfig, model: Checkpoint):
     """`pipeline.ingest.resources.plan_encoders` for this cluster, model and the config's
-    overrides."""
+    overrides; what it could not take as given is logged as a warning."""
+    from pipeline.ingest.config import EncodingOptions, options_from
     from pipeline.ingest.resources import cluster_nodes, plan_encoders
 
-    return plan_encoders(
-        cluster_nodes(),
-        len(model.files.get("model.safetensors", b"")),
-        actors=cfg.actors,
-        actors_per_gpu=cfg.actors_per_gpu,
-        batch_size=cfg.batch_size,
-        read_cpus=cfg.read_cpus,
-        read_tasks=cfg.read_tasks,
-        threads=cfg.encoder_threads,
-    )
+    model_bytes = len(model.files.get("model.safetensors", b""))
+    ep = plan_encoders(cluster_nodes(), model_bytes, **options_from(EncodingOptions, cfg))
+    for note in ep.adjusted:
+        log.warning("ingest: %s", note)
+    return ep
+
+
+def _start(cfg: IngestConfig, model: Checkpoint):
+    """Join or start Ray and plan the encoders: an option this cluster cannot take is refused
+    here (BadInput: exit 2), before anything is read. Returns (started here, plan)."""
+    started = _init_ray(cfg.ray_address)
+    try:
+        return started, encoder_plan(cfg, model)
+    except BadInput:
+        if started:
+            import ray
+
+            ray.shutdown()
+        raise
 
 
 def _frame_bytes(order: list[FileTask], src_opts: dict, model: Checkpoint) -> int:
@@ -203,31 +212,13 @@ def _encode_args(ep, model_ref) -> dict:
 def _dry_run(cfg: IngestConfig) -> dict:
     """--dry-run: validate the checkpoint, plan, and read every file still to do through the
     readers and preprocessing, as `aurorahash check` does; nothing is encoded or written."""
-    from pipeline.ingest.vet import CheckConfig, CheckFailed, check_archive
+    from pipeline.ingest.config import CheckConfig
+    from pipeline.ingest.vet import CheckFailed, check_archive
 
-    ccfg = CheckConfig(
-        source=cfg.source,
-        model=cfg.model,
-        out=cfg.out,
-        since=cfg.since,
-        s3_endpoint=cfg.s3_endpoint,
-        workers=cfg.check_workers,
-        max_files=cfg.max_files,
-        progress_interval=cfg.progress_interval,
-    )
     try:
-        return check_archive(ccfg)
+        return check_archive(CheckConfig.from_ingest(cfg))
     except CheckFailed as exc:
         raise IngestFailed(str(exc), exc.summary) from None
-
-
-def _check_options(cfg: IngestConfig) -> None:
-    for name in ("batch_size", "actors", "actors_per_gpu", "read_tasks"):
-        v = getattr(cfg, name)
-        if v is not None and v < 1:
-            raise BadInput(f"--{name.replace('_', '-')} must be at least 1")
-    if cfg.read_cpus is not None and not 0 < cfg.read_cpus <= 64:
-        raise BadInput("--read-cpus must be in (0, 64]")
 
 
 def _plan_summary(plan: Plan, model: Checkpoint) -> dict:
@@ -273,7 +264,6 @@ def _tally_summary(tally: IngestTally, plan: Plan, pipe_s: float) -> dict:
 def run_ingest(cfg: IngestConfig) -> dict:
     """Run the job; returns the summary, raises IngestFailed (with it) when files failed."""
     t_start = time.monotonic()
-    _check_options(cfg)
     if cfg.dry_run:
         return _dry_run(cfg)
     src_opts = storage.options_for(cfg.source, endpoint=cfg.s3_endpoint)
@@ -298,14 +288,14 @@ def run_ingest(cfg: IngestConfig) -> dict:
         summary["seconds"] = round(time.monotonic() - t_start, 3)
         return summary
 
-    started = _init_ray(cfg.ray_address)
+    started, ep = _start(cfg, model)
     committer = Committer(cfg, plan, model, out_opts)
     tally = committer.tally
     error = resources = None
     t_pipe = tally.t0 = time.monotonic()
     tally.start_ticker()
     try:
-        resources = _run_pipeline(cfg, plan, model, src_opts, committer)
+        resources = _run_pipeline(cfg, plan, model, ep, src_opts, committer)
     except Exception as exc:  # the pipeline broke: keep what was committed, report the rest
         log.error("pipeline failed", exc_info=True)  # the whole traceback: stderr only
         error = f"pipeline failed: {one_line(exc)}"  # the summary: one clean line

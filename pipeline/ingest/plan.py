@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pipeline import storage
 from pipeline.codes import catalogue, store
 from pipeline.errors import BadInput
-from pipeline.ingest.config import IngestConfig
+from pipeline.ingest.config import SourceOptions
 from pipeline.ingest.read import FileTask
 
 _NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?:\d{2}){0,3}(?!\d)")
@@ -113,7 +113,9 @@ def list_source(
     )
 
 
-def plan_files(cfg: IngestConfig, model_id: str, src_opts: dict, out_opts: dict) -> Plan:
+def plan_files(cfg: SourceOptions, model_id: str, src_opts: dict, out_opts: dict) -> Plan:
+    """The files under cfg.source still to do for this model in cfg.out (ingest, and check
+    with --out: both pass their own config, the options they share)."""
     listing = list_source(cfg.source, cfg.since, src_opts, cfg.out, out_opts)
     prefix = store.model_prefix(cfg.out, model_id)
     done = catalogue.committed_files(prefix, out_opts)  # relpath -> its shard's mtime

@@ -26,16 +26,15 @@ says how many more were left out).
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from pipeline import storage
 from pipeline.ingest import frame_meta
+from pipeline.ingest.config import CheckConfig
 from pipeline.ingest.read import FileTask
 from pipeline.ingest.rows import FileOutcome, Verdict
 from pipeline.messages import clean_text, one_line
@@ -46,20 +45,6 @@ STATUS_ORDER = tuple(
     v.value
     for v in (Verdict.FAILED, Verdict.CORRUPT, Verdict.QUARANTINE, Verdict.IGNORED, Verdict.OK)
 )
-
-
-@dataclass
-class CheckConfig:
-    source: str
-    model: str | None = None
-    out: str | None = None
-    since: _dt.date | None = None
-    s3_endpoint: str | None = None
-    workers: int = 2  # files read at once
-    max_files: int | None = None
-    max_reasons: int = 5  # distinct reasons listed per file
-    max_listed: int = 1000  # file entries in the summary
-    progress_interval: float = 5.0
 
 
 class CheckFailed(Exception):
@@ -109,14 +94,12 @@ def _entry(task: FileTask, outcome: FileOutcome, crashed: str | None, max_reason
 
 
 def _tasks(cfg: CheckConfig, model, src_opts: dict) -> tuple[list[FileTask], dict]:
-    from pipeline.ingest.config import IngestConfig
     from pipeline.ingest.plan import list_source, plan_files
     from pipeline.storage import options_for
 
     if model is not None and cfg.out:
         out_opts = options_for(cfg.out, endpoint=cfg.s3_endpoint)
-        icfg = IngestConfig(source=cfg.source, out=cfg.out, model=cfg.model or "", since=cfg.since)
-        plan = plan_files(icfg, model.id, src_opts, out_opts)
+        plan = plan_files(cfg, model.id, src_opts, out_opts)
         info = {
             "files_seen": plan.seen,
             "files_skipped": plan.skipped,
@@ -132,15 +115,13 @@ def _tasks(cfg: CheckConfig, model, src_opts: dict) -> tuple[list[FileTask], dic
 
 def check_archive(cfg: CheckConfig) -> dict:
     """Vet the archive under cfg.source (module docstring); raises CheckFailed (with the summary)
-    when files could not be read for reasons that are not theirs, BadInput for bad usage."""
-    from pipeline.errors import BadInput
+    when files could not be read for reasons that are not theirs, BadInput for a bad checkpoint
+    (bad options: `CheckConfig` refuses them)."""
     from pipeline.model.checkpoint import open_model
     from pipeline.model.preprocess import PreprocessConfig
     from pipeline.storage import options_for
 
     t0 = time.monotonic()
-    if cfg.workers < 1:
-        raise BadInput("--workers must be at least 1")
     src_opts = options_for(cfg.source, endpoint=cfg.s3_endpoint)
     model = None
     if cfg.model:

@@ -40,7 +40,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -60,10 +60,31 @@ from pipeline.training.losses import LossConfig
 log = logging.getLogger("aurorahash.train")
 
 RECIPES = ("airbench", "sgd")
+_RECIPE_DEFAULTS = {  # what a TrainConfig left at None gets (`TrainConfig.resolved`)
+    "airbench": dict(
+        batch_size=1024,
+        lr=11.5,
+        momentum=0.85,
+        weight_decay=0.0153,
+        head_lr_scale=0.3,
+        label_smoothing=0.2,
+    ),
+    "sgd": dict(
+        batch_size=128,
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        head_lr_scale=1.0,
+        label_smoothing=0.0,
+    ),
+}
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
+    """What a training run is asked to do; refuses a bad value when made (BadInput, naming
+    the option as the CLI spells it), so that the job only parses its arguments."""
+
     arch: str = "compact"
     bits: int = 48
     epochs: float = 10.0
@@ -97,58 +118,54 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     model_options: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.recipe is not None and self.recipe not in RECIPES:
+            raise BadInput(f"unknown recipe {self.recipe!r}; choose one of {RECIPES}")
+        if not 1 <= self.bits <= 4096:
+            raise BadInput(f"--bits must be in 1..4096, not {self.bits}")
+        if not self.epochs > 0:
+            raise BadInput("--epochs must be positive")
+        if self.pmt_p is not None and not 0 < self.pmt_p <= 1:
+            raise BadInput(f"--pmt-p must be in (0, 1], not {self.pmt_p}")
+        if self.checkpoint_every < 1:
+            raise BadInput("--checkpoint-every must be at least 1")
+        if self.batch_size is not None and self.batch_size < 2:
+            raise BadInput("--batch-size must be at least 2 (pairs are formed inside a batch)")
+        if self.threads is not None and self.threads < 1:
+            raise BadInput(f"--threads must be at least 1, not {self.threads}")
+        if self.translate is not None and self.translate < 0:
+            raise BadInput(f"--translate must be at least 0, not {self.translate}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise BadInput(f"--dropout must be in [0, 1), not {self.dropout}")
+
     def resolved(self, n_train: int | None = None) -> TrainConfig:
-        c = copy.deepcopy(self)
-        rec = c.recipe or "airbench"
-        if rec not in RECIPES:
-            raise BadInput(f"unknown recipe {rec!r}; choose one of {RECIPES}")
-        c.recipe = rec
-        c.amp = resolve_amp(c.amp, c.device)
-        if rec == "airbench":
-            d = dict(
-                batch_size=1024,
-                lr=11.5,
-                momentum=0.85,
-                weight_decay=0.0153,
-                head_lr_scale=0.3,
-                label_smoothing=0.2,
-            )
-        else:
-            d = dict(
-                batch_size=128,
-                lr=0.01,
-                momentum=0.9,
-                weight_decay=5e-4,
-                head_lr_scale=1.0,
-                label_smoothing=0.0,
-            )
+        """The config that runs: the recipe's defaults filled in (the batch size follows the
+        training set), amp decided for the device, the method's and model's options merged."""
+        rec = self.recipe or "airbench"
+        d = dict(_RECIPE_DEFAULTS[rec])
         if rec == "airbench" and n_train is not None:
             # airbench's 1024 assumes 50,000 images; a small set would get a handful of steps per
             # epoch and never train, so keep at least ~24 steps per epoch (batch >= 64).
             d["batch_size"] = min(1024, max(64, 1 << max(0, (n_train // 24).bit_length() - 1)))
-        for k, v in d.items():
-            if getattr(c, k) is None:
-                setattr(c, k, v)
-        if c.epochs <= 0:
-            raise BadInput("--epochs must be positive")
-        if c.pmt_p is not None and not 0 < c.pmt_p <= 1:
-            raise BadInput(f"--pmt-p must be in (0, 1], not {c.pmt_p}")
-        if c.checkpoint_every < 1:
-            raise BadInput("--checkpoint-every must be at least 1")
-        if c.batch_size < 2:
-            raise BadInput("--batch-size must be at least 2 (pairs are formed inside a batch)")
-        opts = dict(c.model_options)
+        changes = {k: v for k, v in d.items() if getattr(self, k) is None}
+        opts = copy.deepcopy(self.model_options)
         for k in ("spp", "pmt", "pmt_p", "dropout"):
-            if getattr(c, k) is not None:
-                opts[k] = getattr(c, k)
-        if c.widths is not None and c.arch == "compact":
-            opts["widths"] = [int(w) for w in c.widths]
+            if getattr(self, k) is not None:
+                opts[k] = getattr(self, k)
+        if self.widths is not None and self.arch == "compact":
+            opts["widths"] = [int(w) for w in self.widths]
         from pipeline.training.methods import head_options, resolve
 
-        c.method_options = resolve(c.method, c.method_options, c.bits)
-        opts.update(head_options(c.method, c.method_options))
-        c.model_options = opts
-        return c
+        method_options = resolve(self.method, copy.deepcopy(self.method_options), self.bits)
+        opts.update(head_options(self.method, method_options))
+        return replace(
+            self,
+            **changes,
+            recipe=rec,
+            amp=resolve_amp(self.amp, self.device),
+            method_options=method_options,
+            model_options=opts,
+        )
 
     def loss_config(self) -> LossConfig:
         return LossConfig(
