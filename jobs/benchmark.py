@@ -25,6 +25,7 @@ from jobs.common import (
     UsageError,
     add_ray_options,
     add_s3_options,
+    location,
     output_file,
     ray_address,
     ray_storage_env,
@@ -61,12 +62,13 @@ def add_arguments(p):
     add_s3_options(p)
 
 
-def _load(root, args, so):
+def _load(root, args):
     """One model's catalogue and its labelled queries (the driver's part, before any task)."""
     from pipeline.codes import catalogue, search
 
-    cat = catalogue.open_catalogue(root, so)
-    qcodes, qlabels, _ = search.load_all(catalogue.open_catalogue(args.queries, so, cat.meta.model))
+    cat = catalogue.open_catalogue(root)
+    queries = catalogue.open_catalogue(location(args, args.queries), cat.meta.model)
+    qcodes, qlabels, _ = search.load_all(queries)
     if args.n_queries is not None:
         qcodes, qlabels = qcodes[: args.n_queries], qlabels[: args.n_queries]
     log.info(
@@ -128,10 +130,10 @@ def run(args):
     if args.topk is not None and args.topk < 1:
         raise UsageError(f"--topk must be >= 1, got {args.topk}")
     so = storage_options(args)
-    roots = catalogue.select_roots(args.database, so, args.model)
+    roots = catalogue.select_roots(location(args, args.database), args.model)
     results, records = {}, []
     use_ray = not args.no_ray
-    prepare = lambda: [_load(r, args, so) for r in roots]  # noqa: E731
+    prepare = lambda: [_load(r, args) for r in roots]  # noqa: E731
     with session_with(prepare, ray_address(args), ray_storage_env(so), use_ray) as models:
         executor = search.RayExecutor() if use_ray else None
         for cat, qcodes, qlabels in models:

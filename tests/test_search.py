@@ -94,7 +94,7 @@ def test_several_models_need_a_choice(tmp_path):
     cat = catalogue.open_catalogue(str(tmp_path), model="bbbb")
     assert cat.meta.model == SHA_B and len(cat.shards) == 1
     roots = catalogue.model_roots(str(tmp_path))
-    assert [r.rsplit("/", 1)[1] for r in roots] == [SHA_A[:12], SHA_B[:12]]
+    assert [r.uri for r in roots] == [f"{tmp_path}/{SHA_A[:12]}", f"{tmp_path}/{SHA_B[:12]}"]
     with pytest.raises(BadInput, match="no code shards"):
         catalogue.open_catalogue(str(tmp_path / "nothing"))
 
