@@ -236,3 +236,28 @@ def test_meta_column_is_optional_and_null_where_a_shard_lacks_it(tmp_path):
     again = store.shard_uri(str(tmp_path / "copy"), "2014/b.pgm.gz", SHA)
     store.write_shard(again, store.read_shard(new))  # a table keeps its optional column
     assert store.read_shard(again).column("meta").to_pylist() == texts
+
+
+def test_location_normalises_and_carries_its_options(tmp_path, monkeypatch):
+    """storage.Location: one value for a URI and the options that reach it (credentials never
+    printed, the same settings for delta-rs), small to pickle for Ray tasks."""
+    import pickle
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSECRETVALUE")
+    loc = storage.location("s3a://bucket/out/", endpoint="http://127.0.0.1:9")
+    assert loc.uri == "s3://bucket/out" and loc.path == "bucket/out" and not loc.is_local
+    assert loc.options["client_kwargs"] == {"endpoint_url": "http://127.0.0.1:9"}
+    assert loc.delta_options["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9"
+    assert "AKIDSECRETVALUE" not in repr(loc) and "AKIDSECRETVALUE" not in str(loc.child("x"))
+    assert loc.child("m", "a.parquet/").uri == "s3://bucket/out/m/a.parquet"
+    assert loc.child("m").options == loc.options and storage.location(loc) is loc
+    assert pickle.loads(pickle.dumps(loc)) == loc
+    monkeypatch.chdir(tmp_path)
+    here = storage.location("d/")
+    assert here.uri == f"{tmp_path}/d" and here.is_local and here.options == {}
+    assert storage.location(f"file://{tmp_path}/d") == here and here.delta_uri == here.path
+    here.child("e", "f.bin").write_atomic(b"x")
+    assert here.list_entries(detail=False) == {f"{tmp_path}/d/e/f.bin": None}
+    assert here.child("e", "f.bin").read_bytes() == b"x" and here.subfolders() == ["e"]
+    here.remove_files([f"{tmp_path}/d/e/f.bin"])
+    assert not here.child("e", "f.bin").exists()
