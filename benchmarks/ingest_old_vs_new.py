@@ -49,10 +49,11 @@ def _git_head(tree: str) -> str | None:
 
 
 def codes(out: str) -> dict:
-    from pipeline.codes import store
+    """{frame id: code bytes} of a run's output, read through the catalogue."""
+    from pipeline.codes import catalogue, search
 
-    t = store.read_table(out)
-    return dict(zip(t.column("id").to_pylist(), t.column("code").to_pylist(), strict=True))
+    packed, _, ids = search.load_all(catalogue.open_catalogue(out))
+    return dict(zip(ids.tolist(), [c.astype("<u8").tobytes() for c in packed], strict=True))
 
 
 def main(argv=None) -> int:

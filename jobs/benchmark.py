@@ -22,7 +22,7 @@ import logging
 import time
 
 from jobs import common
-from jobs.common import UsageError, ray_address, storage_options
+from jobs.common import UsageError, location, ray_address, storage_options
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.benchmark")
@@ -52,12 +52,13 @@ def add_arguments(p):
     common.add_executor_options(p, "run in this process, without Ray")
 
 
-def _load(root, args, so):
+def _load(root, args):
     """One model's catalogue and its labelled queries (the driver's part, before any task)."""
     from pipeline.codes import catalogue, search
 
-    cat = catalogue.open_catalogue(root, so)
-    qcodes, qlabels, _ = search.load_all(catalogue.open_catalogue(args.queries, so, cat.meta.model))
+    cat = catalogue.open_catalogue(root)
+    queries = catalogue.open_catalogue(location(args, args.queries), cat.meta.model)
+    qcodes, qlabels, _ = search.load_all(queries)
     if args.n_queries is not None:
         qcodes, qlabels = qcodes[: args.n_queries], qlabels[: args.n_queries]
     log.info(
@@ -117,9 +118,9 @@ def run(args):
     if args.topk is not None and args.topk < 1:
         raise UsageError(f"--topk must be >= 1, got {args.topk}")
     so = storage_options(args)
-    roots = catalogue.select_roots(args.database, so, args.model)
+    roots = catalogue.select_roots(location(args, args.database), args.model)
     results, records = {}, []
-    prepare = lambda: [_load(r, args, so) for r in roots]  # noqa: E731
+    prepare = lambda: [_load(r, args) for r in roots]  # noqa: E731
     with common.catalogue_session(args, so, prepare) as (models, executor):
         for cat, qcodes, qlabels in models:
             res = search.evaluate_map(qcodes, qlabels, cat, executor, args.topk)

@@ -145,6 +145,14 @@ def storage_options(args) -> dict:
     return storage.options_for(*uris, endpoint=getattr(args, "s3_endpoint", None))
 
 
+def location(args, uri: str):
+    """A path argument as a `pipeline.storage.Location`: made here, at the job's edge, with the
+    options of the one builder (--s3-endpoint, else $AWS_ENDPOINT_URL; credentials)."""
+    from pipeline import storage
+
+    return storage.location(uri, endpoint=getattr(args, "s3_endpoint", None))
+
+
 def ray_storage_env(so: dict) -> dict:
     """Environment for Ray workers: the S3 endpoint, so that they reach the same store."""
     from pipeline import storage
@@ -159,8 +167,7 @@ def output_file(uri: str, default_name: str, so: dict | None = None) -> str:
 
     if uri.endswith("/"):
         return f"{uri}{default_name}"
-    fs, path, _ = storage.split_uri(uri, so)
-    return f"{uri}/{default_name}" if fs.isdir(path) else uri
+    return f"{uri}/{default_name}" if storage.location(uri, options=so or {}).isdir() else uri
 
 
 def ray_address(args) -> str | None:

@@ -17,7 +17,7 @@ Example:
 
 import logging
 
-from jobs.common import UsageError, add_codes_options, add_s3_options, storage_options
+from jobs.common import UsageError, add_codes_options, add_s3_options, location
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.compact")
@@ -57,14 +57,13 @@ def run(args):
 
     if args.target_rows < 1 or args.group_depth < 0 or args.grace_hours < 0:
         raise UsageError("--target-rows must be >= 1, --group-depth and --grace-hours >= 0")
-    so = storage_options(args)
-    roots = catalogue.select_roots(args.codes, so, args.model)
+    roots = catalogue.select_roots(location(args, args.codes), args.model)
     out = {}
     for root in roots:
-        res = compact.compact(root, so, target_rows=args.target_rows, group_depth=args.group_depth)
+        res = compact.compact(root, target_rows=args.target_rows, group_depth=args.group_depth)
         if not args.no_vacuum:
-            res["vacuum"] = vacuum.vacuum(root, so, args.grace_hours)
-        out[root] = res
+            res["vacuum"] = vacuum.vacuum(root, args.grace_hours)
+        out[root.uri] = res
     summary = {"models": out}
     if len(out) == 1:
         summary.update(next(iter(out.values())))

@@ -14,7 +14,7 @@ Example:
 
 import logging
 
-from jobs.common import add_codes_options, add_s3_options, storage_options
+from jobs.common import add_codes_options, add_s3_options, location
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.export")
@@ -36,8 +36,7 @@ def add_arguments(p):
 def run(args):
     from pipeline.codes import catalogue, export
 
-    so = storage_options(args)
-    cat = catalogue.open_catalogue(args.codes, so, args.model)
+    cat = catalogue.open_catalogue(location(args, args.codes), args.model)
     log.info(
         "exporting ~%d codes in %d segments + %d shards (%d-bit codes, model %s)",
         cat.n_rows,
@@ -52,7 +51,7 @@ def run(args):
             "(run `aurorahash compact` first to export them as segments)",
             len(cat.shards),
         )
-    manifest = export.export(cat, args.out, args.format)
+    manifest = export.export(cat, location(args, args.out), args.format)
     return {
         "out": args.out,
         "format": args.format,

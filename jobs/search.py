@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from jobs import common
-from jobs.common import UsageError, storage_options
+from jobs.common import UsageError, location, storage_options
 from pipeline.errors import BadInput
 
 HELP = __doc__
@@ -99,18 +99,19 @@ def _checkpoint(args, so):
     return None
 
 
-def _open_codes(args, so, info):
+def _open_codes(args, info):
     """The codes' catalogue; with a checkpoint, only codes that this model made."""
     from pipeline.codes import catalogue
 
+    codes = location(args, args.codes)
     if info is None:
-        return catalogue.open_catalogue(args.codes, so, args.model)
+        return catalogue.open_catalogue(codes, args.model)
     try:
-        return catalogue.open_catalogue(args.codes, so, info.id)
+        return catalogue.open_catalogue(codes, info.id)
     except BadInput:
         try:
-            roots = catalogue.model_roots(args.codes, so)
-            have = [catalogue.open_catalogue(r, so).meta.model12 for r in roots]
+            roots = catalogue.model_roots(codes)
+            have = [catalogue.open_catalogue(r).meta.model12 for r in roots]
         except BadInput:
             raise UsageError(f"--codes {args.codes}: no code shards there") from None
     raise UsageError(
@@ -129,7 +130,7 @@ def _query_codes(args, so, cat, info) -> Queries:
         im = encode_images(args.image, info, so)
         q = Queries(im.codes, np.asarray(im.ids, dtype=object), images=im)
     elif args.queries:
-        qcat = catalogue.open_catalogue(args.queries, so, cat.meta.model)
+        qcat = catalogue.open_catalogue(location(args, args.queries), cat.meta.model)
         codes, _, ids = search.load_all(qcat)
         q = Queries(codes, ids, cat=qcat)
     else:
@@ -147,14 +148,13 @@ def _query_codes(args, so, cat, info) -> Queries:
     return q
 
 
-def _write_neighbours(uri, so, qids, res):
+def _write_neighbours(out, qids, res):
+    """The neighbours as .jsonl or .parquet at `out` (a Location), written atomically."""
     import io
     import json
 
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from pipeline import storage
 
     q, k = res.indices.shape
     cols = {
@@ -164,21 +164,21 @@ def _write_neighbours(uri, so, qids, res):
         "distance": res.distances.reshape(-1),
         "index": res.indices.reshape(-1),
     }
-    if uri.endswith(".jsonl"):
+    if out.uri.endswith(".jsonl"):
         lines = [
             json.dumps(
                 {c: (v[i].item() if hasattr(v[i], "item") else v[i]) for c, v in cols.items()}
             )
             for i in range(q * k)
         ]
-        storage.atomic_write_bytes(uri, ("\n".join(lines) + "\n").encode(), so)
+        out.write_atomic(("\n".join(lines) + "\n").encode())
     else:
         buf = io.BytesIO()
         pq.write_table(
             pa.table({c: pa.array(list(v) if v.dtype == object else v) for c, v in cols.items()}),
             buf,
         )
-        storage.atomic_write_bytes(uri, buf.getvalue(), so)
+        out.write_atomic(buf.getvalue())
 
 
 def _report_queries(q: Queries, n: int) -> list:
@@ -249,7 +249,7 @@ def run(args):
 
     def prepare():
         info = _checkpoint(args, so)
-        cat = _open_codes(args, so, info)
+        cat = _open_codes(args, info)
         q = _query_codes(args, so, cat, info)
         log.info(
             "%d queries over ~%d codes in %d segments + %d shards (%d-bit codes)",
@@ -261,7 +261,7 @@ def run(args):
         res = search.search(q.codes, cat, args.k, executor)
     summary = _summary(q, cat, res)
     if out:
-        _write_neighbours(out, so, q.ids, res)
+        _write_neighbours(location(args, out), q.ids, res)
         summary["out"] = out
     elif res.indices.size <= 1000:
         summary["neighbors"] = {

@@ -3,6 +3,10 @@
 Why atomic: readers list shard directories while jobs write them; a shard must appear whole or not
 at all. Locally we write a hidden temp file and rename it; on S3 a PUT (single or multipart) only
 becomes visible when it completes, so we upload the finished bytes in one call.
+
+A `Location` (a URI with the options that reach it) is made once at a job's edge (`location`)
+and handed down; the module-level functions below take (uri, storage_options) for the callers
+that still carry pairs (readers, reports, synth) and do the same through a Location.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import posixpath
 import re
 import uuid
+from dataclasses import dataclass, field
 
 import fsspec
 
@@ -121,29 +126,9 @@ def list_files(
 
 
 def list_entries(uri: str, storage_options=None, suffixes=None, keep=None, detail=True) -> dict:
-    """{uri: (mtime or None, size in bytes or None)} of the files `list_files` lists, sorted.
-
-    One listing gives both, so a planner can size work by bytes without opening any file.
-    """
-    fs, path, protocol = split_uri(uri, storage_options)
-    if not fs.exists(path):
-        raise FileNotFoundError(uri)
-    if fs.isfile(path):
-        found = {path: fs.info(path) if detail else None}
-    else:
-        found = fs.find(path, detail=True) if detail else dict.fromkeys(fs.find(path))
-    out = {}
-    root = path.rstrip("/")
-    for p, info in found.items():
-        rel = p[len(root) :].lstrip("/") if p.startswith(root) else p
-        if rel and any(is_hidden(part) for part in rel.split("/")):
-            continue
-        if suffixes and not p.lower().endswith(tuple(suffixes)):
-            continue
-        u = join_uri(protocol, p)
-        if keep is None or keep(u):
-            out[u] = (mtime_of(info), (info or {}).get("size")) if detail else None
-    return dict(sorted(out.items()))
+    """{uri: (mtime or None, size in bytes or None)} of the files `list_files` lists, sorted
+    (`Location.list_entries`)."""
+    return _at(uri, storage_options).list_entries(suffixes, keep, detail)
 
 
 def mtime_of(info: dict | None) -> float | None:
@@ -212,60 +197,208 @@ def _relative_path(uri: str, root_uri: str) -> str:
 def read_bytes(
     uri: str, storage_options: dict | None = None, max_bytes: int | None = None
 ) -> bytes:
-    fs, path, _ = split_uri(uri, storage_options)
-    with fs.open(path, "rb") as f:
-        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
-    if max_bytes is not None and len(data) > max_bytes:
-        raise ValueError(f"{uri}: larger than the {max_bytes}-byte limit")
-    return data
+    return _at(uri, storage_options).read_bytes(max_bytes)
 
 
 def exists(uri: str, storage_options: dict | None = None) -> bool:
-    fs, path, _ = split_uri(uri, storage_options)
-    return fs.exists(path)
+    return _at(uri, storage_options).exists()
 
 
 def makedirs(uri: str, storage_options: dict | None = None) -> None:
-    fs, path, protocol = split_uri(uri, storage_options)
-    if protocol == "file":
-        os.makedirs(path, exist_ok=True)
+    _at(uri, storage_options).makedirs()
 
 
 def atomic_write_bytes(uri: str, data: bytes, storage_options: dict | None = None) -> None:
     """Write `data` so that readers see either the old state or the whole new object."""
-    fs, path, protocol = split_uri(uri, storage_options)
-    if protocol == "file":
-        d = os.path.dirname(path)
-        os.makedirs(d, exist_ok=True)
-        tmp = os.path.join(d, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return
-    fs.pipe_file(path, data)
+    _at(uri, storage_options).write_atomic(data)
 
 
 def remove_if_exists(uri: str, storage_options: dict | None = None) -> None:
-    fs, path, _ = split_uri(uri, storage_options)
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm(path)
+    _at(uri, storage_options).remove()
 
 
 def append_line(uri: str, line: str, storage_options: dict | None = None) -> None:
-    """Append one line to a log (local), or add it as its own small object (object stores).
+    """Append one line to a log (`Location.append_line`)."""
+    _at(uri, storage_options).append_line(line)
 
-    Object stores cannot append, so each record becomes `<uri>.<uuid>` there; readers glob them.
+
+def _at(uri, storage_options) -> Location:
+    """A pair as a Location, its options taken as given (none: fsspec's defaults)."""
+    return uri if isinstance(uri, Location) else Location(uri, storage_options or {})
+
+
+# ------------------------------------------------------------------------------------ Location
+
+
+def location(uri, *, endpoint: str | None = None, options: dict | None = None) -> Location:
+    """The Location of `uri` as a job reaches it: its options from `options_for` (the one
+    builder: endpoint, credentials, no listing cache on S3; none locally) unless `options` are
+    given. A Location is returned as it is."""
+    if isinstance(uri, Location):
+        return uri
+    return Location(uri, options_for(uri, endpoint=endpoint) if options is None else options)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in storage: a normalised URI and the fsspec options that reach it.
+
+    Why: storage used to travel as (uri, storage_options) pairs through ~130 functions; one
+    value cannot pair a URI with the wrong options, and delta-rs gets its settings from the same
+    place (`delta_options`). The URI is normalised once: local paths absolute without
+    `file://`, `s3a://` as `s3://`, no trailing slash, so listed URIs start with it. Pickles
+    small (URI and options), for Ray tasks.
     """
-    fs, path, protocol = split_uri(uri, storage_options)
-    if protocol == "file":
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(line.rstrip("\n") + "\n")
-        return
-    fs.pipe_file(f"{path}.{uuid.uuid4().hex}", (line.rstrip("\n") + "\n").encode())
+
+    uri: str
+    options: dict = field(default_factory=dict, hash=False)
+
+    def __post_init__(self):
+        opts = self.options
+        opts = opts if isinstance(opts, StorageOptions) else StorageOptions(opts or {})
+        _, path, protocol = split_uri(self.uri, opts)
+        object.__setattr__(self, "options", opts)
+        object.__setattr__(self, "uri", join_uri(protocol, path.rstrip("/") or path))
+
+    @property
+    def protocol(self) -> str:
+        head, sep, _ = self.uri.partition("://")
+        return head if sep else "file"
+
+    @property
+    def path(self) -> str:
+        """The path without protocol, as fsspec and pyarrow filesystems take it."""
+        head, sep, rest = self.uri.partition("://")
+        return rest if sep else head
+
+    @property
+    def is_local(self) -> bool:
+        return self.protocol == "file"
+
+    @property
+    def fs(self):
+        return fsspec.filesystem(self.protocol, **self.options)
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    @property
+    def delta_uri(self) -> str:
+        """What delta-rs opens: a local path, or the URI."""
+        return self.path if self.is_local else self.uri
+
+    @property
+    def delta_options(self) -> dict:
+        return delta_options(self.options)
+
+    def child(self, *parts: str) -> Location:
+        """The location `parts` (joined with /) below this one, with the same options."""
+        rel = "/".join(p for p in (str(x).strip("/") for x in parts) if p)
+        return self.at(f"{self.uri}/{rel}") if rel else self
+
+    def at(self, uri: str) -> Location:
+        """Another location on the same store (e.g. a URI this one listed), same options."""
+        return Location(uri, self.options)
+
+    def exists(self) -> bool:
+        return self.fs.exists(self.path)
+
+    def isdir(self) -> bool:
+        return self.fs.isdir(self.path)
+
+    def size(self) -> int:
+        return self.fs.size(self.path)
+
+    def open(self, mode: str = "rb"):
+        return self.fs.open(self.path, mode)
+
+    def read_bytes(self, max_bytes: int | None = None) -> bytes:
+        with self.open("rb") as f:
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ValueError(f"{self.uri}: larger than the {max_bytes}-byte limit")
+        return data
+
+    def write_atomic(self, data: bytes) -> None:
+        """Readers see the old state or the whole new object (module docstring)."""
+        if self.is_local:
+            _replace_local(self.path, data)
+        else:
+            self.fs.pipe_file(self.path, data)
+
+    def append_line(self, line: str) -> None:
+        """Append one line to a log (local), or add it as its own small object (object stores
+        cannot append: each record becomes `<uri>.<uuid>` there; readers glob them)."""
+        text = line.rstrip("\n") + "\n"
+        if not self.is_local:
+            self.fs.pipe_file(f"{self.path}.{uuid.uuid4().hex}", text.encode())
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(text)
+
+    def makedirs(self) -> None:
+        """Create the folder locally (object stores have none to create)."""
+        if self.is_local:
+            os.makedirs(self.path, exist_ok=True)
+
+    def remove(self) -> None:
+        """Delete the object, if it is there."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.path)
+
+    def remove_files(self, uris: list[str]) -> None:
+        """Delete files of this store by URI, 1,000 a request (one S3 DeleteObjects each)."""
+        paths = [self.at(u).path for u in uris]
+        for i in range(0, len(paths), 1000):
+            self.fs.rm(paths[i : i + 1000])
+
+    def subfolders(self) -> list[str]:
+        """Sorted names of the folders right below, hidden ones (_ or .) left out."""
+        try:
+            entries = self.fs.ls(self.path, detail=True)
+        except FileNotFoundError:
+            return []
+        names = [e["name"] for e in entries if e.get("type") == "directory"]
+        return sorted(posixpath.basename(n.rstrip("/")) for n in names if not is_hidden(n))
+
+    def list_entries(self, suffixes=None, keep=None, detail=True, hidden=False) -> dict:
+        """{uri: (mtime or None, size or None)} of the files below (or of this file), sorted,
+        from one listing. Skips files under hidden names (_ or .) unless `hidden`, files without
+        one of `suffixes`, and URIs for which `keep(uri)` is false. FileNotFoundError if absent.
+        """
+        fs, path = self.fs, self.path
+        if not fs.exists(path):
+            raise FileNotFoundError(self.uri)
+        if fs.isfile(path):
+            found = {path: fs.info(path) if detail else None}
+        else:
+            found = fs.find(path, detail=True) if detail else dict.fromkeys(fs.find(path))
+        out = {}
+        for p, info in found.items():
+            rel = p[len(path) :].lstrip("/") if p.startswith(path) else p
+            if not hidden and rel and any(is_hidden(part) for part in rel.split("/")):
+                continue
+            if suffixes and not p.lower().endswith(tuple(suffixes)):
+                continue
+            u = join_uri(self.protocol, p)
+            if keep is None or keep(u):
+                out[u] = (mtime_of(info), (info or {}).get("size")) if detail else None
+        return dict(sorted(out.items()))
+
+
+def _replace_local(path: str, data: bytes) -> None:
+    """Write a hidden temp file beside `path`, fsync it and rename it over `path`."""
+    d = os.path.dirname(path)
+    os.makedirs(d, exist_ok=True)
+    tmp = os.path.join(d, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import kernels
+from pipeline import storage
 from pipeline.codes import catalogue, search, store
 from pipeline.synth.codes import make_codes, write_code_shards
 
@@ -20,6 +21,7 @@ class Archive:
 
     def __init__(self, root: str, so: dict | None = None, nbits: int = NBITS):
         self.root, self.so = str(root), so or {}
+        self.loc = storage.location(self.root, options=self.so)  # as a job makes it
         self.rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # relpath -> (codes, labels)
         self.nbits = nbits
 
@@ -47,10 +49,13 @@ class Archive:
         return codes, labels, np.asarray(ids, dtype=object)
 
     def catalogue(self):
-        return catalogue.open_catalogue(self.root, self.so)
+        return catalogue.open_catalogue(self.loc)
 
     def model_root(self):
         return store.model_prefix(self.root, MODEL)
+
+    def model_loc(self):
+        return self.loc.child(MODEL[: store.MODEL_PREFIX_LEN])
 
 
 def assert_equals_kernels(arch: Archive, task_rows=None, executor=None, n_queries=12):
@@ -78,7 +83,7 @@ def catalogue_ids(arch: Archive) -> collections.Counter:
     cat = arch.catalogue()
     out = collections.Counter()
     for task in catalogue.plan_tasks(cat.parts):
-        t = catalogue.read_task(task, cat.meta, cat.storage_options, ("id",))
+        t = catalogue.read_task(task, cat.meta, cat.loc, ("id",))
         out.update(t.column("id").to_pylist())
     return out
 

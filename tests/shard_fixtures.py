@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
-from pipeline.codes import store
+from pipeline.codes import catalogue, store
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -54,6 +55,24 @@ def write_dataset(root, sizes=(7, 0, 13, 5), nbits=12, n_classes=3, seed=0, mode
         np.asarray(all_ids, dtype=object),
         uris,
     )
+
+
+def read_codes(where, model=None, columns=None) -> pa.Table:
+    """Every row of one model's codes under `where` as production reads them: through the
+    catalogue (segments + shards not yet compacted), task by task, in canonical (file, frame)
+    order. `columns` default to all shard columns; the schema metadata is the codes' ShardMeta
+    (`store.shard_meta(table)` reads it)."""
+    cat = catalogue.open_catalogue(where, model)
+    cols = tuple(columns or store.all_columns())
+    tables = [
+        catalogue.read_task(task, cat.meta, cat.loc, cols)
+        for task in catalogue.plan_tasks(cat.parts)
+    ]
+    if tables:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    else:
+        table = store.shard_schema(cat.meta.nbits, store.OPTIONAL_COLUMNS).empty_table()
+    return table.select(list(cols)).replace_schema_metadata(cat.meta.to_kv())
 
 
 def popcount_distances(a, b):

@@ -28,7 +28,7 @@ def _run(capsys, *argv):
 
 
 def _reference(root, model):
-    cat = catalogue.open_catalogue(root, None, model)
+    cat = catalogue.open_catalogue(root, model)
     return search.load_all(cat)[:2]
 
 

@@ -27,7 +27,9 @@ from code_archive import (
 )
 from fixtures_ray import REPO, worker_env
 
-from pipeline.codes import catalogue, compact, store, vacuum
+from pipeline import storage
+from pipeline.codes import catalogue, compact, segments, store, vacuum
+from pipeline.codes.segments import SegmentTable
 from pipeline.synth.codes import archive_relpaths, make_codes, write_code_shards
 
 
@@ -73,7 +75,7 @@ def test_segments_cut_at_nights(tmp_path):
     compact.compact(a.root, target_rows=500)
     nights = collections.defaultdict(set)
     for p in a.catalogue().segments:
-        t = catalogue.read_parquet(p.uri, {}, columns=["file"])
+        t = segments.read_parquet(a.loc.at(p.uri), columns=["file"])
         for f in set(t.column("file").to_pylist()):
             nights[compact.group_key(f, compact.DEFAULT_GROUP_DEPTH)].add(p.name)
     assert len(nights) == 3 and all(len(s) == 1 for s in nights.values())
@@ -113,9 +115,9 @@ def test_vacuum_removes_superseded_files_only(arch, tmp_path):
     tmp = os.path.join(root, "stream0", ".tmp-0123-x.parquet")
     open(tmp, "wb").close()
     os.utime(tmp, (time.time() - 7200, time.time() - 7200))
-    kept = vacuum.vacuum(root, {}, grace_hours=6)  # everything is younger than 6 h
+    kept = vacuum.vacuum(root, grace_hours=6)  # everything is younger than 6 h
     assert kept == {"segment_files_removed": 0, "shards_removed": 0, "temp_files_removed": 0}
-    out = vacuum.vacuum(root, {}, grace_hours=0)
+    out = vacuum.vacuum(arch.model_loc(), grace_hours=0)
     assert out["shards_removed"] == 140 and out["temp_files_removed"] == 1
     assert out["segment_files_removed"] >= 1 and not os.path.exists(tmp)
     assert not store.list_shards(root)
@@ -124,7 +126,7 @@ def test_vacuum_removes_superseded_files_only(arch, tmp_path):
     assert {f for f in files if f.endswith(".parquet")} == live
     assert_equals_kernels(arch)
     # ingest still knows every file as done (from the segments), with its shard's mtime
-    done = catalogue.committed_files(root, {})
+    done = catalogue.committed_files(root)
     assert set(done) == set(arch.rows) and all(isinstance(m, float) for m in done.values())
 
 
@@ -240,7 +242,7 @@ def test_read_rows_spans_row_groups(tmp_path, row_range):
 
     t = pa.table({"x": list(range(50))})
     pq.write_table(t, tmp_path / "f.parquet", row_group_size=7)
-    got = catalogue.read_rows(str(tmp_path / "f.parquet"), {}, ["x"], row_range)
+    got = segments.read_rows(storage.location(str(tmp_path / "f.parquet")), ["x"], row_range)
     assert got.column("x").to_pylist() == list(range(*row_range))
 
 
@@ -286,18 +288,13 @@ def _add_meta(arch, rels):
 
 
 def test_meta_column_is_carried_into_segments_and_added_to_old_tables(arch, monkeypatch):
-    from deltalake import DeltaTable
-
-    # a segment table as the release before `meta` wrote it: no such column anywhere
-    old = compact.SEGMENT_SCHEMA.remove(compact.SEGMENT_SCHEMA.get_field_index("meta"))
-    monkeypatch.setattr(compact, "SEGMENT_SCHEMA", old)
-    monkeypatch.setattr(compact, "FILE_SCHEMA", old.remove(0))
-    monkeypatch.setattr(compact, "SHARD_COLUMNS", store.COLUMNS)
-    monkeypatch.setattr(compact, "SEGMENT_COLUMNS", ("segment", "file", *old.names[2:]))
+    # the release before `meta`: no optional column, in shards, segment schema or reads
+    monkeypatch.setattr(store, "OPTIONAL_COLUMNS", {})
+    assert "meta" not in segments.segment_schema().names
     compact.compact(arch.root, target_rows=500)
     monkeypatch.undo()
-    table = catalogue.delta_uri(catalogue.table_uri(arch.model_root()))
-    assert "meta" not in {f.name for f in DeltaTable(table).schema().fields}
+    table = SegmentTable(arch.model_loc())
+    assert "meta" not in {f.name for f in table.open().schema().fields}
     assert all("meta" not in pq.read_schema(p.uri).names for p in arch.catalogue().segments)
     assert _meta_by_file(arch) == {rel: [None] * 20 for rel in arch.rows}  # readable: null
 
@@ -308,7 +305,7 @@ def test_meta_column_is_carried_into_segments_and_added_to_old_tables(arch, monk
     texts = _add_meta(arch, [*new, sorted(arch.rows)[0]])
     s = compact.compact(arch.root, target_rows=500)
     assert s["files"] == 11
-    assert "meta" in {f.name for f in DeltaTable(table).schema().fields}
+    assert "meta" in {f.name for f in table.open().schema().fields}
     assert not arch.catalogue().shards
     got = _meta_by_file(arch)
     assert len(got) == 130 and sum(map(len, got.values())) == 2600
@@ -320,8 +317,41 @@ def test_meta_column_is_carried_into_segments_and_added_to_old_tables(arch, monk
 def _meta_by_file(arch) -> dict:
     cat = arch.catalogue()
     (task,) = catalogue.plan_tasks(cat.parts, target_rows=10**6)
-    t = catalogue.read_task(task, cat.meta, {}, ("file", "frame", "meta"))
+    t = catalogue.read_task(task, cat.meta, cat.loc, ("file", "frame", "meta"))
     got = collections.defaultdict(list)
     for f, m in zip(t.column("file").to_pylist(), t.column("meta").to_pylist(), strict=True):
         got[f].append(m)
     return dict(got)
+
+
+def test_segment_schema_is_the_shard_schema_plus_the_segment_columns(arch):
+    """One schema: the segment table's is derived from the shard schema, and is the one the
+    released segment tables have (DESIGN.md columns, `code` as binary, all nullable)."""
+    import pyarrow as pa
+
+    expected = pa.schema(
+        [
+            ("segment", pa.string()),
+            ("file", pa.string()),
+            ("id", pa.string()),
+            ("source", pa.string()),
+            ("frame", pa.int32()),
+            ("site", pa.string()),
+            ("time", pa.timestamp("us", tz="UTC")),
+            ("code", pa.binary()),
+            ("label", pa.int16()),
+            ("pred", pa.int16()),
+            ("score", pa.float32()),
+            ("meta", pa.string()),
+            ("shard_mtime", pa.float64()),
+        ]
+    )
+    assert segments.segment_schema() == expected
+    assert segments.file_schema() == expected.remove(0)
+    shard = store.shard_schema(NBITS, store.OPTIONAL_COLUMNS)
+    assert segments.segment_schema().names[2:-1] == shard.names
+    compact.compact(arch.root, target_rows=1000)
+    for p in arch.catalogue().segments:  # the files on disk, as plain Parquet
+        assert pq.read_schema(p.uri).remove_metadata() == expected.remove(0)
+    fields = SegmentTable(arch.model_loc()).open().schema().fields
+    assert [f.name for f in fields] == expected.names

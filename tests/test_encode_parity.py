@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ingest_helpers import make_model
+from shard_fixtures import read_codes
 
 from kernels import pack_codes
-from pipeline.codes import store
+from pipeline.codes import catalogue, search
 from pipeline.ingest.config import IngestConfig
 from pipeline.ingest.driver import run_ingest
 from pipeline.ingest.local_read import archive_files, read_archive
@@ -104,13 +105,14 @@ def test_evaluate_codes_are_the_stored_codes(ray_local, archive, tmp_path, setti
 
     summary = run_ingest(IngestConfig(source=archive, out=str(tmp_path / "codes"), model=model_dir))
     assert summary["frames"] == N and summary["quarantined"] == 0
-    codes, ids, _, meta = store.load_codes(summary["out"])
+    cat = catalogue.open_catalogue(summary["out"])
+    codes, _, ids = search.load_all(cat)
     stored = dict(zip(ids.tolist(), codes[:, 0].tolist(), strict=True))
-    assert meta.model == cfg["model_id"]
+    assert cat.meta.model == cfg["model_id"]
     assert stored == measured
-    preds = [t.select(["pred", "score"]) for _, t in store.read_shards(summary["out"])]
-    pred = np.concatenate([t.column("pred").to_numpy() for t in preds])
-    score = np.concatenate([t.column("score").to_numpy() for t in preds])
+    preds = read_codes(summary["out"], columns=["pred", "score"])
+    pred = preds.column("pred").to_numpy()
+    score = preds.column("score").to_numpy()
     if options:  # no class head: the shards say "no prediction"
         assert (pred == -1).all() and np.isnan(score).all()
     else:

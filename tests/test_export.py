@@ -188,7 +188,7 @@ def test_reexport_adds_parts_for_new_segments_and_keeps_the_rest(tmp_path, capsy
 def test_query_id_reads_only_the_part_that_holds_the_file(tmp_path, capsys, monkeypatch):
     from code_archive import Archive
 
-    from pipeline.codes import catalogue, compact
+    from pipeline.codes import catalogue, compact, segments
     from pipeline.synth.codes import archive_relpaths
 
     a = Archive(tmp_path / "codes")
@@ -196,9 +196,9 @@ def test_query_id_reads_only_the_part_that_holds_the_file(tmp_path, capsys, monk
     compact.compact(a.root, target_rows=300)
     codes, _, ids = a.reference()
     reads = []
-    real = catalogue.read_parquet
+    real = segments.read_parquet
     monkeypatch.setattr(
-        catalogue, "read_parquet", lambda uri, *x, **kw: reads.append(uri) or real(uri, *x, **kw)
+        segments, "read_parquet", lambda loc, *x, **kw: reads.append(loc.uri) or real(loc, *x, **kw)
     )
     cat = a.catalogue()
     reads.clear()

@@ -22,8 +22,10 @@ from ingest_helpers import (
     snapshot,
     themis_expected,
 )
+from shard_fixtures import read_codes
 
-from pipeline.codes import store
+from pipeline import storage
+from pipeline.codes import catalogue, search, store
 from pipeline.ingest.config import IngestConfig, parse_since
 from pipeline.ingest.driver import run_ingest
 from pipeline.ingest.plan import date_from_name
@@ -70,7 +72,7 @@ def test_themis_one_row_per_frame_with_header_sites_and_times(themis_run, model_
     prefix = summary["out"]
     shards = store.list_shards(str(out))
     assert [store.relpath_of_shard(s, prefix) for s in shards] == sorted(expected)
-    table = store.read_table(str(out))
+    table = read_codes(str(out))
     assert table.num_rows == n_frames
     rows = rows_by_id(table)
     assert len(rows) == n_frames  # ids unique
@@ -138,7 +140,7 @@ def test_codes_equal_the_bare_model(themis_run, model_dir):
     assert len(frames) == 20
     assert [r["code"] for r in frames] == shard.column("code").to_pylist()
     assert [r["pred"] for r in frames] == shard.column("pred").to_pylist()
-    codes, ids, labels, meta = store.load_codes(summary["out"])
+    codes, _, _ = search.load_all(catalogue.open_catalogue(summary["out"]))
     assert codes.dtype == np.uint64 and codes.shape == (6 * 20 + 23, 1)
     assert not np.any(codes >> np.uint64(32)), "bits above nbits must be zero"
 
@@ -159,11 +161,12 @@ def test_another_model_writes_its_own_set(themis_run, tmp_path):
     s = run_ingest(IngestConfig(source=src, out=str(out), model=other))
     assert s["files_done"] == 1 and s["frames"] == 20 and s["out"] != first["out"]
     assert len(store.list_models(str(out))) == 2
-    codes, ids, _, meta = store.load_codes(str(out), model=s["model"])
-    assert meta.nbits == 64 and codes.shape == (20, 1)
+    cat = catalogue.open_catalogue(str(out), s["model"])
+    codes, _, ids = search.load_all(cat)
+    assert cat.meta.nbits == 64 and codes.shape == (20, 1)
     assert ids[0] == "20140310_0600_gill_themis19_full.pgm.gz#0"  # relative to a file source
-    with pytest.raises(Exception, match="inconsistent"):
-        store.load_codes(str(out))
+    with pytest.raises(Exception, match="several models"):
+        catalogue.open_catalogue(str(out))
 
 
 def test_s3_source_and_output_match_the_local_run(themis_run, model_dir, s3):
@@ -182,8 +185,8 @@ def test_s3_source_and_output_match_the_local_run(themis_run, model_dir, s3):
     m12 = local["model"]
     shard_keys = [k for k in keys if not k.startswith("nightly/_")]
     assert shard_keys == [f"nightly/{m12}/{rel}.parquet" for rel in sorted(themis_expected())]
-    remote = store.read_table(cfg.out, s3.storage_options)
-    mine = store.read_table(str(out), model=m12)
+    remote = read_codes(storage.location(cfg.out, options=s3.storage_options))
+    mine = read_codes(str(out), model=m12)
     assert remote.num_rows == mine.num_rows
     a, b = rows_by_id(remote), rows_by_id(mine)
     assert a.keys() == b.keys()
@@ -279,7 +282,7 @@ def test_hostile_input_is_quarantined_and_nothing_else_lost(
     assert summary["quarantined"] == sum(len(v) for v in records.values())
     assert any(r["frame"] is not None for r in records["shard-000.tar"])
 
-    table = store.read_table(str(out))
+    table = read_codes(str(out))
     ids = set(table.column("id").to_pylist())
     good = "20140310_0601_gill_themis19_full.pgm.gz"
     assert {f"{good}#{i}" for i in range(20)} <= ids  # the intact file, whole
@@ -433,7 +436,7 @@ def test_archive_file_changed_after_ingest_is_read_again(ray_local, model_dir, t
     second = run_ingest(IngestConfig(source=str(src), out=str(out), model=model_dir))
     assert second["files_changed"] == 1 and second["files_done"] == 1
     assert second["files_skipped"] == 1 and second["frames"] == 20 and second["quarantined"] == 0
-    ids = store.read_table(str(out)).column("id").to_pylist()
+    ids = read_codes(str(out)).column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 40  # every frame once, none twice
     assert {f"{name}#{i}" for i in range(20)} <= set(ids)
     assert not list((out / "_quarantine").rglob(name + ".jsonl"))  # the old problems are gone

@@ -19,6 +19,7 @@ import time
 import pytest
 from fixtures_ray import REPO, worker_env
 from ingest_helpers import THEMIS, make_model
+from shard_fixtures import read_codes
 
 from pipeline.codes import store
 
@@ -71,7 +72,7 @@ def _finish(proc, timeout=600) -> tuple[int, dict, str]:
 
 
 def _assert_exactly_once(out, expected_ids):
-    table = store.read_table(str(out))
+    table = read_codes(str(out))
     ids = table.column("id").to_pylist()
     assert len(ids) == len(set(ids)), "a frame appears twice"
     assert set(ids) == expected_ids, "frames missing or unexpected"

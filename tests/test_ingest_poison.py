@@ -18,8 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from ingest_helpers import THEMIS, make_model
-
-from pipeline.codes import store
+from shard_fixtures import read_codes
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +149,7 @@ def test_poison_inputs_are_quarantined_and_the_good_files_ingested(
     assert summary["quarantined"] == sum(len(v) for v in records.values())
     assert summary["files_corrupt"] == 4  # struct.parquet, the two loops, the FIFO
 
-    table = store.read_table(str(out))
+    table = read_codes(str(out))
     ids = set(table.column("id").to_pylist())
     assert {f"{GOOD}#{i}" for i in range(20)} <= ids  # the good file, whole
     assert {f"{ODD_TEXT}#{i}" for i in range(20)} <= ids  # and the one named in bytes

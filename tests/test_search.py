@@ -104,7 +104,7 @@ def test_several_models_need_a_choice(tmp_path):
     cat = catalogue.open_catalogue(str(tmp_path), model="bbbb")
     assert cat.meta.model == SHA_B and len(cat.shards) == 1
     roots = catalogue.model_roots(str(tmp_path))
-    assert [r.rsplit("/", 1)[1] for r in roots] == [SHA_A[:12], SHA_B[:12]]
+    assert [r.uri for r in roots] == [f"{tmp_path}/{SHA_A[:12]}", f"{tmp_path}/{SHA_B[:12]}"]
     with pytest.raises(BadInput, match="no code shards"):
         catalogue.open_catalogue(str(tmp_path / "nothing"))
 
@@ -131,3 +131,16 @@ def test_ray_executor_matches_local(dataset, ray_local):
     np.testing.assert_allclose(m_local.aps, m_ray.aps, atol=1e-12)
     assert m_local.map_tie_aware == pytest.approx(m_ray.map_tie_aware, abs=1e-12)
     assert m_local.map_at_k == pytest.approx(m_ray.map_at_k, abs=1e-12)
+
+
+def test_relative_paths_and_file_uris_name_the_same_codes(dataset, monkeypatch):
+    """A Location normalises the root (absolute, no file://), so the URIs it lists are below
+    it: a relative --codes used to fail with 'is not a shard under'."""
+    root, codes, labels, ids, uris, q, ql = dataset
+    monkeypatch.chdir(root.parent)
+    for where in (root.name, f"file://{root}", f"{root}/"):
+        cat = catalogue.open_catalogue(where)
+        assert cat.root == f"{root}/{SHA_A[:12]}" and [p.uri for p in cat.shards] == sorted(uris)
+        got, _, got_ids = search.load_all(cat)
+        np.testing.assert_array_equal(got, codes)
+        assert list(got_ids) == list(ids)

@@ -42,7 +42,7 @@ def test_worker_node_lost_mid_benchmark_gives_the_same_map(ray_cluster, tmp_path
     else:
         a = Archive(tmp_path / "codes", nbits=64)
     a.write(archive_relpaths(240), rows=250)  # 60,000 codes
-    compact.compact(a.root, a.so, target_rows=20_000)
+    compact.compact(a.loc, target_rows=20_000)
     night2 = [r.replace("/10/", "/11/") for r in archive_relpaths(60)]
     a.write(night2, seed=1, rows=250)  # and a night of 60 shards not compacted yet
     ray.init(address=c.address)

@@ -1,4 +1,5 @@
-"""pipeline.codes.store: the DESIGN.md code-shard schema, atomic writes, readers, load_codes."""
+"""pipeline.codes.store: the DESIGN.md code-shard schema, atomic writes and the shard reader;
+datasets of shards read back through the catalogue, as search, benchmark and export read them."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from shard_fixtures import read_codes
 
-from pipeline.codes import store
+from pipeline import storage
+from pipeline.codes import catalogue, search, store
 from pipeline.errors import BadInput
 
 SHA = "0123456789abcdef" * 4
@@ -38,6 +41,13 @@ def _columns(n=4, words=1, rel="2014/a.pgm.gz", seed=0, label=True):
 
 def _meta(nbits=64, model=SHA, classes=("arc", "hot_spot")):
     return store.ShardMeta(nbits=nbits, model=model, classes=classes)
+
+
+def _load(where, model=None):
+    """(codes, ids, labels, meta) of a dataset, through the catalogue (`search.load_all`)."""
+    cat = catalogue.open_catalogue(where, model)
+    codes, labels, ids = search.load_all(cat)
+    return codes, ids, labels, cat.meta
 
 
 def test_schema_is_the_design_one():
@@ -82,7 +92,7 @@ def test_write_read_roundtrip_with_metadata(tmp_path):
     assert t.column("site").to_pylist()[-1] is None
     assert t.column("label").to_pylist() == [1, None, 1, None, 1]
 
-    codes, ids, labels, m = store.load_codes(str(tmp_path))
+    codes, ids, labels, m = _load(str(tmp_path))
     np.testing.assert_array_equal(codes, cols["code"])
     assert codes.dtype == np.uint64 and codes.shape == (5, 2)
     assert list(ids) == cols["id"]
@@ -108,30 +118,39 @@ def test_readers_skip_hidden_and_non_parquet(tmp_path):
     store.write_shard(f"{tmp_path}/_quarantine/d.parquet", _columns(rel="d"), meta)
     (tmp_path / "m" / "notes.txt").write_text("x")
     assert store.list_shards(str(tmp_path)) == [f"{tmp_path}/m/a.parquet"]
-    assert store.read_table(str(tmp_path)).num_rows == 4
+    cat = catalogue.open_catalogue(str(tmp_path))
+    assert [p.uri for p in cat.parts] == [f"{tmp_path}/m/a.parquet"]
+    assert read_codes(str(tmp_path)).num_rows == 4
 
 
 def test_inconsistent_shards_are_bad_input(tmp_path):
     store.write_shard(f"{tmp_path}/x/a.parquet", _columns(rel="a"), _meta(nbits=64))
     store.write_shard(f"{tmp_path}/x/b.parquet", _columns(rel="b"), _meta(nbits=48))
-    with pytest.raises(BadInput, match="inconsistent"):
-        store.load_codes(str(tmp_path))
+    with pytest.raises(BadInput, match="nbits=48 .* differ"):
+        _load(str(tmp_path))
     other = "f" * 64
     store.write_shard(f"{tmp_path}/y/a.parquet", _columns(rel="a"), _meta(model=other))
-    assert store.load_codes(f"{tmp_path}/y")[3].model == other
-    # A model filter picks one model's shards out of a mixed location.
-    codes, ids, _, m = store.load_codes(str(tmp_path), model=other[:12])
-    assert m.model == other and len(ids) == 4
+    assert _load(f"{tmp_path}/y")[3].model == other
+    # A model filter picks one model's shards out of an output holding several (<model12>/).
+    mixed = tmp_path / "out"
+    store.write_shard(store.shard_uri(str(mixed), "a", SHA), _columns(rel="a"), _meta())
+    store.write_shard(
+        store.shard_uri(str(mixed), "b", other), _columns(rel="b"), _meta(model=other)
+    )
+    with pytest.raises(BadInput, match="several models"):
+        _load(str(mixed))
+    codes, ids, _, m = _load(str(mixed), model=other[:12])
+    assert m.model == other and list(ids) == [store.frame_id("b", i) for i in range(4)]
 
 
 def test_empty_shard_and_empty_dataset(tmp_path):
     cols = {k: [] for k in store.COLUMNS}
     cols["code"] = np.zeros((0, 1), dtype=np.uint64)
     store.write_shard(f"{tmp_path}/m/empty.parquet", cols, _meta())
-    codes, ids, labels, _ = store.load_codes(str(tmp_path))
+    codes, ids, labels, _ = _load(str(tmp_path))
     assert codes.shape == (0, 1) and len(ids) == 0 and len(labels) == 0
     with pytest.raises(BadInput, match="no code shards"):
-        store.load_codes(str(tmp_path / "nothing"))
+        _load(str(tmp_path / "nothing"))
 
 
 def test_bad_columns_rejected(tmp_path):
@@ -162,21 +181,21 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
 
 def test_s3_roundtrip(s3):
     bucket = s3.bucket("shards")
-    out = f"s3://{bucket}/codes"
+    out = storage.location(f"s3://{bucket}/codes", options=s3.storage_options)
     meta = _meta(nbits=32)
     cols = {"a.pgm": _columns(rel="a.pgm", seed=1), "d/b.pgm": _columns(rel="d/b.pgm", seed=2)}
     for rel, c in cols.items():
         c["code"] = c["code"] & np.uint64(0xFFFFFFFF)
-        store.write_shard(store.shard_uri(out, rel, SHA), c, meta, s3.storage_options)
+        store.write_shard(out.at(store.shard_uri(out.uri, rel, SHA)), c, meta)
     assert s3.keys(bucket) == [
         f"codes/{SHA[:12]}/a.pgm.parquet",
         f"codes/{SHA[:12]}/d/b.pgm.parquet",
     ]
-    codes, ids, labels, m = store.load_codes(out, s3.storage_options)
+    codes, ids, labels, m = _load(out)
     assert list(ids) == cols["a.pgm"]["id"] + cols["d/b.pgm"]["id"]
     np.testing.assert_array_equal(codes, np.concatenate([c["code"] for c in cols.values()]))
-    assert m.nbits == 32 and store.list_models(out, s3.storage_options) == [SHA[:12]]
-    t = store.read_table(out, s3.storage_options)
+    assert m.nbits == 32 and store.list_models(out) == [SHA[:12]]
+    t = read_codes(out)
     assert t.num_rows == 8 and t.schema.field("code").type == pa.binary(8)
 
 
@@ -212,8 +231,33 @@ def test_meta_column_is_optional_and_null_where_a_shard_lacks_it(tmp_path):
     with pytest.raises(BadInput, match="no column 'nope'"):
         store.read_shard(old, columns=["id", "nope"])
 
-    both = store.read_table(str(tmp_path))
+    both = read_codes(str(tmp_path))
     assert both.column("meta").to_pylist() == [None] * 3 + texts
     again = store.shard_uri(str(tmp_path / "copy"), "2014/b.pgm.gz", SHA)
     store.write_shard(again, store.read_shard(new))  # a table keeps its optional column
     assert store.read_shard(again).column("meta").to_pylist() == texts
+
+
+def test_location_normalises_and_carries_its_options(tmp_path, monkeypatch):
+    """storage.Location: one value for a URI and the options that reach it (credentials never
+    printed, the same settings for delta-rs), small to pickle for Ray tasks."""
+    import pickle
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSECRETVALUE")
+    loc = storage.location("s3a://bucket/out/", endpoint="http://127.0.0.1:9")
+    assert loc.uri == "s3://bucket/out" and loc.path == "bucket/out" and not loc.is_local
+    assert loc.options["client_kwargs"] == {"endpoint_url": "http://127.0.0.1:9"}
+    assert loc.delta_options["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9"
+    assert "AKIDSECRETVALUE" not in repr(loc) and "AKIDSECRETVALUE" not in str(loc.child("x"))
+    assert loc.child("m", "a.parquet/").uri == "s3://bucket/out/m/a.parquet"
+    assert loc.child("m").options == loc.options and storage.location(loc) is loc
+    assert pickle.loads(pickle.dumps(loc)) == loc
+    monkeypatch.chdir(tmp_path)
+    here = storage.location("d/")
+    assert here.uri == f"{tmp_path}/d" and here.is_local and here.options == {}
+    assert storage.location(f"file://{tmp_path}/d") == here and here.delta_uri == here.path
+    here.child("e", "f.bin").write_atomic(b"x")
+    assert here.list_entries(detail=False) == {f"{tmp_path}/d/e/f.bin": None}
+    assert here.child("e", "f.bin").read_bytes() == b"x" and here.subfolders() == ["e"]
+    here.remove_files([f"{tmp_path}/d/e/f.bin"])
+    assert not here.child("e", "f.bin").exists()

@@ -16,11 +16,15 @@ next compaction replaces them. So every frame is read exactly once.
 Canonical order: rows are ordered by (archive relative path, frame index) everywhere. Readers get
 parts in that order and `plan_tasks` cuts them into contiguous row ranges, so index-tie MAP and
 k-NN tie-breaking do not depend on the layout (shards, segments, grouping, Ray or not).
+
+Where: every function takes a `pipeline.storage.Location` (a plain path or URI stands for one
+made by `storage.location`); the catalogue keeps its root's (`cat.loc`), and readers of parts
+take that one, which carries the options for every file below it. The segment table is read
+through `segments.SegmentTable`, the one handle that compaction and vacuum use too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 import re
@@ -29,16 +33,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.codes import store
+from pipeline.codes import segments, store
+from pipeline.codes.segments import SegmentTable
 from pipeline.errors import BadInput
+from pipeline.storage import Location
 
 log = logging.getLogger(__name__)
 
-SEGMENTS_DIR = "_segments"
-SEGMENT_ROW_GROUP = 131_072  # rows per Parquet row group in segments
 DEFAULT_TASK_ROWS = 1_000_000
 # Row estimate of a pending shard from its size, without opening it: a footer of ~4 kB plus
 # ~20 bytes a row (zstd; measured on 20- to 50,000-row shards). Only task sizes depend on it.
@@ -63,13 +66,16 @@ class Part:
 
 @dataclass
 class Catalogue:
-    root: str  # OUT/<model12> (or the dataset folder / shard file given)
+    loc: Location  # OUT/<model12> (or the dataset folder / shard file given)
     meta: store.ShardMeta
     parts: list[Part]  # canonical order of `lo`
-    storage_options: dict = field(default_factory=dict)
     table_version: int | None = None  # Delta version of the segments read (None: no table)
     recorded: dict = field(default_factory=dict)  # file -> (shard mtime, segment) in segments
     pending: dict = field(default_factory=dict)  # shard uri -> (relpath, mtime, size)
+
+    @property
+    def root(self) -> str:
+        return self.loc.uri
 
     @property
     def n_rows(self) -> int:
@@ -87,48 +93,47 @@ class Catalogue:
 # ------------------------------------------------------------------------------ locating roots
 
 
-def table_uri(root: str) -> str:
-    return f"{str(root).rstrip('/')}/{SEGMENTS_DIR}"
+def model_roots(where: Location | str) -> list[Location]:
+    """The `<model12>` folders under an ingest output, or [where] when it is one model's data."""
+    loc = storage.location(where)
+    models = [m for m in store.list_models(loc) if _MODEL12.match(m)]
+    return [loc.child(m) for m in models] if models else [loc]
 
 
-def model_roots(uri: str, storage_options: dict | None = None) -> list[str]:
-    """The `<model12>` folders under an ingest output, or [uri] when it is one model's data."""
-    models = [m for m in store.list_models(uri, storage_options) if _MODEL12.match(m)]
-    if not models:
-        return [str(uri).rstrip("/")]
-    return [f"{str(uri).rstrip('/')}/{m}" for m in models]
-
-
-def select_roots(uri: str, so: dict | None = None, model: str | None = None) -> list[str]:
-    """The model roots under `uri` (all, or those of `model`); BadInput when there is none."""
-    roots = model_roots(uri, so)
+def select_roots(where: Location | str, model: str | None = None) -> list[Location]:
+    """The model roots under `where` (all, or those of `model`); BadInput when there is none."""
+    loc = storage.location(where)
+    roots = model_roots(loc)
     if model:
-        roots = [r for r in roots if root_matches(r, model, so)]
+        roots = [r for r in roots if root_matches(r, model)]
     if not roots:
-        raise BadInput(f"no codes under {uri}" + (f" for model {model}" if model else ""))
+        raise BadInput(f"no codes under {loc.uri}" + (f" for model {model}" if model else ""))
     return roots
 
 
-def root_matches(root: str, model: str, so: dict | None = None) -> bool:
+def root_matches(root: Location, model: str) -> bool:
     """Whether `root` (a model folder, or any dataset) holds codes of `model` (a sha prefix)."""
-    name = posixpath.basename(str(root).rstrip("/"))
+    name = root.name
     if not _MODEL12.match(name):
-        return open_catalogue(root, so).meta.model.startswith(model)
+        return open_catalogue(root).meta.model.startswith(model)
     return model[:12].startswith(name) if len(model) >= 12 else name.startswith(model)
 
 
-def resolve_root(uri: str, storage_options: dict | None = None, model: str | None = None) -> str:
-    """The one model's root under `uri`; BadInput lists the models when a choice is needed."""
-    roots = model_roots(uri, storage_options)
-    if len(roots) == 1 and roots[0] == str(uri).rstrip("/"):
-        return roots[0]  # one model's folder, a plain dataset folder or a shard file
+def resolve_root(where: Location | str, model: str | None = None) -> Location:
+    """The one model's root under `where`; BadInput lists the models when a choice is needed."""
+    loc = storage.location(where)
+    roots = model_roots(loc)
+    if roots == [loc]:
+        return loc  # one model's folder, a plain dataset folder or a shard file
     if model:
-        roots = [r for r in roots if root_matches(r, model, storage_options)]
+        roots = [r for r in roots if root_matches(r, model)]
         if not roots:
-            raise BadInput(f"no code shards of model {model} under {uri}")
+            raise BadInput(f"no code shards of model {model} under {loc.uri}")
     if len(roots) > 1:
-        names = ", ".join(posixpath.basename(r) for r in roots)
-        raise BadInput(f"{uri} holds shards of several models ({names}); choose one with --model")
+        names = ", ".join(r.name for r in roots)
+        raise BadInput(
+            f"{loc.uri} holds shards of several models ({names}); choose one with --model"
+        )
     return roots[0]
 
 
@@ -136,54 +141,56 @@ def resolve_root(uri: str, storage_options: dict | None = None, model: str | Non
 
 
 def open_catalogue(
-    uri: str,
-    storage_options: dict | None = None,
-    model: str | None = None,
-    shard_entries: dict | None = None,
+    where: Location | str, model: str | None = None, shard_entries: dict | None = None
 ) -> Catalogue:
-    """Read the catalogue of one model under `uri` (ingest output, model folder, shard dataset
+    """Read the catalogue of one model under `where` (ingest output, model folder, shard dataset
     folder or one shard file). Opens the Delta log and at most one shard footer."""
-    so = storage_options or {}
-    root = resolve_root(uri, so, model)
-    seg = read_segments(root, so)
+    loc = storage.location(where)
+    root = resolve_root(loc, model)
+    seg = SegmentTable(root).state()
     if shard_entries is None:
-        shard_entries = list_shard_entries(root, so)
-    pending, drops = pending_shards(root, shard_entries, seg.recorded)
+        shard_entries = list_shard_entries(root)
+    pending, drops = pending_shards(root.uri, shard_entries, seg.recorded)
     if seg.meta is not None:
         meta = seg.meta
     elif pending:
-        meta = store.shard_meta(next(iter(pending)), so)
+        meta = store.shard_meta(root.at(next(iter(pending))))
     else:
-        raise BadInput(f"no code shards under {uri}" + (f" for model {model}" if model else ""))
+        raise BadInput(f"no code shards under {loc.uri}" + (f" for model {model}" if model else ""))
     if model and not meta.model.startswith(model):
-        raise BadInput(f"no code shards of model {model} under {uri}")
+        raise BadInput(f"no code shards of model {model} under {loc.uri}")
     parts = [
         Part(uri=s, kind="shard", rows=_rows_estimate(size), lo=rel, hi=rel, name=rel)
         for s, (rel, _, size) in pending.items()
     ]
-    for p in seg.parts:
-        dropped = frozenset(f for f in drops if seg.recorded[f][1] == p.name)
-        parts.append(replace(p, drop=dropped) if dropped else p)
+    for s in seg.segments:
+        dropped = frozenset(f for f in drops if seg.recorded[f][1] == s.name)
+        parts.append(segment_part(s, dropped))
     parts.sort(key=lambda p: (p.lo, p.hi, p.kind))
-    return Catalogue(root, meta, parts, so, seg.version, seg.recorded, pending)
+    return Catalogue(root, meta, parts, seg.version, seg.recorded, pending)
 
 
-def list_shard_entries(root: str, so: dict) -> dict:
+def segment_part(s: segments.Segment, drop: frozenset = frozenset()) -> Part:
+    return Part(uri=s.uri, kind="segment", rows=s.rows, lo=s.lo, hi=s.hi, name=s.name, drop=drop)
+
+
+def list_shard_entries(root: Location) -> dict:
     """{shard uri: (mtime, size)} under `root` (one listing; hidden folders skipped)."""
     try:
-        return storage.list_entries(root, so, keep=lambda u: u.endswith(store.SHARD_SUFFIX))
+        return root.list_entries(keep=lambda u: u.endswith(store.SHARD_SUFFIX))
     except FileNotFoundError:
         return {}
 
 
-def committed_files(root: str, so: dict) -> dict:
+def committed_files(root: Location | str) -> dict:
     """{archive relpath: modification time of its shard} for every file with codes, whether
     its shard is still there or compaction folded it into a segment (and vacuum removed it)."""
-    if not storage.exists(root, so):
+    root = storage.location(root)
+    if not root.exists():
         return {}
-    done = {f: m for f, (m, _) in read_segments(root, so).recorded.items()}
-    for s, (mtime, _) in list_shard_entries(root, so).items():
-        done[shard_relpath(s, root)] = mtime
+    done = {f: m for f, (m, _) in SegmentTable(root).state().recorded.items()}
+    for s, (mtime, _) in list_shard_entries(root).items():
+        done[shard_relpath(s, root.uri)] = mtime
     return done
 
 
@@ -209,104 +216,6 @@ def pending_shards(root: str, entries: dict, recorded: dict):
 
 def _rows_estimate(size) -> int:
     return max(1, (int(size or 0) - SHARD_OVERHEAD_BYTES) // SHARD_BYTES_PER_ROW)
-
-
-# ------------------------------------------------------------------------------ segments
-
-
-@dataclass
-class SegmentState:
-    version: int | None
-    meta: store.ShardMeta | None
-    parts: list[Part]
-    recorded: dict  # file -> (shard mtime, segment name)
-    modified: dict  # segment name -> file modification time (POSIX s)
-
-
-def read_segments(root: str, so: dict, with_files: bool = True) -> SegmentState:
-    """The current segments of `root` from the Delta log; with_files also reads each segment's
-    (file, shard_mtime) column pair, which says which shards it holds."""
-    from deltalake import DeltaTable
-
-    uri = table_uri(root)
-    dso = storage.delta_options(so)
-    if not DeltaTable.is_deltatable(delta_uri(uri), storage_options=dso):
-        return SegmentState(None, None, [], {}, {})
-    dt = DeltaTable(delta_uri(uri), storage_options=dso)
-    meta = meta_from_description(dt.metadata().description, uri)
-    actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
-    base = str(root).rstrip("/") + f"/{SEGMENTS_DIR}/"
-    parts, modified = [], {}
-    for a in actions:
-        name = a["partition.segment"]
-        parts.append(_segment_part(base + a["path"], name, a))
-        modified[name] = _ms_to_s(a.get("modification_time"))
-    recorded = _recorded_files(parts, so) if with_files else {}
-    return SegmentState(dt.version(), meta, parts, recorded, modified)
-
-
-def delta_uri(uri: str) -> str:
-    _, path, protocol = storage.split_uri(uri)
-    return path if protocol == "file" else uri
-
-
-def _ms_to_s(v) -> float | None:
-    if v is None:
-        return None
-    if hasattr(v, "timestamp"):
-        return v.timestamp()
-    return float(v) / 1000.0
-
-
-def _segment_part(uri: str, name: str, action: dict) -> Part:
-    rows = int(action["num_records"])
-    lo, hi = action.get("min.file") or "", action.get("max.file") or ""
-    return Part(uri=uri, kind="segment", rows=rows, lo=lo, hi=hi, name=name)
-
-
-def _recorded_files(parts: list[Part], so: dict) -> dict:
-    out = {}
-    for p in parts:
-        t = read_parquet(p.uri, so, columns=["file", "shard_mtime"])
-        t = t.group_by(["file", "shard_mtime"]).aggregate([])
-        files, mtimes = t.column("file").to_pylist(), t.column("shard_mtime").to_pylist()
-        for f, m in zip(files, mtimes, strict=True):
-            out[f] = (m, p.name)
-    return out
-
-
-def meta_from_description(description: str | None, where: str) -> store.ShardMeta:
-    try:
-        kv = json.loads(description or "")
-    except ValueError:
-        kv = None
-    if not isinstance(kv, dict):
-        raise BadInput(f"{where}: not an aurorahash segment table (no metadata)")
-    return store.ShardMeta.from_kv(kv, where=where)
-
-
-def read_parquet(uri: str, so: dict, columns=None, filters=None) -> pa.Table:
-    """One Parquet file (all of it, or the rows matching `filters`, which skips row groups by
-    their statistics). An optional column asked for that the file lacks (segments written
-    before it existed) comes back all null (`store.with_optional`)."""
-    fs, path, protocol = storage.split_uri(uri, so)
-    if filters is not None:
-        pafs = None if protocol == "file" else fs
-        have = columns
-        if columns is not None and set(columns) & set(store.OPTIONAL_COLUMNS):
-            have = _present(pq.read_schema(path, filesystem=pafs), columns)
-        t = pq.read_table(path, columns=have, filters=filters, filesystem=pafs)
-        return store.with_optional(t, columns, where=uri)
-    with fs.open(path, "rb") as f:
-        pf = pq.ParquetFile(f)
-        t = pf.read(columns=_present(pf.schema_arrow, columns))
-    return store.with_optional(t, columns, where=uri)
-
-
-def _present(schema: pa.Schema, columns) -> list | None:
-    """The columns asked for that the file has (None: all); the rest are checked and filled in
-    by `store.with_optional`."""
-    return None if columns is None else [c for c in columns if c in schema.names]
 
 
 # ------------------------------------------------------------------------------ task planning
@@ -372,39 +281,17 @@ def _split_segment(p: Part, target_rows: int) -> list[Part]:
     ]
 
 
-def read_rows(uri: str, so: dict, columns, row_range: tuple[int, int] | None) -> pa.Table:
-    """Rows [start, stop) of a Parquet file, reading only the row groups that hold them."""
-    if row_range is None:
-        return read_parquet(uri, so, columns)
-    start, stop = row_range
-    fs, path, _ = storage.split_uri(uri, so)
-    with fs.open(path, "rb") as f:
-        pf = pq.ParquetFile(f)
-        groups, first, at = [], None, 0
-        for g in range(pf.metadata.num_row_groups):
-            n = pf.metadata.row_group(g).num_rows
-            if at < stop and at + n > start:
-                groups.append(g)
-                first = at if first is None else first
-            at += n
-        have = _present(pf.schema_arrow, columns)
-        if not groups:
-            return store.with_optional(pf.schema_arrow.empty_table().select(have), columns, uri)
-        t = pf.read_row_groups(groups, columns=have)
-    return store.with_optional(t.slice(start - first, stop - start), columns, where=uri)
-
-
 # ------------------------------------------------------------------------------ reading tasks
 
 READ_COLUMNS = ("file", "frame", "id", "code", "label")
 
 
-def read_part(part: Part, meta: store.ShardMeta, so: dict, columns=READ_COLUMNS) -> pa.Table:
+def read_part(part: Part, meta: store.ShardMeta, loc: Location, columns=READ_COLUMNS) -> pa.Table:
     """Rows of one part with the columns asked, in canonical order (a shard's rows are sorted by
-    frame if they are not already)."""
+    frame if they are not already). `loc`: any location of the store (the catalogue's root)."""
     if part.kind == "shard":
         want = list(dict.fromkeys([c for c in columns if c != "file"] + ["frame"]))
-        t = store.read_shard(part.uri, so, columns=want)  # frame: to check the row order
+        t = store.read_shard(loc.at(part.uri), columns=want)  # frame: to check the row order
         m = store.ShardMeta.from_kv(t.schema.metadata, where=part.uri)
         if not meta.compatible(m):
             raise BadInput(
@@ -418,16 +305,17 @@ def read_part(part: Part, meta: store.ShardMeta, so: dict, columns=READ_COLUMNS)
             t = t.take(pc.sort_indices(t, [("frame", "ascending")]))
         return t.select(list(columns))
     need = list(dict.fromkeys([*columns, "file"])) if part.drop else list(columns)
-    t = read_rows(part.uri, so, need, part.row_range)
+    t = segments.read_rows(loc.at(part.uri), need, part.row_range)
     if part.drop:
         t = t.filter(pc.invert(pc.is_in(t.column("file"), pa.array(sorted(part.drop)))))
     return t.select(list(columns))
 
 
-def read_task(task: Task, meta: store.ShardMeta, so: dict, columns=READ_COLUMNS) -> pa.Table:
+def read_task(task: Task, meta: store.ShardMeta, loc: Location, columns=READ_COLUMNS) -> pa.Table:
+    """The rows of one task, in canonical order; `loc`: the catalogue's (`cat.loc`)."""
     merge = ("file", "frame") if task.overlapping else ()  # only a merge needs the sort keys
     cols = tuple(dict.fromkeys((*merge, *columns)))
-    tables = [read_part(p, meta, so, cols) for p in task.parts]
+    tables = [read_part(p, meta, loc, cols) for p in task.parts]
     tables = [_unify_code(t, meta) for t in tables]
     t = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     if task.overlapping:
@@ -480,10 +368,11 @@ def lookup_ids(cat: Catalogue, ids: list[str], columns=LOOKUP_COLUMNS) -> pa.Tab
     cols = list(dict.fromkeys(["id", *columns]))
     for part, want in by_part.items():
         if part.kind == "shard":
-            t = read_part(part, cat.meta, cat.storage_options, tuple(cols))
+            t = read_part(part, cat.meta, cat.loc, tuple(cols))
         else:  # only the row groups whose file range holds these files
             files = sorted({w.rsplit("#", 1)[0] for w in want})
-            t = read_parquet(part.uri, cat.storage_options, cols, filters=[("file", "in", files)])
+            where = cat.loc.at(part.uri)
+            t = segments.read_parquet(where, cols, filters=[("file", "in", files)])
         tables.append(_unify_code(t.filter(pc.is_in(t.column("id"), pa.array(want))), cat.meta))
     if not tables:
         return pa.table({"id": pa.array([], pa.string())})

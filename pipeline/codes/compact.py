@@ -16,11 +16,14 @@ Guarantees:
   in the same commit that adds its new ones. Rows stay in canonical (file, frame) order.
 - Concurrent runs: each commit carries an application transaction version, so of two runs that
   read the same table version only the first commits; the other re-plans (up to 3 times).
+
+The table itself (create, schema, files, commit) is `segments.SegmentTable`; this module decides
+what to read, how to cut it into segments, and when to retry.
 """
 
 from __future__ import annotations
 
-import json
+import bisect
 import logging
 import os
 import posixpath
@@ -32,55 +35,55 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.codes import catalogue, store
+from pipeline.codes import catalogue, segments, store
+from pipeline.codes.segments import Segment, SegmentTable
 from pipeline.errors import BadInput
 from pipeline.progress import Progress
+from pipeline.storage import Location
 
 log = logging.getLogger("aurorahash.compact")
 
 DEFAULT_TARGET_ROWS = 2_000_000
 DEFAULT_GROUP_DEPTH = 4  # stream0/YYYY/MM/DD: one night of every camera
-APP_ID = "aurorahash-compact"
-SHARD_COLUMNS = (*store.COLUMNS, *store.OPTIONAL_COLUMNS)  # `meta`: null from older shards
-SEGMENT_COLUMNS = ("segment", "file", *SHARD_COLUMNS, "shard_mtime")
 
 
 @dataclass
 class Plan:
-    root: str
+    table: SegmentTable
     meta: store.ShardMeta
     pending: dict  # shard uri -> (relpath, mtime, size)
-    rewrite: list  # segment Parts to rewrite (minus their dropped files)
+    rewrite: list[Segment]  # segments to rewrite (minus their dropped files)
     drop: set  # files whose segment rows are replaced by a pending shard
     version: int | None
 
+    @property
+    def root(self) -> Location:
+        return self.table.root
 
-def plan(root: str, so: dict, target_rows: int = DEFAULT_TARGET_ROWS) -> Plan | None:
+
+def plan(table: SegmentTable, target_rows: int = DEFAULT_TARGET_ROWS) -> Plan | None:
     """What to compact now: None when every shard is already in the segments."""
-    seg = catalogue.read_segments(root, so)
-    entries = catalogue.list_shard_entries(root, so)
-    pending, drop = catalogue.pending_shards(root, entries, seg.recorded)
+    seg = table.state()
+    entries = catalogue.list_shard_entries(table.root)
+    pending, drop = catalogue.pending_shards(table.root.uri, entries, seg.recorded)
     if not pending:
         return None
-    meta = seg.meta or store.shard_meta(next(iter(pending)), so)
+    meta = seg.meta or store.shard_meta(table.root.at(next(iter(pending))))
     rels = sorted(rel for rel, _, _ in pending.values())
     rewrite = []
-    last = max(seg.parts, key=lambda p: p.hi, default=None)
-    for p in seg.parts:
-        holds_dropped = any(seg.recorded[f][1] == p.name for f in drop)
-        inside = _any_between(rels, p.lo, p.hi)
-        small_last = p is last and p.rows < target_rows and rels[-1] > p.hi
+    last = max(seg.segments, key=lambda s: s.hi, default=None)
+    for s in seg.segments:
+        holds_dropped = any(seg.recorded[f][1] == s.name for f in drop)
+        inside = _any_between(rels, s.lo, s.hi)
+        small_last = s is last and s.rows < target_rows and rels[-1] > s.hi
         if holds_dropped or inside or small_last:
-            rewrite.append(p)
-    return Plan(root, meta, pending, rewrite, drop, seg.version)
+            rewrite.append(s)
+    return Plan(table, meta, pending, rewrite, drop, seg.version)
 
 
 def _any_between(sorted_rels: list[str], lo: str, hi: str) -> bool:
-    import bisect
-
     i = bisect.bisect_left(sorted_rels, lo)
     return i < len(sorted_rels) and sorted_rels[i] <= hi
 
@@ -88,14 +91,17 @@ def _any_between(sorted_rels: list[str], lo: str, hi: str) -> bool:
 # ---------------------------------------------------------------------------------- reading
 
 
-def _read_pending(p: Plan, so: dict, progress: Progress, threads: int) -> pa.Table | None:
+def _read_pending(p: Plan, progress: Progress, threads: int) -> pa.Table | None:
     """Every pending shard as one table with its `file` and `shard_mtime` columns."""
+    columns = list(store.all_columns())  # `meta`: null from older shards
 
     def load(uri):
-        t = store.read_shard(uri, so, columns=list(SHARD_COLUMNS))
+        t = store.read_shard(p.root.at(uri), columns=columns)
         m = store.ShardMeta.from_kv(t.schema.metadata, where=uri)
         if not p.meta.compatible(m):
-            raise BadInput(f"{uri}: nbits/model/classes differ from the other codes of {p.root}")
+            raise BadInput(
+                f"{uri}: nbits/model/classes differ from the other codes of {p.root.uri}"
+            )
         return t.replace_schema_metadata(None)
 
     items = sorted(p.pending.items(), key=lambda it: it[1][0])  # canonical (file) order
@@ -122,11 +128,11 @@ def _read_pending(p: Plan, so: dict, progress: Progress, threads: int) -> pa.Tab
     return t.append_column("shard_mtime", pa.array(np.repeat(mtimes, counts)))
 
 
-def _read_rewritten(p: Plan, so: dict) -> list[pa.Table]:
+def _read_rewritten(p: Plan) -> list[pa.Table]:
     out = []
-    cols = [c for c in SEGMENT_COLUMNS if c != "segment"]
-    for part in p.rewrite:
-        t = catalogue.read_parquet(part.uri, so, columns=cols)
+    cols = segments.file_schema().names
+    for s in p.rewrite:
+        t = segments.read_parquet(p.root.at(s.uri), columns=cols)
         stale = set(p.drop) | {rel for rel, _, _ in p.pending.values()}
         keep = pc.invert(pc.is_in(t.column("file"), pa.array(sorted(stale), pa.string())))
         out.append(t.filter(keep))
@@ -168,7 +174,7 @@ def _segment_table(tables: list[pa.Table], target: int, depth: int, version: int
     for j in range(len(starts)):
         names[bounds[j] : bounds[j + 1]] = f"v{version:06d}-{j:04d}-{tag}"
     row_seg = pa.array(names).take(_file_index(t.column("file"), files))
-    return t.append_column("segment", row_seg).select(list(SEGMENT_COLUMNS))
+    return t.append_column("segment", row_seg).select(segments.segment_schema().names)
 
 
 def _is_canonical(t: pa.Table) -> bool:
@@ -190,149 +196,16 @@ def _file_index(col, files: list[str]) -> pa.Array:
 # ---------------------------------------------------------------------------------- commit
 
 
-SEGMENT_SCHEMA = pa.schema(
-    [
-        ("segment", pa.string()),
-        ("file", pa.string()),
-        ("id", pa.string()),
-        ("source", pa.string()),
-        ("frame", pa.int32()),
-        ("site", pa.string()),
-        ("time", pa.timestamp("us", tz="UTC")),
-        ("code", pa.binary()),  # Delta has no fixed-size binary; width = aurorahash.nbits
-        ("label", pa.int16()),
-        ("pred", pa.int16()),
-        ("score", pa.float32()),
-        ("meta", pa.string()),  # optional shard column (pipeline.ingest.frame_meta), null if absent
-        ("shard_mtime", pa.float64()),  # the shard's listing mtime when it was compacted
-    ]
-)
-FILE_SCHEMA = SEGMENT_SCHEMA.remove(0)  # in the Parquet files: `segment` is the partition
-
-
-def _create_table(root: str, so: dict, meta: store.ShardMeta) -> None:
-    """Create the empty segment table once, so that every compaction is an overwrite of a
-    version it read (two first runs racing on a missing table could both append)."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import DeltaError
-
-    uri = catalogue.delta_uri(catalogue.table_uri(root))
-    description = json.dumps({k.decode(): v.decode() for k, v in meta.to_kv().items()})
-    try:
-        DeltaTable.create(
-            uri,
-            schema=SEGMENT_SCHEMA,
-            mode="ignore",
-            partition_by=["segment"],
-            description=description,
-            storage_options=storage.delta_options(so),
-        )
-    except DeltaError as exc:  # another run created it first
-        log.info("segment table created concurrently (%s)", exc)
-
-
-def _add_missing_columns(root: str, so: dict) -> bool:
-    """Give a segment table created before a column existed (`meta`) that column, as a commit
-    of its own (schema evolution; its old files read as null). True when it committed."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import DeltaError
-    from deltalake.schema import Field
-
-    dt = DeltaTable(
-        catalogue.delta_uri(catalogue.table_uri(root)), storage_options=storage.delta_options(so)
-    )
-    have = {f.name for f in dt.schema().fields}
-    missing = [f for f in SEGMENT_SCHEMA if f.name not in have]
-    if not missing:
-        return False
-    try:
-        dt.alter.add_columns([Field.from_arrow(f) for f in missing])
-    except DeltaError as exc:  # another run added it first
-        log.info("segment table columns added concurrently (%s)", exc)
-    return True
-
-
-def _commit(p: Plan, data: pa.Table, so: dict) -> int:
+def _commit(p: Plan, data: pa.Table) -> int:
     """Write the new segment files, then one atomic commit that adds them and removes the
-    segments they replace. The application transaction version (= table version + 1) makes a
-    concurrent compaction's commit fail. Killed before the commit, the written files are orphans
-    that no reader sees (vacuum deletes them)."""
-    from deltalake import CommitProperties, DeltaTable, Transaction
-    from deltalake.transaction import RemoveAction
-
-    adds = _write_segment_files(p.root, data, so)
-    now = int(time.time() * 1000)
-    base = catalogue.table_uri(p.root) + "/"
-    removes = [
-        RemoveAction(
-            path=s.uri[len(base) :],
-            data_change=True,
-            deletion_timestamp=now,
-            partition_values={"segment": s.name},
-        )
-        for s in p.rewrite
-    ]
-    version = p.version + 1
-    props = CommitProperties(
-        app_transactions=[Transaction(app_id=APP_ID, version=version)],
-        custom_metadata={
-            "aurorahash.operation": "compact",
-            "aurorahash.files": str(len(p.pending)),
-        },
-    )
+    segments they replace (`SegmentTable.commit`: a concurrent compaction's commit fails).
+    Killed before the commit, the written files are orphans that no reader sees (vacuum
+    deletes them)."""
+    adds = p.table.write_files(data)
     fault_point("compact:before-commit")
-    dt = DeltaTable(
-        catalogue.delta_uri(catalogue.table_uri(p.root)),
-        storage_options=storage.delta_options(so),
-        version=p.version,
-    )
-    dt.create_write_transaction(
-        adds + removes,
-        mode="append",
-        schema=SEGMENT_SCHEMA,
-        partition_by=["segment"],
-        commit_properties=props,
-    )
+    version = p.table.commit(adds, p.rewrite, p.version, files=len(p.pending))
     fault_point("compact:after-commit")
     return version
-
-
-def _write_segment_files(root: str, data: pa.Table, so: dict) -> list:
-    """One Parquet file per segment, rows in canonical order, row groups of SEGMENT_ROW_GROUP,
-    written by us (delta-rs's writer may reorder batches); returns their Delta add actions."""
-    from deltalake.transaction import AddAction
-
-    names = data.column("segment")
-    body = data.drop_columns(["segment"]).cast(FILE_SCHEMA)
-    bounds = np.flatnonzero(pc.not_equal(names.slice(1), names.slice(0, len(names) - 1)))
-    starts = [0, *(bounds + 1).tolist()]
-    stops = [*starts[1:], data.num_rows]
-    fs, base, _ = storage.split_uri(catalogue.table_uri(root), so)
-    adds = []
-    for a, b in zip(starts, stops, strict=True):
-        name = names[a].as_py()
-        rel = f"segment={name}/part-{uuid.uuid4().hex}.zstd.parquet"
-        seg = body.slice(a, b - a)
-        fs.makedirs(f"{base}/segment={name}", exist_ok=True)
-        with fs.open(f"{base}/{rel}", "wb") as f:
-            pq.write_table(seg, f, row_group_size=catalogue.SEGMENT_ROW_GROUP, compression="zstd")
-        stats = {
-            "numRecords": b - a,
-            "minValues": {"file": seg.column("file")[0].as_py()},
-            "maxValues": {"file": seg.column("file")[-1].as_py()},
-            "nullCount": {"file": 0},
-        }
-        adds.append(
-            AddAction(
-                path=rel,
-                size=fs.size(f"{base}/{rel}"),
-                partition_values={"segment": name},
-                modification_time=int(time.time() * 1000),
-                data_change=True,
-                stats=json.dumps(stats),
-            )
-        )
-    return adds
 
 
 def fault_point(name: str) -> None:
@@ -345,74 +218,73 @@ def fault_point(name: str) -> None:
 # ---------------------------------------------------------------------------------- job
 
 
-def _plan_on_table(root: str, so: dict, target_rows: int):
+def _plan_on_table(table: SegmentTable, target_rows: int):
     """The plan, after creating the table (first run) or adding columns newer shards have."""
-    p = plan(root, so, target_rows)
+    p = plan(table, target_rows)
     if p is not None and p.version is None:
-        _create_table(root, so, p.meta)
-        p = plan(root, so, target_rows)
-    elif p is not None and _add_missing_columns(root, so):
-        p = plan(root, so, target_rows)
+        table.create(p.meta)
+        p = plan(table, target_rows)
+    elif p is not None and table.add_missing_columns():
+        p = plan(table, target_rows)
     return p
 
 
 def compact(
-    uri: str,
-    storage_options: dict | None = None,
+    where: Location | str,
     model: str | None = None,
     target_rows: int = DEFAULT_TARGET_ROWS,
     group_depth: int = DEFAULT_GROUP_DEPTH,
     read_threads: int | None = None,
     retries: int = 3,
 ) -> dict:
-    """Compact one model's pending shards under `uri` into segments; returns a summary."""
+    """Compact one model's pending shards under `where` into segments; returns a summary."""
     if target_rows < 1:
         raise BadInput(f"target rows must be >= 1, got {target_rows}")
     from deltalake.exceptions import CommitFailedError
 
-    so = storage_options or {}
-    root = catalogue.resolve_root(uri, so, model)
-    if not storage.exists(root, so):
-        raise BadInput(f"{uri}: not found")
-    read_threads = read_threads or (4 if storage.split_uri(root, so)[2] == "file" else 16)
+    loc = storage.location(where)
+    root = catalogue.resolve_root(loc, model)
+    if not root.exists():
+        raise BadInput(f"{loc.uri}: not found")
+    table = SegmentTable(root)
+    read_threads = read_threads or (4 if root.is_local else 16)
     t0 = time.perf_counter()
     for attempt in range(retries + 1):
-        p = _plan_on_table(root, so, target_rows)
+        p = _plan_on_table(table, target_rows)
         if p is None:
-            log.info("compact %s: nothing new", root)
-            return {
-                "root": root,
-                "files": 0,
-                "rows": 0,
-                "segments_written": 0,
-                "segments_replaced": 0,
-                "seconds": round(time.perf_counter() - t0, 3),
-            }
+            log.info("compact %s: nothing new", root.uri)
+            return _summary(root, t0)
         log.info(
             "compact %s: %d shards to add, %d segments to rewrite",
-            root,
-            len(p.pending),
-            len(p.rewrite),
+            *(root.uri, len(p.pending), len(p.rewrite)),
         )
         progress = Progress("compact", total=len(p.pending), unit="shards")
-        pending = _read_pending(p, so, progress, read_threads)
-        tables = [t for t in [pending, *_read_rewritten(p, so)] if t is not None]
+        pending = _read_pending(p, progress, read_threads)
+        tables = [t for t in [pending, *_read_rewritten(p)] if t is not None]
         data = _segment_table(tables, target_rows, group_depth, p.version + 1)
         try:
-            version = _commit(p, data, so)
+            version = _commit(p, data)
             break
         except CommitFailedError as exc:
             if attempt == retries:
                 raise
             log.warning("compact: another writer committed first (%s); planning again", exc)
     progress.done()
+    return _summary(root, t0, p, data, version)
+
+
+def _summary(root: Location, t0: float, p: Plan | None = None, data=None, version=None) -> dict:
+    seconds = time.perf_counter() - t0
+    if p is None:
+        keys = ("files", "rows", "segments_written", "segments_replaced")
+        return {"root": root.uri, **dict.fromkeys(keys, 0), "seconds": round(seconds, 3)}
     return {
-        "root": root,
+        "root": root.uri,
         "version": version,
         "files": len(p.pending),
         "rows": data.num_rows,
         "segments_written": len(pc.unique(data.column("segment"))),
         "segments_replaced": len(p.rewrite),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "shards_per_s": round(len(p.pending) / max(time.perf_counter() - t0, 1e-9), 1),
+        "seconds": round(seconds, 3),
+        "shards_per_s": round(len(p.pending) / max(seconds, 1e-9), 1),
     }

@@ -36,6 +36,7 @@ from pipeline import storage
 from pipeline.codes import catalogue, store
 from pipeline.errors import BadInput
 from pipeline.progress import Progress
+from pipeline.storage import Location
 
 FORMATS = ("faiss", "npy", "parquet")
 EXT = {"faiss": "faissbin", "npy": "npy", "parquet": "parquet"}
@@ -88,8 +89,8 @@ def _units(cat: catalogue.Catalogue) -> list[tuple[str, str, list]]:
 
 def _unit_files(name: str, parts: list, cat, fmt: str) -> dict[str, bytes]:
     task = catalogue.Task(tuple(parts), sum(p.rows for p in parts), len(parts) > 1)
-    cols = (*store.COLUMNS, *store.OPTIONAL_COLUMNS)  # `meta`: null where shards lack it
-    table = catalogue.read_task(task, cat.meta, cat.storage_options, cols)
+    cols = store.all_columns()  # `meta`: null where shards lack it
+    table = catalogue.read_task(task, cat.meta, cat.loc, cols)
     codes = store.codes_to_numpy(table.column("code"), cat.meta.nbits)
     if fmt == "faiss":
         data = faiss_binary_flat_bytes(codes)
@@ -101,10 +102,10 @@ def _unit_files(name: str, parts: list, cat, fmt: str) -> dict[str, bytes]:
     return {f"parts/{name}.{EXT[fmt]}": data, f"parts/{name}.ids.parquet": _parquet_bytes(ids)}
 
 
-def _previous(root: str, so: dict, fmt: str, meta) -> dict:
+def _previous(out: Location, fmt: str, meta) -> dict:
     """The parts of an earlier export to the same place, if it is of the same codes."""
     try:
-        old = json.loads(storage.read_bytes(f"{root}/manifest.json", so))
+        old = json.loads(out.child("manifest.json").read_bytes())
     except (FileNotFoundError, ValueError):
         return {}
     if old.get("format") != fmt or old.get("model") != meta.model or "parts" not in old:
@@ -112,8 +113,8 @@ def _previous(root: str, so: dict, fmt: str, meta) -> dict:
     return {p["name"]: p for p in old["parts"]}
 
 
-def export(cat: catalogue.Catalogue, out_uri: str, fmt: str = "faiss", out_storage_options=None):
-    """Export the catalogue under `out_uri`, one part per segment; returns the manifest.
+def export(cat: catalogue.Catalogue, where: Location | str, fmt: str = "faiss") -> dict:
+    """Export the catalogue under `where`, one part per segment; returns the manifest.
 
     A re-export adds files: parts of segments that an earlier export to the same place already
     wrote are kept as they are (segments never change in place), new segments and the shards not
@@ -122,10 +123,9 @@ def export(cat: catalogue.Catalogue, out_uri: str, fmt: str = "faiss", out_stora
     """
     if fmt not in FORMATS:
         raise BadInput(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    out_so = cat.storage_options if out_storage_options is None else out_storage_options
-    root = str(out_uri).rstrip("/")
-    storage.makedirs(root, out_so)
-    old = _previous(root, out_so, fmt, cat.meta)
+    out = storage.location(where)
+    out.makedirs()
+    old = _previous(out, fmt, cat.meta)
     units = _units(cat)
     progress = Progress("export", len(units), unit="parts")
     parts, offset, written = [], 0, 0
@@ -135,7 +135,7 @@ def export(cat: catalogue.Catalogue, out_uri: str, fmt: str = "faiss", out_stora
             files = _unit_files(name, members, cat, fmt)
             rows = pq.read_metadata(pa.BufferReader(files[f"parts/{name}.ids.parquet"])).num_rows
             for rel, data in files.items():
-                storage.atomic_write_bytes(f"{root}/{rel}", data, out_so)
+                out.child(rel).write_atomic(data)
             entry = {
                 "name": name,
                 "kind": kind,
@@ -149,13 +149,11 @@ def export(cat: catalogue.Catalogue, out_uri: str, fmt: str = "faiss", out_stora
     progress.done()
     manifest = _manifest(cat, fmt, parts, offset)
     manifest["parts_written"], manifest["parts_kept"] = written, len(parts) - written
-    storage.atomic_write_bytes(
-        f"{root}/manifest.json", json.dumps(manifest, indent=2).encode(), out_so
-    )
+    out.child("manifest.json").write_atomic(json.dumps(manifest, indent=2).encode())
     keep = {rel for p in parts for rel in p["files"]}
     stale = [rel for p in old.values() for rel in p["files"] if rel not in keep]
     for rel in stale:
-        storage.remove_if_exists(f"{root}/{rel}", out_so)
+        out.child(rel).remove()
     manifest["parts_removed"] = len({r.rsplit(".", 2)[0] for r in stale})
     return manifest
 

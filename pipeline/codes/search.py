@@ -136,8 +136,8 @@ def plan(cat: Catalogue, executor, task_rows: int | None = None) -> list[Task]:
 # ------------------------------------------------------------------------------------ k-NN
 
 
-def _task_knn(task: Task, meta, so, queries, k):
-    t = catalogue.read_task(task, meta, so, ("id", "code", "label"))
+def _task_knn(task: Task, meta, loc, queries, k):
+    t = catalogue.read_task(task, meta, loc, ("id", "code", "label"))
     codes, labels = catalogue.codes_labels(t, meta)
     n = len(codes)
     if n == 0:
@@ -194,7 +194,7 @@ def search(
     best_ids, best_lab = np.zeros((q, 0), object), np.zeros((q, 0), np.int64)
     offset = 0
     qref = executor.put(queries)
-    calls = ((_task_knn, t, cat.meta, cat.storage_options, qref, k) for t in tasks)
+    calls = ((_task_knn, t, cat.meta, cat.loc, qref, k) for t in tasks)
     for D, idx, ids, lab, n in _in_order(executor, calls):
         # Current candidates all precede this task's rows, so a stable sort by distance of
         # [current, new] orders by (distance, global index).
@@ -221,19 +221,19 @@ def search(
 # ------------------------------------------------------------------------------------- MAP
 
 
-def _task_codes(task, meta, so):
-    t = catalogue.read_task(task, meta, so, ("code", "label"))
+def _task_codes(task, meta, loc):
+    t = catalogue.read_task(task, meta, loc, ("code", "label"))
     return catalogue.codes_labels(t, meta)
 
 
-def _task_hist(task, meta, so, queries, qlabels):
-    codes, labels = _task_codes(task, meta, so)
+def _task_hist(task, meta, loc, queries, qlabels):
+    codes, labels = _task_codes(task, meta, loc)
     all_c, rel_c = kernels.distance_histograms(queries, codes, qlabels, labels)
     return all_c.astype(np.int32), rel_c.astype(np.int32), len(codes)
 
 
-def _task_partial(task, meta, so, queries, qlabels, before_all, before_rel):
-    codes, labels = _task_codes(task, meta, so)
+def _task_partial(task, meta, loc, queries, qlabels, before_all, before_rel):
+    codes, labels = _task_codes(task, meta, loc)
     return kernels.ap_index_partial(queries, codes, qlabels, labels, before_all, before_rel)
 
 
@@ -252,7 +252,7 @@ def _histograms(executor, tasks, cat, qref, lref):
     """Pass 1: per-task histograms (kept, int32, for pass 2's running prefix) and their sums."""
     progress = Progress("benchmark pass 1/2", len(tasks))
     per_task, total_all, total_rel, n_db = [], 0, 0, 0
-    calls = ((_task_hist, t, cat.meta, cat.storage_options, qref, lref) for t in tasks)
+    calls = ((_task_hist, t, cat.meta, cat.loc, qref, lref) for t in tasks)
     for all_c, rel_c, n in _in_order(executor, calls):
         per_task.append((all_c, rel_c))
         total_all = total_all + all_c.astype(np.int64)
@@ -273,7 +273,7 @@ def _index_tie_sums(executor, tasks, cat, qref, lref, per_task, total_all, total
         nonlocal before_all, before_rel
         for task, (all_c, rel_c) in zip(tasks, per_task, strict=True):
             ba, br = executor.put(before_all), executor.put(before_rel)
-            yield _task_partial, task, cat.meta, cat.storage_options, qref, lref, ba, br
+            yield _task_partial, task, cat.meta, cat.loc, qref, lref, ba, br
             before_all = before_all + all_c  # earlier tasks' items at one distance rank first
             before_rel = before_rel + rel_c
 
@@ -348,7 +348,7 @@ def load_all(cat: Catalogue) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(codes, labels, ids) of a whole (small) catalogue in canonical order: query sets."""
     codes, labels, ids = [], [], []
     for task in catalogue.plan_tasks(cat.parts):
-        t = catalogue.read_task(task, cat.meta, cat.storage_options, ("id", "code", "label"))
+        t = catalogue.read_task(task, cat.meta, cat.loc, ("id", "code", "label"))
         c, lab = catalogue.codes_labels(t, cat.meta)
         codes.append(c)
         labels.append(lab)

@@ -6,9 +6,12 @@ THEMIS conventions of issue 8; shards written before it lack the column and ever
 gives null for it. This module is the only place that knows them:
 
     meta = ShardMeta(nbits=64, model=sha256_hex, classes=["arc", ...])
-    write_shard(uri, {"id": [...], "source": [...], ..., "code": packed_uint64}, meta)
-    for uri, table in read_shards(dataset_uri): ...
-    codes, ids, labels, meta = load_codes(dataset_uri)        # for Hamming search / MAP
+    write_shard(location, {"id": [...], "source": [...], ..., "code": packed_uint64}, meta)
+    table = read_shard(location, columns=["id", "code"])
+
+Where: a `pipeline.storage.Location` (a plain path or URI stands for one without options).
+Readers of many shards go through the catalogue (`pipeline.codes.catalogue`: segments + shards
+not yet compacted, in one canonical order), never shard by shard from here.
 
 Layout of a dataset written by `aurorahash ingest --out OUT`:
 
@@ -36,9 +39,7 @@ import datetime as _dt
 import io
 import json
 import math
-import posixpath
-from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +48,7 @@ import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.errors import BadInput
+from pipeline.storage import Location
 
 LAYOUT = "1"  # DESIGN.md "Packed codes": little-endian uint64 words, bit j -> word j//64, bit j%64
 META_PREFIX = "aurorahash."
@@ -57,6 +59,11 @@ MODEL_PREFIX_LEN = 12
 
 COLUMNS = ("id", "source", "frame", "site", "time", "code", "label", "pred", "score")
 OPTIONAL_COLUMNS = {"meta": pa.string()}  # may be absent from a shard (older ones): null then
+
+
+def all_columns() -> tuple[str, ...]:
+    """The shard columns, optional ones included (readers fill those in as null)."""
+    return (*COLUMNS, *OPTIONAL_COLUMNS)
 
 
 def words_for(nbits: int) -> int:
@@ -287,10 +294,7 @@ def table_to_bytes(table: pa.Table) -> bytes:
 
 
 def write_shard(
-    uri: str,
-    data: pa.Table | Mapping,
-    meta: ShardMeta | None = None,
-    storage_options: dict | None = None,
+    where: Location | str, data: pa.Table | Mapping, meta: ShardMeta | None = None
 ) -> pa.Table:
     """Write one shard atomically (it appears whole or not at all); returns the table written.
 
@@ -305,43 +309,41 @@ def write_shard(
         if meta is None:
             raise BadInput("write_shard needs ShardMeta with column data")
         table = build_table(data, meta)
-    storage.atomic_write_bytes(uri, table_to_bytes(table), storage_options)
+    storage.location(where).write_atomic(table_to_bytes(table))
     return table
 
 
 # -------------------------------------------------------------------------------------- reading
 
 
-def list_shards(uri: str, storage_options: dict | None = None, detail: bool = False):
-    """Sorted shard URIs under a dataset directory/prefix (or `uri` itself if it is a shard).
+def list_shards(where: Location | str, detail: bool = False):
+    """Sorted shard URIs under a dataset directory/prefix (or `where` itself if it is a shard).
 
     Skips anything with a path component starting with `_` or `.`, and non-Parquet files.
     detail=True: {uri: modification time or None} instead.
     """
     try:
-        return storage.list_files(
-            uri, storage_options, detail=detail, keep=lambda f: f.endswith(SHARD_SUFFIX)
-        )
+        found = storage.location(where).list_entries(keep=lambda f: f.endswith(SHARD_SUFFIX))
     except FileNotFoundError:
         return {} if detail else []
+    return {u: e[0] for u, e in found.items()} if detail else list(found)
 
 
-def read_shard(
-    uri: str, storage_options: dict | None = None, columns: list[str] | None = None
-) -> pa.Table:
+def read_shard(where: Location | str, columns: list[str] | None = None) -> pa.Table:
     """One shard as a table; its schema carries the `aurorahash.*` metadata. An optional
     column asked for that the shard lacks (written before it existed) comes back all null."""
+    loc = storage.location(where)
     try:
-        data = storage.read_bytes(uri, storage_options)
+        data = loc.read_bytes()
         pf = pq.ParquetFile(pa.BufferReader(data))  # 2x faster than read_table
         present = set(pf.schema_arrow.names)
         table = pf.read(columns=None if columns is None else [c for c in columns if c in present])
     except (pa.ArrowInvalid, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise BadInput(f"{uri}: unreadable shard ({exc})") from None
-    ShardMeta.from_kv(table.schema.metadata, where=uri)
-    return with_optional(table, columns, where=uri)
+        raise BadInput(f"{loc.uri}: unreadable shard ({exc})") from None
+    ShardMeta.from_kv(table.schema.metadata, where=loc.uri)
+    return with_optional(table, columns, where=loc.uri)
 
 
 def with_optional(table: pa.Table, columns: Iterable[str] | None, where: str) -> pa.Table:
@@ -360,80 +362,14 @@ def with_optional(table: pa.Table, columns: Iterable[str] | None, where: str) ->
     return table.select(list(columns))
 
 
-def shard_meta(table_or_uri, storage_options: dict | None = None) -> ShardMeta:
-    if isinstance(table_or_uri, pa.Table):
-        return ShardMeta.from_kv(table_or_uri.schema.metadata)
-    fs, path, _ = storage.split_uri(table_or_uri, storage_options)
-    with fs.open(path, "rb") as f:
+def shard_meta(table_or_where) -> ShardMeta:
+    """The metadata of a shard table, or of the shard at a location (its footer only)."""
+    if isinstance(table_or_where, pa.Table):
+        return ShardMeta.from_kv(table_or_where.schema.metadata)
+    loc = storage.location(table_or_where)
+    with loc.open("rb") as f:
         md = pq.ParquetFile(f).schema_arrow.metadata
-    return ShardMeta.from_kv(md, where=str(table_or_uri))
-
-
-def _model_matches(meta: ShardMeta, model: str | None) -> bool:
-    return model is None or meta.model.startswith(model)
-
-
-def read_shards(
-    uri: str,
-    storage_options: dict | None = None,
-    columns: list[str] | None = None,
-    model: str | None = None,
-    max_workers: int = 8,
-) -> Iterator[tuple[str, pa.Table]]:
-    """(shard URI, table) for every shard under `uri`, in sorted order.
-
-    `model` (a sha256 or a prefix of it) keeps only that model's shards. Shards that disagree on
-    nbits, model, layout or classes raise BadInput (point at OUT/<model12> or pass `model`).
-    Object stores are read with a few threads in flight; order is preserved.
-    """
-    shards = list_shards(uri, storage_options)
-    first: ShardMeta | None = None
-
-    def load(s):
-        return s, read_shard(s, storage_options, columns)
-
-    local = storage.split_uri(uri, storage_options)[2] == "file"
-    if local or len(shards) < 2:
-        it: Iterable = map(load, shards)
-        pool = None
-    else:
-        pool = ThreadPoolExecutor(max_workers=max_workers)
-        it = pool.map(load, shards)
-    try:
-        for s, table in it:
-            meta = ShardMeta.from_kv(table.schema.metadata, where=s)
-            if not _model_matches(meta, model):
-                continue
-            if first is None:
-                first = meta
-            elif not first.compatible(meta):
-                raise BadInput(
-                    f"inconsistent shards under {uri}: {s} has nbits={meta.nbits} "
-                    f"model={meta.model12} layout={meta.layout}, others nbits={first.nbits} "
-                    f"model={first.model12} layout={first.layout}; read one model's shards "
-                    "(OUT/<model12>) or pass model="
-                )
-            yield s, table
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-
-def read_table(
-    uri: str,
-    storage_options: dict | None = None,
-    columns: list[str] | None = None,
-    model: str | None = None,
-) -> pa.Table:
-    """All shards under `uri` as one table (metadata of the first shard). Empty -> BadInput.
-    Shards without an optional column (older ones) give nulls in it when others have it."""
-    tables = [t for _, t in read_shards(uri, storage_options, columns, model)]
-    if not tables:
-        raise BadInput(f"no code shards under {uri}")
-    md = tables[0].schema.metadata
-    return pa.concat_tables(
-        [t.replace_schema_metadata(md) for t in tables], promote_options="default"
-    )
+    return ShardMeta.from_kv(md, where=loc.uri)
 
 
 def codes_to_numpy(column, nbits: int) -> np.ndarray:
@@ -456,44 +392,6 @@ def codes_to_numpy(column, nbits: int) -> np.ndarray:
     return raw.view("<u8").astype(np.uint64).reshape(n, words)
 
 
-def load_codes(
-    uri: str, storage_options: dict | None = None, model: str | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, ShardMeta]:
-    """Everything search needs from a dataset of shards.
-
-    Returns (codes (n, words) uint64, ids (n,) object array of str, labels (n,) int64 with -1
-    where a frame has no label, meta). Rows keep shard order (sorted shard paths, then row order).
-    """
-    cols = ["id", "code", "label"]
-    codes, ids, labels = [], [], []
-    meta = None
-    for _, t in read_shards(uri, storage_options, columns=cols, model=model):
-        m = ShardMeta.from_kv(t.schema.metadata)
-        meta = meta or m
-        codes.append(codes_to_numpy(t.column("code"), m.nbits))
-        ids.append(np.asarray(t.column("id").to_pylist(), dtype=object))
-        labels.append(t.column("label").to_numpy(zero_copy_only=False))
-    if meta is None:
-        raise BadInput(f"no code shards under {uri}" + (f" for model {model}" if model else ""))
-    lab = np.concatenate(labels) if labels else np.zeros(0)
-    lab = np.where(np.isnan(lab), -1, lab).astype(np.int64) if lab.dtype.kind == "f" else lab
-    return (
-        np.concatenate(codes).reshape(-1, meta.words),
-        np.concatenate(ids) if ids else np.zeros(0, dtype=object),
-        lab.astype(np.int64),
-        meta,
-    )
-
-
-def list_models(uri: str, storage_options: dict | None = None) -> list[str]:
-    """The `<model12>` folders under an ingest output location."""
-    fs, path, _ = storage.split_uri(uri, storage_options)
-    try:
-        entries = fs.ls(path, detail=True)
-    except FileNotFoundError:
-        return []
-    return sorted(
-        posixpath.basename(e["name"].rstrip("/"))
-        for e in entries
-        if e.get("type") == "directory" and not storage.is_hidden(e["name"])
-    )
+def list_models(where: Location | str) -> list[str]:
+    """The `<model12>` folders (and any other visible folders) under an ingest output."""
+    return storage.location(where).subfolders()

@@ -20,6 +20,8 @@ import time
 
 from pipeline import storage
 from pipeline.codes import catalogue
+from pipeline.codes.segments import SegmentState, SegmentTable
+from pipeline.storage import Location
 
 log = logging.getLogger("aurorahash.vacuum")
 
@@ -27,71 +29,44 @@ DEFAULT_GRACE_HOURS = 6.0
 TMP_PREFIX = ".tmp-"
 
 
-def vacuum(root: str, so: dict | None = None, grace_hours: float = DEFAULT_GRACE_HOURS) -> dict:
+def vacuum(root: Location | str, grace_hours: float = DEFAULT_GRACE_HOURS) -> dict:
     """Delete superseded segments, compacted shards and stale temp files under one model root."""
-    so = so or {}
+    root = storage.location(root)
     cutoff = time.time() - grace_hours * 3600
     out = {"segment_files_removed": 0, "shards_removed": 0, "temp_files_removed": 0}
-    seg = catalogue.read_segments(root, so)
+    table = SegmentTable(root)
+    seg = table.state()
     if seg.version is not None:
-        out["segment_files_removed"] = _vacuum_table(root, so, grace_hours)
-        out["shards_removed"] = _remove_compacted_shards(root, so, seg, cutoff)
-    out["temp_files_removed"] = _remove_temp_files(root, so, cutoff)
-    log.info("vacuum %s: %s", root, out)
+        out["segment_files_removed"] = table.vacuum(grace_hours)
+        out["shards_removed"] = _remove_compacted_shards(root, seg, cutoff)
+    out["temp_files_removed"] = _remove_temp_files(root, cutoff)
+    log.info("vacuum %s: %s", root.uri, out)
     return out
 
 
-def _vacuum_table(root: str, so: dict, grace_hours: float) -> int:
-    from deltalake import DeltaTable
-
-    dt = DeltaTable(
-        catalogue.delta_uri(catalogue.table_uri(root)), storage_options=storage.delta_options(so)
-    )
-    removed = dt.vacuum(
-        retention_hours=int(grace_hours),
-        dry_run=False,
-        enforce_retention_duration=False,
-        full=True,
-    )
-    if dt.version() % 10 == 0:
-        dt.create_checkpoint()
-    return len(removed)
-
-
-def _remove_compacted_shards(root: str, so: dict, seg, cutoff: float) -> int:
-    entries = catalogue.list_shard_entries(root, so)
+def _remove_compacted_shards(root: Location, seg: SegmentState, cutoff: float) -> int:
+    entries = catalogue.list_shard_entries(root)
+    written = seg.modified
     doomed = []
     for uri, (mtime, _) in entries.items():
-        rec = seg.recorded.get(catalogue.shard_relpath(uri, root))
+        rec = seg.recorded.get(catalogue.shard_relpath(uri, root.uri))
         if rec is None or mtime is None or rec[0] != mtime:
             continue  # not compacted, or rewritten since
-        written = seg.modified.get(rec[1])
-        if written is not None and written <= cutoff:
+        when = written.get(rec[1])
+        if when is not None and when <= cutoff:
             doomed.append(uri)
-    _remove(doomed, so)
+    root.remove_files(doomed)
     return len(doomed)
 
 
-def _remove_temp_files(root: str, so: dict, cutoff: float) -> int:
-    fs, path, protocol = storage.split_uri(root, so)
+def _remove_temp_files(root: Location, cutoff: float) -> int:
+    def is_temp(uri: str) -> bool:
+        return posixpath.basename(uri).startswith(TMP_PREFIX)
+
     try:
-        found = fs.find(path, detail=True)
+        found = root.list_entries(keep=is_temp, hidden=True)
     except FileNotFoundError:
         return 0
-    doomed = []
-    for p, info in found.items():
-        if posixpath.basename(p).startswith(TMP_PREFIX):
-            m = storage.mtime_of(info)
-            if m is not None and m <= cutoff:
-                doomed.append(storage.join_uri(protocol, p))
-    _remove(doomed, so)
+    doomed = [u for u, (m, _) in found.items() if m is not None and m <= cutoff]
+    root.remove_files(doomed)
     return len(doomed)
-
-
-def _remove(uris: list[str], so: dict) -> None:
-    if not uris:
-        return
-    fs, _, _ = storage.split_uri(uris[0], so)
-    paths = [storage.split_uri(u, so)[1] for u in uris]
-    for i in range(0, len(paths), 1000):
-        fs.rm(paths[i : i + 1000])

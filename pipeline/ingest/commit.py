@@ -279,9 +279,8 @@ class Committer:
             )
             storage.atomic_write_bytes(q_uri, lines, self.out_opts)
         columns = shard_rows.shard_columns(frames, rel, uri, self.meta.words)
-        store.write_shard(
-            store.shard_uri(self.cfg.out, rel, model), columns, self.meta, self.out_opts
-        )
+        shard = storage.location(store.shard_uri(self.cfg.out, rel, model), options=self.out_opts)
+        store.write_shard(shard, columns, self.meta)
         if not n_problems and rel in self.plan.changed:  # an earlier read's problems are gone
             storage.remove_if_exists(q_uri, self.out_opts)
         return len(frames), n_problems, outcome.corrupt, shard_rows.sequence_gaps(frames)

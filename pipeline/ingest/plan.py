@@ -118,7 +118,8 @@ def plan_files(cfg: SourceOptions, model_id: str, src_opts: dict, out_opts: dict
     with --out: both pass their own config, the options they share)."""
     listing = list_source(cfg.source, cfg.since, src_opts, cfg.out, out_opts)
     prefix = store.model_prefix(cfg.out, model_id)
-    done = catalogue.committed_files(prefix, out_opts)  # relpath -> its shard's mtime
+    out_root = storage.location(prefix, options=out_opts)
+    done = catalogue.committed_files(out_root)  # relpath -> its shard's mtime
     ignored_prefix = store.ignored_uri(cfg.out, "x", model_id)[: -len("/x.json")]
     ignored = set()
     for m in _list_quiet(ignored_prefix, out_opts):

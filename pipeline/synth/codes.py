@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
+from pipeline import storage
 from pipeline.codes import store
 from pipeline.synth.writers import FRAMES_PER_MINUTE, stream0_dir
 
@@ -68,7 +69,7 @@ def write_code_shards(
         sl = slice(i * rows_per_file, (i + 1) * rows_per_file)
         t0 = START + timedelta(seconds=3 * i * rows_per_file)
         store.write_shard(
-            store.shard_uri(out, rel, model),
+            storage.location(store.shard_uri(out, rel, model), options=storage_options or {}),
             {
                 "id": [store.frame_id(rel, j) for j in range(rows_per_file)],
                 "source": [f"archive/{rel}"] * rows_per_file,
@@ -81,7 +82,6 @@ def write_code_shards(
                 "score": np.ones(rows_per_file, np.float32),
             },
             meta,
-            storage_options,
         )
 
     with ThreadPoolExecutor(max_workers=threads) as pool:

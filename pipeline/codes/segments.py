@@ -1,0 +1,329 @@
+"""The segment table: the one handle on the Delta Lake table of search segments.
+
+Why one handle: compaction creates it, evolves its schema, writes and commits segments; vacuum
+cleans it; the catalogue reads its state. They used to open `DeltaTable` each with its own
+expression (URI form, delta-rs options, version); `SegmentTable` is now the only place that
+does, from the model root's `storage.Location`.
+
+Layout under `OUT/<model12>/_segments` (docs/CATALOGUE.md): partitioned by `segment`, one Parquet
+file per segment written by us (rows in canonical (file, frame) order, row groups of
+SEGMENT_ROW_GROUP), no deletion vectors or column mapping, so every file is plain Parquet.
+
+Schema: the shard schema (`store.shard_schema`, optional columns included) with `code` as
+`binary` (Delta has no fixed-size binary; the width is `aurorahash.nbits` in the table
+description), every column nullable, plus the segment's own columns: `segment` (the partition),
+`file` (the archive relative path) and `shard_mtime` (the listing time of the shard the rows came
+from). `segment_schema()` derives it at call time, so the schema follows `store.OPTIONAL_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.codes import store
+from pipeline.errors import BadInput
+from pipeline.storage import Location
+
+log = logging.getLogger(__name__)
+
+SEGMENTS_DIR = "_segments"
+SEGMENT_ROW_GROUP = 131_072  # rows per Parquet row group in segments
+APP_ID = "aurorahash-compact"  # the application transaction id of compaction commits
+
+
+def segment_schema() -> pa.Schema:
+    """The Delta table's schema: `segment`, `file`, the shard columns, `shard_mtime`."""
+    shard = store.shard_schema(64, store.OPTIONAL_COLUMNS)
+    body = [pa.field(f.name, pa.binary() if f.name == "code" else f.type) for f in shard]
+    return pa.schema(
+        [
+            pa.field("segment", pa.string()),
+            pa.field("file", pa.string()),
+            *body,
+            pa.field("shard_mtime", pa.float64()),  # the shard's listing mtime when compacted
+        ]
+    )
+
+
+def file_schema() -> pa.Schema:
+    """The schema inside a segment's Parquet file: `segment` is the partition, not a column."""
+    return segment_schema().remove(0)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One live segment file, from the Delta log: its rows and (file) range."""
+
+    name: str
+    uri: str
+    rows: int
+    lo: str  # first archive relative path it holds
+    hi: str  # last
+    modified: float | None  # when it was written (POSIX s)
+
+
+@dataclass
+class SegmentState:
+    """The table at one version: None (no table yet) and empty, or its segments."""
+
+    version: int | None
+    meta: store.ShardMeta | None
+    segments: list[Segment]
+    recorded: dict  # file -> (shard mtime, segment name)
+
+    @property
+    def modified(self) -> dict:
+        """segment name -> when its file was written (POSIX s)."""
+        return {s.name: s.modified for s in self.segments}
+
+
+class SegmentTable:
+    """The segment table of one model root (`OUT/<model12>`): open, create, state, commit."""
+
+    def __init__(self, root: Location):
+        self.root = root
+        self.loc = root.child(SEGMENTS_DIR)
+
+    def exists(self) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.loc.delta_uri, storage_options=self.loc.delta_options)
+
+    def open(self, version: int | None = None):
+        """The `deltalake.DeltaTable` (at `version`, else the latest)."""
+        from deltalake import DeltaTable
+
+        opts = self.loc.delta_options
+        return DeltaTable(self.loc.delta_uri, storage_options=opts, version=version)
+
+    def create(self, meta: store.ShardMeta) -> None:
+        """Create the empty table once, so that every compaction is an overwrite of a version
+        it read (two first runs racing on a missing table could both append)."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError
+
+        description = json.dumps({k.decode(): v.decode() for k, v in meta.to_kv().items()})
+        try:
+            DeltaTable.create(
+                self.loc.delta_uri,
+                schema=segment_schema(),
+                mode="ignore",
+                partition_by=["segment"],
+                description=description,
+                storage_options=self.loc.delta_options,
+            )
+        except DeltaError as exc:  # another run created it first
+            log.info("segment table created concurrently (%s)", exc)
+
+    def add_missing_columns(self) -> bool:
+        """Give a table created before a column existed (`meta`) that column, as a commit of
+        its own (schema evolution; its old files read as null). True when it committed."""
+        from deltalake.exceptions import DeltaError
+        from deltalake.schema import Field
+
+        dt = self.open()
+        have = {f.name for f in dt.schema().fields}
+        missing = [f for f in segment_schema() if f.name not in have]
+        if not missing:
+            return False
+        try:
+            dt.alter.add_columns([Field.from_arrow(f) for f in missing])
+        except DeltaError as exc:  # another run added it first
+            log.info("segment table columns added concurrently (%s)", exc)
+        return True
+
+    def state(self, with_files: bool = True) -> SegmentState:
+        """The current segments from the Delta log; with_files also reads each segment's
+        (file, shard_mtime) column pair, which says which shards it holds."""
+        if not self.exists():
+            return SegmentState(None, None, [], {})
+        dt = self.open()
+        meta = meta_from_description(dt.metadata().description, self.loc.uri)
+        actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
+        segments = [_segment(self.loc, a) for a in actions]
+        recorded = _recorded_files(self.loc, segments) if with_files else {}
+        return SegmentState(dt.version(), meta, segments, recorded)
+
+    def write_files(self, data: pa.Table) -> list:
+        """One Parquet file per segment (rows of one `segment` value are contiguous in `data`),
+        written by us: delta-rs's writer may reorder batches. Returns their Delta add actions.
+        Until `commit`, they are orphans that no reader sees (vacuum deletes them)."""
+        names = data.column("segment")
+        body = data.drop_columns(["segment"]).cast(file_schema())
+        bounds = np.flatnonzero(pc.not_equal(names.slice(1), names.slice(0, len(names) - 1)))
+        starts = [0, *(bounds + 1).tolist()]
+        stops = [*starts[1:], data.num_rows]
+        return [
+            _write_file(self.loc, names[a].as_py(), body.slice(a, b - a))
+            for a, b in zip(starts, stops, strict=True)
+        ]
+
+    def commit(self, adds: list, replaced: list[Segment], read_version: int, files: int) -> int:
+        """One atomic commit on top of `read_version`: add the written files, remove the
+        `replaced` segments. The application transaction version (= read_version + 1) makes a
+        concurrent compaction's commit fail (CommitFailedError). Returns the new version."""
+        from deltalake import CommitProperties, Transaction
+        from deltalake.transaction import RemoveAction
+
+        now = int(time.time() * 1000)
+        base = self.loc.uri + "/"
+        removes = [
+            RemoveAction(
+                path=s.uri[len(base) :],
+                data_change=True,
+                deletion_timestamp=now,
+                partition_values={"segment": s.name},
+            )
+            for s in replaced
+        ]
+        version = read_version + 1
+        props = CommitProperties(
+            app_transactions=[Transaction(app_id=APP_ID, version=version)],
+            custom_metadata={"aurorahash.operation": "compact", "aurorahash.files": str(files)},
+        )
+        self.open(read_version).create_write_transaction(
+            adds + removes,
+            mode="append",
+            schema=segment_schema(),
+            partition_by=["segment"],
+            commit_properties=props,
+        )
+        return version
+
+    def vacuum(self, grace_hours: float) -> int:
+        """Delete files that no live version needs (superseded segments, orphans of killed
+        runs) older than the grace period; a checkpoint every 10 versions. Returns the count."""
+        dt = self.open()
+        removed = dt.vacuum(
+            retention_hours=int(grace_hours),
+            dry_run=False,
+            enforce_retention_duration=False,
+            full=True,
+        )
+        if dt.version() % 10 == 0:
+            dt.create_checkpoint()
+        return len(removed)
+
+
+def _recorded_files(table: Location, segments: list[Segment]) -> dict:
+    """file -> (shard mtime, segment name), from each segment's (file, shard_mtime) columns."""
+    out = {}
+    for s in segments:
+        t = read_parquet(table.at(s.uri), columns=["file", "shard_mtime"])
+        t = t.group_by(["file", "shard_mtime"]).aggregate([])
+        files, mtimes = t.column("file").to_pylist(), t.column("shard_mtime").to_pylist()
+        for f, m in zip(files, mtimes, strict=True):
+            out[f] = (m, s.name)
+    return out
+
+
+def _write_file(table: Location, name: str, seg: pa.Table):
+    """One segment's Parquet file under `segment=<name>/`; its Delta add action."""
+    from deltalake.transaction import AddAction
+
+    rel = f"segment={name}/part-{uuid.uuid4().hex}.zstd.parquet"
+    table.child(f"segment={name}").makedirs()
+    dest = table.child(rel)
+    with dest.open("wb") as f:
+        pq.write_table(seg, f, row_group_size=SEGMENT_ROW_GROUP, compression="zstd")
+    stats = {
+        "numRecords": seg.num_rows,
+        "minValues": {"file": seg.column("file")[0].as_py()},
+        "maxValues": {"file": seg.column("file")[-1].as_py()},
+        "nullCount": {"file": 0},
+    }
+    return AddAction(
+        path=rel,
+        size=dest.size(),
+        partition_values={"segment": name},
+        modification_time=int(time.time() * 1000),
+        data_change=True,
+        stats=json.dumps(stats),
+    )
+
+
+def _segment(table: Location, action: dict) -> Segment:
+    lo, hi = action.get("min.file") or "", action.get("max.file") or ""
+    return Segment(
+        name=action["partition.segment"],
+        uri=f"{table.uri}/{action['path']}",
+        rows=int(action["num_records"]),
+        lo=lo,
+        hi=hi,
+        modified=_ms_to_s(action.get("modification_time")),
+    )
+
+
+def _ms_to_s(v) -> float | None:
+    if v is None:
+        return None
+    if hasattr(v, "timestamp"):
+        return v.timestamp()
+    return float(v) / 1000.0
+
+
+def meta_from_description(description: str | None, where: str) -> store.ShardMeta:
+    try:
+        kv = json.loads(description or "")
+    except ValueError:
+        kv = None
+    if not isinstance(kv, dict):
+        raise BadInput(f"{where}: not an aurorahash segment table (no metadata)")
+    return store.ShardMeta.from_kv(kv, where=where)
+
+
+# ------------------------------------------------------------------------------ reading files
+
+
+def read_parquet(loc: Location, columns=None, filters=None) -> pa.Table:
+    """One segment file (all of it, or the rows matching `filters`, which skips row groups by
+    their statistics). An optional column asked for that the file lacks (segments written
+    before it existed) comes back all null (`store.with_optional`)."""
+    if filters is not None:
+        pafs = None if loc.is_local else loc.fs
+        have = columns
+        if columns is not None and set(columns) & set(store.OPTIONAL_COLUMNS):
+            have = _present(pq.read_schema(loc.path, filesystem=pafs), columns)
+        t = pq.read_table(loc.path, columns=have, filters=filters, filesystem=pafs)
+        return store.with_optional(t, columns, where=loc.uri)
+    with loc.open("rb") as f:
+        pf = pq.ParquetFile(f)
+        t = pf.read(columns=_present(pf.schema_arrow, columns))
+    return store.with_optional(t, columns, where=loc.uri)
+
+
+def _present(schema: pa.Schema, columns) -> list | None:
+    """The columns asked for that the file has (None: all); the rest are checked and filled in
+    by `store.with_optional`."""
+    return None if columns is None else [c for c in columns if c in schema.names]
+
+
+def read_rows(loc: Location, columns, row_range: tuple[int, int] | None) -> pa.Table:
+    """Rows [start, stop) of a Parquet file, reading only the row groups that hold them."""
+    if row_range is None:
+        return read_parquet(loc, columns)
+    start, stop = row_range
+    with loc.open("rb") as f:
+        pf = pq.ParquetFile(f)
+        groups, first, at = [], None, 0
+        for g in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            if at < stop and at + n > start:
+                groups.append(g)
+                first = at if first is None else first
+            at += n
+        have = _present(pf.schema_arrow, columns)
+        if not groups:
+            empty = pf.schema_arrow.empty_table().select(have)
+            return store.with_optional(empty, columns, loc.uri)
+        t = pf.read_row_groups(groups, columns=have)
+    return store.with_optional(t.slice(start - first, stop - start), columns, where=loc.uri)
