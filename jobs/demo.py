@@ -157,6 +157,13 @@ def _neighbours(codes: str, qcodes: str, k: int):
     return search_gallery(cat, qcat, [str(i) for i in qids[picks]], res)
 
 
+def _shown(path: str) -> str:
+    """A path as the page shows it: relative to the current folder when under it (a report or
+    a screenshot should not carry the machine's folders)."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def _report(out: dict, w: str, model: str, codes: str, qcodes: str, k: int) -> str:
     """WORKDIR/report.html from the steps' results; returns its path."""
     from pipeline.model.checkpoint import read_config
@@ -165,8 +172,9 @@ def _report(out: dict, w: str, model: str, codes: str, qcodes: str, k: int) -> s
 
     with open(f"{w}/benchmark.json") as f:
         records = list(json.load(f).values())
-    run = {"database": codes, "queries": qcodes, "topk": 50, "executor": "Ray tasks (local)"}
-    run["seconds"] = out["benchmark"]["seconds"]
+    run = {"database": _shown(codes), "queries": _shown(qcodes), "topk": 50}
+    run.update(executor="Ray tasks (local)", seconds=out["benchmark"]["seconds"])
     history = read_config(model).get("history") or []
-    rep = demo_report(out, history, records, run, _neighbours(codes, qcodes, k))
+    shown = {**out, "workdir": _shown(w)}
+    rep = demo_report(shown, history, records, run, _neighbours(codes, qcodes, k))
     return write_page(rep, f"{w}/report.html")

@@ -16,7 +16,8 @@ Examples:
   aurorahash train --method dpsh --dataset cifar10 --data ../shared/data/cifar10 \\
       --protocol cifar10-1 --arch compact --bits 48 --epochs 80 --out runs/c10p1-dpsh-b48
 
---method picks what is trained (pipeline/methods): ours (Im-AlexNet-SP's multi-task loss with a
+--method picks what is trained (pipeline/training/methods): ours (Im-AlexNet-SP's multi-task loss
+with a
 class head), or the published DPSH (Li et al. 2016), DSH (Liu et al. 2016) or CNNH (Xia et al.
 2014), each with its own head and loss and its published hyper-parameters as defaults.
 """
@@ -224,7 +225,9 @@ def job_report(kind, args, so, config, metrics, splits, enc, model_uri) -> str:
 def add_method_arguments(p, hash_losses) -> None:
     from pipeline.training.methods import METHODS
 
-    g = p.add_argument_group("method (pipeline/methods; each option belongs to one method)")
+    g = p.add_argument_group(
+        "method (pipeline/training/methods; each option belongs to one method)"
+    )
     g.add_argument(
         "--method",
         choices=METHODS,

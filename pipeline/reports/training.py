@@ -17,7 +17,7 @@ from pipeline.reports.model import Figure, Gallery, Report, Section, Table, Text
 from pipeline.reports.thumbnail import thumbnail_png
 
 N_EXAMPLES, K_EXAMPLES = 4, 6  # queries shown, neighbours each (one gallery line at 7 tiles)
-LOSS_TERMS = {  # the terms of every method's loss (pipeline/methods)
+LOSS_TERMS = {  # the terms of every method's loss (pipeline/training/methods)
     "loss": "total",
     "ce": "cross-entropy",
     "pair": "pairwise",

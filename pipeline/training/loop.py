@@ -19,7 +19,8 @@ Two recipes:
   afford (synthetic aurora, 96 px, 1,000 frames, 10 epochs, 12 bits: MAP 0.38-0.41 against
   0.55-0.67 with `airbench`).
 
-What is trained is `method` (pipeline/methods): ours (the multi-task loss of pipeline/losses.py
+What is trained is `method` (pipeline/training/methods): ours (the multi-task loss of
+pipeline/training/losses.py
 on a model with a class head) or the published DPSH, DSH and CNNH, each a head option and a loss
 plugged into this one loop, so a peer gets exactly our recipe and budget. The loss sees each
 batch's training-set indices and may keep state (DPSH's memory of outputs, CNNH's target codes),
