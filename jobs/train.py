@@ -16,10 +16,9 @@ Examples:
   aurorahash train --method dpsh --dataset cifar10 --data ../shared/data/cifar10 \\
       --protocol cifar10-1 --arch compact --bits 48 --epochs 80 --out runs/c10p1-dpsh-b48
 
---method picks what is trained (pipeline/training/methods): ours (Im-AlexNet-SP's multi-task loss
-with a
-class head), or the published DPSH (Li et al. 2016), DSH (Liu et al. 2016) or CNNH (Xia et al.
-2014), each with its own head and loss and its published hyper-parameters as defaults.
+--method picks what is trained (pipeline/training/methods): ours (Im-AlexNet-SP's multi-task
+loss with a class head), or the published DPSH (Li et al. 2016), DSH (Liu et al. 2016) or CNNH
+(Xia et al. 2014), each with its own head and loss and its published hyper-parameters as defaults.
 """
 
 from __future__ import annotations

@@ -41,8 +41,7 @@ Hash head
     space), and stops tanh from saturating early (|h| stays near tanh(1) ~ 0.76, so gradients
     reach the backbone). The sign, i.e. the code, is unaffected by the fixed scale.
     The peer methods (`pipeline/training/methods/`) use the same head with other options: no class
-    head
-    (`classifier="none"`: DPSH, DSH), class units beside the hash units (`"features"`: CNNH+),
+    head (`classifier="none"`: DPSH, DSH), class units beside the hash units (`"features"`: CNNH+),
     unbounded linear hash outputs (`hash_act="linear"`) and no batch norm, as published.
 """
 

@@ -20,11 +20,10 @@ Two recipes:
   0.55-0.67 with `airbench`).
 
 What is trained is `method` (pipeline/training/methods): ours (the multi-task loss of
-pipeline/training/losses.py
-on a model with a class head) or the published DPSH, DSH and CNNH, each a head option and a loss
-plugged into this one loop, so a peer gets exactly our recipe and budget. The loss sees each
-batch's training-set indices and may keep state (DPSH's memory of outputs, CNNH's target codes),
-saved with every checkpoint; CNNH's stage 1 runs once, when a run starts.
+pipeline/training/losses.py on a model with a class head) or the published DPSH, DSH and CNNH, each
+a head option and a loss plugged into this one loop, so a peer gets exactly our recipe and budget.
+The loss sees each batch's training-set indices and may keep state (DPSH's memory of outputs, CNNH's
+target codes), saved with every checkpoint; CNNH's stage 1 runs once, when a run starts.
 
 Everything runs under bfloat16 autocast when `amp` is on (by default where bf16 is native: CUDA,
 CPUs with AVX512-BF16 or AMX; bf16 needs no loss scaling), channels_last memory on CPU.

@@ -1,9 +1,8 @@
 """Our method's loss (`--method ours`): classification + pairwise similarity + quantisation.
 
 (The published DPSH, DSH and CNNH, trained as methods of their own with their own heads and
-losses, are in `pipeline/training/methods/`; `--hash-loss dpsh|dsh` below only picks the pair term
-of
-our multi-task loss.)
+losses, are in `pipeline/training/methods/`; `--hash-loss dpsh|dsh` below only picks the pair
+term of our multi-task loss.)
 
     L = ce_weight * CE(logits, y)                       softmax cross-entropy (label smoothing)
       + pair_weight * L_pair(h, S)                      DPSH likelihood, or DSH contrastive
