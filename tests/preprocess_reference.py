@@ -1,7 +1,6 @@
 """Today's preprocessing arithmetic, frozen as an oracle (NumPy levels and stretch, torch resize):
-`pipeline.model.preprocess` as it was before its core moved to torch (issue 10). The torch core
-must give
-these numbers bit for bit on the CPU, so that no stored code changes."""
+`pipeline.model.preprocess` as it was before its core moved to torch (issue 10). The torch core must
+give these numbers bit for bit on the CPU, so that no stored code changes."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The published peers as methods (pipeline.training.methods, kernels.cnnh): CNNH's stage 1 against
-the
-published dense update, the DPSH and DSH losses against their formulas written out pair by
-pair, headless models through the shipped encode path, and training/resume of each method."""
+"""The published peers as methods (pipeline.training.methods, kernels.cnnh): CNNH's stage 1
+against the published dense update, the DPSH and DSH losses against their formulas written out
+pair by pair, headless models through the shipped encode path, and training/resume of each
+method."""
 
 import json
 import math

@@ -14,9 +14,8 @@ activations", ICLR 2016.)
 Descriptors are compared by cosine similarity (dot product of unit vectors).
 
 `conv_batches` runs a checkpoint (pipeline.model.checkpoint.load_checkpoint) once per batch and
-returns
-its last conv map, the hash layer's input (the "penultimate" CNN feature used for the hashing
-baselines) and the model's own relaxed codes h.
+returns its last conv map, the hash layer's input (the "penultimate" CNN feature used for the
+hashing baselines) and the model's own relaxed codes h.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """Hamming k-NN and MAP over a catalogue of codes, in row-sized tasks, merged exactly.
 
 Why tasks: an archive's codes are spread over segments and per-file shards
-(`pipeline.codes.catalogue`).
-`catalogue.plan_tasks` cuts them into contiguous ranges of the canonical (file, frame) order of
-about a million rows each; each task reads its range and runs the Numba kernels on it; the driver
-merges small per-task results as they arrive (a bounded number in flight), so it holds
-O(queries x k) for k-NN and O(queries x bits) per task for MAP, whatever the number of shards. The
-answers equal one search over the concatenated database in canonical order (global index =
-position in that order).
+(`pipeline.codes.catalogue`). `catalogue.plan_tasks` cuts them into contiguous ranges of the
+canonical (file, frame) order of about a million rows each; each task reads its range and runs the
+Numba kernels on it; the driver merges small per-task results as they arrive (a bounded number in
+flight), so it holds O(queries x k) for k-NN and O(queries x bits) per task for MAP, whatever the
+number of shards. The answers equal one search over the concatenated database in canonical order
+(global index = position in that order).
 
 - k-NN: per-task top-k, merged in task order by (distance, global index).
 - MAP, ties="aware": per-task per-distance histograms (all / relevant items), summed.

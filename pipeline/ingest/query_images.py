@@ -1,11 +1,10 @@
 """Query frames given as files: read and encoded exactly as ingest reads and encodes them.
 
-Why ingest's path: a query's code must be the code ingest stored for the same frame, so that a
-frame of the archive finds itself at distance 0. Files go through ingest's read task and
-preprocessing (`pipeline.ingest.local_read.read_archive`), the model inputs through the one encode
-step (`pipeline.ingest.encode_actor.HashEncoder.encode`, the checkpoint's encode settings), which
-also gives
-the predicted class and its probability as ingest stores them.
+Why ingest's path: a query's code must be the code ingest stored for the same frame, so that a frame
+of the archive finds itself at distance 0. Files go through ingest's read task and preprocessing
+(`pipeline.ingest.local_read.read_archive`), the model inputs through the one encode step
+(`pipeline.ingest.encode_actor.HashEncoder.encode`, the checkpoint's encode settings), which also
+gives the predicted class and its probability as ingest stores them.
 
     q = encode_images(["night/x.pgm.gz#3", "s3://bucket/y.png"], checkpoint, storage_options)
     q.codes (n, words) uint64; q.ids ("night/x.pgm.gz#3"); q.sources, q.frames, q.pred, q.score

@@ -5,15 +5,14 @@ local path, file:// or s3:// URI (fsspec); every file is written atomically.
 
 config.json holds what is needed to rebuild and use the model:
     arch, method (pipeline.training.methods: ours | dpsh | dsh | cnnh; absent = ours), bits,
-    classes,
-    in_channels, input_size, model_options (ablation switches, widths, the head: classifier
-    codes | features | none, hash_act, hash_bn),
-    preprocess (the shared preprocessing parameters), normalization (mean/std, also inside the
-    weights as buffers), data (dataset, URI, protocol, seed, limit), train (the recipe),
-    encode (how inputs become codes: {"views": none|mirror|mirror+shift, "precision": fp32|bf16};
-    absent = the defaults none/fp32; `pipeline.model.settings.encode_settings`),
-    epochs_done, weights_sha256 (sha256 of model.safetensors as written), format, and for CNNH
-    method_info (its stage 1: seconds, objective per sweep).
+    classes, in_channels, input_size, model_options (ablation switches, widths, the head: classifier
+    codes | features | none, hash_act, hash_bn), preprocess (the shared preprocessing parameters),
+    normalization (mean/std, also inside the weights as buffers), data (dataset, URI, protocol,
+    seed, limit), train (the recipe), encode (how inputs become codes: {"views":
+    none|mirror|mirror+shift, "precision": fp32|bf16}; absent = the defaults none/fp32;
+    `pipeline.model.settings.encode_settings`), epochs_done, weights_sha256 (sha256 of
+    model.safetensors as written), format, and for CNNH method_info (its stage 1: seconds, objective
+    per sweep).
 The method is not part of the model id: what it changes in the codes, the weights' hash covers
 (and the head it implies is in model_options).
 `load_checkpoint` adds config["model_sha256"] (the sha256 of the weights file it read) and
@@ -26,12 +25,11 @@ documented ranges (LIMITS; README "Checkpoints") and its `preprocess` against th
 (preprocess.size == input_size, preprocess.channels == in_channels). A bad config is BadInput
 (the jobs exit 2).
 
-Model id (`model_id`): sha256 of a canonical JSON document holding everything that changes the
-codes a checkpoint produces: the weights' sha256 (normalisation buffers included), the
-architecture and its options, bits, input channels and size, the class names, the normalised
-preprocessing parameters and the encode settings (config.json `encode`: test-time views and
-precision, `pipeline.model.settings.encode_settings`; the defaults hash as before they existed).
-Ingestion
+Model id (`model_id`): sha256 of a canonical JSON document holding everything that changes the codes
+a checkpoint produces: the weights' sha256 (normalisation buffers included), the architecture and
+its options, bits, input channels and size, the class names, the normalised preprocessing parameters
+and the encode settings (config.json `encode`: test-time views and precision,
+`pipeline.model.settings.encode_settings`; the defaults hash as before they existed). Ingestion
 names its output after it (OUT/<model_id[:12]>, shard metadata `aurorahash.model`), so a changed
 preprocessing writes a new set of shards instead of mixing incompatible codes under one name.
 

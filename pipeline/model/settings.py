@@ -10,11 +10,10 @@ from __future__ import annotations
 from pipeline.errors import BadInput
 
 # How the encode step (`pipeline.model.encode.encode_inputs`) turns model outputs into codes. Part
-# of the model id
-# (`pipeline.model.checkpoint.model_id`): change anything here that changes the codes (a threshold,
-# test-
-# time augmentation, the packing) and say so in this dict, so that the new codes get a new id.
-# `frames` too: the readers' orientation changes the codes of the same archive file.
+# of the model id (`pipeline.model.checkpoint.model_id`): change anything here that changes the
+# codes (a threshold, test-time augmentation, the packing) and say so in this dict, so that the new
+# codes get a new id. `frames` too: the readers' orientation changes the codes of the same archive
+# file.
 ENCODE_SETTINGS = {
     "frames": "THEMIS PGM and CDF rows flipped top to bottom (pyucalgarysrs), docs/READERS.md",
     "input": "preprocess(frame) as float32 (C, S, S), one forward pass in eval mode",

@@ -1,13 +1,12 @@
 """Frames as small PNGs for people: galleries of queries and neighbours, report headers.
 
 Why not `pipeline.model.preprocess`: that is the model's input (masked, resized to the model,
-torch);
-a thumbnail is for eyes. It shows the whole frame with a display stretch in the same spirit:
-16-bit counts (or floats) go from a low to a high percentile, then an asinh stretch that keeps
-faint aurora visible beside bright arcs; 8-bit images are shown as they are. As in
-preprocessing, the levels come from inside the circular field of view: the dark corners of an
-all-sky frame (a fifth of the square) would otherwise set the black level and leave the whole
-sky washed out. NumPy and Pillow only, so a report never imports torch.
+torch); a thumbnail is for eyes. It shows the whole frame with a display stretch in the same spirit:
+16-bit counts (or floats) go from a low to a high percentile, then an asinh stretch that keeps faint
+aurora visible beside bright arcs; 8-bit images are shown as they are. As in preprocessing, the
+levels come from inside the circular field of view: the dark corners of an all-sky frame (a fifth of
+the square) would otherwise set the black level and leave the whole sky washed out. NumPy and Pillow
+only, so a report never imports torch.
 """
 
 from __future__ import annotations

@@ -18,9 +18,8 @@ Datasets and protocols:
   read back through ingest's reader and preprocessing at `size` px (default 64)
   (pipeline.training.datasets.synthetic).
 - `archive`: protocol `holdout`; any labelled archive on disk or S3 (THEMIS PGM/CDF, images,
-  Parquet, tar shards), read exactly as ingest reads it (pipeline.training.datasets.archive).
-  Labels come
-  from the frames' own label header, or from a catalogue table (`labels`: CSV or Parquet with
+  Parquet, tar shards), read exactly as ingest reads it (pipeline.training.datasets.archive). Labels
+  come from the frames' own label header, or from a catalogue table (`labels`: CSV or Parquet with
   columns id,label, ids as ingest writes them: "RELATIVE/PATH#FRAME").
 - `parquet` (a labelled table or a folder of them, read by pipeline.readers) and `folder` (one
   sub-folder per class, any image/archive format pipeline.readers reads): protocol `holdout`, a
