@@ -67,6 +67,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _record  # noqa: E402
 import numba  # noqa: E402
+from _timing import best_of  # noqa: E402
 
 import kernels  # noqa: E402
 from kernels import hamming_knn, mean_average_precision  # noqa: E402
@@ -422,16 +423,6 @@ def _kill(p, sampler):
 # ------------------------------------------------------------------------------ kernels
 
 
-def timed(fn, repeat):
-    best, out = None, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        t = time.perf_counter() - t0
-        best = t if best is None else min(best, t)
-    return best, out
-
-
 def warm_up(nbits):
     rng = np.random.default_rng(1)
     words = store.words_for(nbits)
@@ -447,13 +438,13 @@ def warm_up(nbits):
 
 def kernel_figures(db, q, k, repeat):
     log(f"kernels: hamming_knn {len(q.codes):,} x {db.n:,}, k={k}")
-    t_knn, (D, I) = timed(lambda: hamming_knn(q.codes, db.codes, k), repeat)
+    t_knn, (D, I) = best_of(lambda: hamming_knn(q.codes, db.codes, k), repeat)
     log(f"kernels: k-NN {t_knn:.2f} s; MAP ties=index")
-    t_mi, m_i = timed(
+    t_mi, m_i = best_of(
         lambda: mean_average_precision(q.codes, db.codes, q.labels, db.labels, ties="index"), repeat
     )
     log(f"kernels: MAP ties=index {t_mi:.2f} s; MAP ties=aware")
-    t_ma, m_a = timed(
+    t_ma, m_a = best_of(
         lambda: mean_average_precision(q.codes, db.codes, q.labels, db.labels, ties="aware"), repeat
     )
     log(f"kernels: MAP ties=aware {t_ma:.2f} s")

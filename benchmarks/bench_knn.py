@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _record  # noqa: E402
 import numba  # noqa: E402
+from _timing import best_of  # noqa: E402
 
 from kernels import hamming_knn  # noqa: E402
 
@@ -33,16 +34,6 @@ def random_codes(rng, n, nbits):
     if nbits % 64:
         x[:, -1] &= np.uint64((1 << (nbits % 64)) - 1)
     return x
-
-
-def best_of(repeat, fn):
-    times = []
-    out = None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def main(argv=None):
@@ -76,7 +67,7 @@ def main(argv=None):
         X = random_codes(rng, a.n, nbits)
         Q = random_codes(rng, a.q, nbits)
         hamming_knn(Q[:1], X[:1000], a.k)  # compile for this word count
-        t, (D, I) = best_of(a.repeat, lambda Q=Q, X=X: hamming_knn(Q, X, a.k))
+        t, (D, I) = best_of(lambda Q=Q, X=X: hamming_knn(Q, X, a.k), a.repeat)
         cps = a.q * a.n / t
         row = {"bits": nbits, "ours_s": t, "ours_cmp_per_s": cps}
         line = f"{nbits:4d} bits  kernels {t:7.3f} s {cps / 1e9:6.2f} Gcmp/s"
@@ -84,7 +75,7 @@ def main(argv=None):
             index = faiss.IndexBinaryFlat(64 * X.shape[1])
             index.add(X.view(np.uint8))
             qb = Q.view(np.uint8)
-            tf, (d_f, i_f) = best_of(a.repeat, lambda qb=qb, index=index: index.search(qb, a.k))
+            tf, (d_f, i_f) = best_of(lambda qb=qb, index=index: index.search(qb, a.k), a.repeat)
             same_d = bool(np.array_equal(D, d_f))
             same_i = float(np.mean(np.equal(I, i_f)))
             assert same_d, "distances differ from faiss"

@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _record  # noqa: E402
 import numba  # noqa: E402
+from _timing import best_of  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 from kernels import (  # noqa: E402
@@ -88,17 +89,6 @@ def random_codes(rng, n, nbits):
     return pack_codes(rng.integers(0, 2, (n, nbits), dtype=np.uint8))
 
 
-def timed(fn, repeat=1):
-    best = None
-    out = None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        t = time.perf_counter() - t0
-        best = t if best is None else min(best, t)
-    return best, out
-
-
 def first_call():
     rng = np.random.default_rng(1)
     X = random_codes(rng, 2000, 64)
@@ -129,9 +119,9 @@ def cifar(a):
     Q, X = pack_codes(Qb), pack_codes(Xb)
     assert np.array_equal(unpack_codes(X, a.bits), Xb)
     fc = first_call()
-    t_ours, m_ours = timed(lambda: mean_average_precision(Q, X, ql, dl), a.repeat)
-    t_aw, m_aw = timed(lambda: mean_average_precision(Q, X, ql, dl, ties="aware"), a.repeat)
-    t_np, m_np = timed(lambda: numpy_map(Qb, Xb, ql, dl))
+    t_ours, m_ours = best_of(lambda: mean_average_precision(Q, X, ql, dl), a.repeat)
+    t_aw, m_aw = best_of(lambda: mean_average_precision(Q, X, ql, dl, ties="aware"), a.repeat)
+    t_np, m_np = best_of(lambda: numpy_map(Qb, Xb, ql, dl))
     assert abs(m_ours - m_np) < 1e-9, (m_ours, m_np)
     cmp = a.q * a.n
     print(f"threads={numba.get_num_threads()} q={a.q} n={a.n} bits={a.bits} classes={a.classes}")
@@ -203,14 +193,14 @@ def scale(a):
     fc_pc = time.perf_counter() - t0
     cmp = a.q * a.n
     Q1, X1 = np.ascontiguousarray(Q[:, 0]), np.ascontiguousarray(X[:, 0])
-    t_pc, s = timed(lambda: popcount_pass(Q1, X1), a.repeat)
+    t_pc, s = best_of(lambda: popcount_pass(Q1, X1), a.repeat)
     assert s.sum() > 0
-    t_h, (A, R) = timed(lambda: distance_histograms(Q, X, ql, dl), a.repeat)
+    t_h, (A, R) = best_of(lambda: distance_histograms(Q, X, ql, dl), a.repeat)
     assert int(A[0].sum()) == a.n
-    t_aw, ap_aw = timed(lambda: average_precision(Q, X, ql, dl, ties="aware"), a.repeat)
+    t_aw, ap_aw = best_of(lambda: average_precision(Q, X, ql, dl, ties="aware"), a.repeat)
     t_ix, ap_ix = (None, None)
     if not a.skip_index:
-        t_ix, ap_ix = timed(lambda: average_precision(Q, X, ql, dl, ties="index"), 1)
+        t_ix, ap_ix = best_of(lambda: average_precision(Q, X, ql, dl, ties="index"), 1)
     th = numba.get_num_threads()
     print(f"threads={th} q={a.q} n={a.n} bits=64 classes={a.classes}")
     print(

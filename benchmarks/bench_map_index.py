@@ -24,7 +24,6 @@ Both versions' APs (and partial sums) must be bit-identical; the script exits 1 
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -37,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _map_index_before as before  # noqa: E402
 import _record  # noqa: E402
 import numba  # noqa: E402
+from _timing import interleaved  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 import kernels  # noqa: E402
@@ -107,19 +107,6 @@ def partial_pass(partial, Q, X, ql, dl, bounds, hists):
     return num
 
 
-def timed(fns, repeat):
-    """Runs the functions in turn, `repeat` rounds (old and new interleaved, so that a busy spell
-    on the machine hits both); per function (best, median, last result)."""
-    times = [[] for _ in fns]
-    outs = [None] * len(fns)
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            outs[i] = fn()
-            times[i].append(time.perf_counter() - t0)
-    return [(min(t), statistics.median(t), o) for t, o in zip(times, outs, strict=True)]
-
-
 def warm_up(bits):
     Q, X, ql, dl = make_data(3000, 5, bits, 3, seed=1)
     zeros = np.zeros((5, 64 * Q.shape[1] + 1), np.int64)
@@ -152,7 +139,7 @@ def main():
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {_record.cpu_model()}")
     ok = True
     XT = word_major(X)
-    (c,) = timed([lambda: popcount_pass(Q, XT)], args.repeat)
+    (c,) = interleaved([lambda: popcount_pass(Q, XT)], args.repeat)
     print(f"ceiling  popcount-only {c[0]:8.3f} s / {c[1]:8.3f} s")
     figures = {
         **{k: getattr(args, k) for k in ("n", "q", "bits", "classes", "shards", "repeat")},
@@ -166,7 +153,7 @@ def main():
         ("partial", lambda m: lambda: partial_pass(m.ap_index_partial, Q, X, ql, dl, bounds, hists))
     )
     for name, make in rows:
-        old, new = timed([make(before), make(kernels)], args.repeat)
+        old, new = interleaved([make(before), make(kernels)], args.repeat)
         same = np.array_equal(old[2], new[2])
         ok &= same
         print(
