@@ -42,7 +42,7 @@ import numpy as np
 from pipeline import storage
 from pipeline.readers import limits
 from pipeline.readers.base import CorruptFile, Frame, FrameError, LimitExceeded, SkipFile
-from pipeline.readers.streams import file_size
+from pipeline.readers.streams import checked_size
 
 SUFFIXES = (".cdf",)
 THUMBNAIL_RE = re.compile(r"^thg_l\d_ast_", re.IGNORECASE)
@@ -69,31 +69,24 @@ def bounded_inflate(data: bytes) -> bytes:
 class _BoundedCDF(cdflib.CDF):
     """cdflib.CDF whose gzip inflation is capped (see the module docstring)."""
 
-    def _read_vvr_block(self, offset: int) -> bytes:
+    def _read_vvr_block(self, offset: int) -> bytes:  # CDF v3: 8-byte sizes
+        return self._bounded_vvr(offset, 8)
+
+    def _read_vvr_block2(self, offset: int) -> bytes:  # CDF v2: 4-byte sizes
+        return self._bounded_vvr(offset, 4)
+
+    def _bounded_vvr(self, offset: int, width: int) -> bytes:
+        """cdflib's VVR/CVVR block read, with the block size and the inflation capped."""
         self._f.seek(offset, 0)
-        block_size = int.from_bytes(self._f.read(8), "big")
+        block_size = int.from_bytes(self._f.read(width), "big")
         if block_size > limits.MAX_FILE_BYTES:
             raise LimitExceeded(f"CDF block of {block_size} bytes")
-        block = self._f.read(block_size - 8)
+        block = self._f.read(block_size - width)
         section_type = int.from_bytes(block[0:4], "big")
         if section_type == 13:  # CVVR
-            compressed_size = int.from_bytes(block[8:16], "big")
-            return bounded_inflate(block[16 : 16 + compressed_size])
+            compressed_size = int.from_bytes(block[8 : 8 + width], "big")
+            return bounded_inflate(block[8 + width : 8 + width + compressed_size])
         if section_type == 7:  # VVR
-            return block[4:]
-        raise RuntimeError("Unexpected section type")
-
-    def _read_vvr_block2(self, offset: int) -> bytes:
-        self._f.seek(offset, 0)
-        block_size = int.from_bytes(self._f.read(4), "big")
-        if block_size > limits.MAX_FILE_BYTES:
-            raise LimitExceeded(f"CDF block of {block_size} bytes")
-        block = self._f.read(block_size - 4)
-        section_type = int.from_bytes(block[0:4], "big")
-        if section_type == 13:
-            compressed_size = int.from_bytes(block[8:12], "big")
-            return bounded_inflate(block[12 : 12 + compressed_size])
-        if section_type == 7:
             return block[4:]
         raise RuntimeError("Unexpected section type")
 
@@ -222,11 +215,7 @@ def _seconds_after(cdf, name: str, n: int, base: datetime) -> list | None:
 
 
 def _frames(uri: str, storage_options: dict | None):
-    size = file_size(uri, storage_options)
-    if size == 0:
-        raise CorruptFile(uri, "empty file (0 bytes)")
-    if size is not None and size > limits.MAX_FILE_BYTES:
-        raise CorruptFile(uri, f"{size} bytes > limits.MAX_FILE_BYTES")
+    checked_size(uri, storage_options, "MAX_FILE_BYTES")
     with _local_path(uri, storage_options) as local:
         cdf = _open(uri, local)
         try:

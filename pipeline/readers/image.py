@@ -13,7 +13,7 @@ from pipeline.readers.base import BadValue, CorruptFile, Frame, FrameError, Limi
 from pipeline.readers.decode import ImageDecodeError, iter_pages, open_image, text_info
 from pipeline.readers.labels import label_index
 from pipeline.readers.pgm import parse_time
-from pipeline.readers.streams import file_size
+from pipeline.readers.streams import checked_size
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -24,11 +24,7 @@ def read(uri: str, storage_options: dict | None = None):
 
 
 def _frames(uri: str, storage_options: dict | None):
-    size = file_size(uri, storage_options)
-    if size == 0:
-        raise CorruptFile(uri, "empty file (0 bytes)")
-    if size is not None and size > limits.MAX_IMAGE_BYTES:
-        raise CorruptFile(uri, f"{size} bytes > limits.MAX_IMAGE_BYTES")
+    checked_size(uri, storage_options, "MAX_IMAGE_BYTES")
     try:
         data = storage.read_bytes(uri, storage_options, max_bytes=limits.MAX_IMAGE_BYTES)
         im = open_image(data)

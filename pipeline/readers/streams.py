@@ -95,6 +95,14 @@ def compression_of(uri: str) -> str | None:
     return None
 
 
+def checked_size(uri: str, storage_options: dict | None, cap_name: str) -> int | None:
+    """`file_size`, refusing a file larger than `limits.<cap_name>` (CorruptFile naming it)."""
+    size = file_size(uri, storage_options)
+    if size is not None and size > getattr(limits, cap_name):
+        raise CorruptFile(uri, f"{size} bytes > limits.{cap_name}")
+    return size
+
+
 def file_size(uri: str, storage_options: dict | None) -> int | None:
     """The file's size in bytes (None if the store cannot say); CorruptFile for a zero-byte
     file, and for a local path that is not a regular file (a FIFO or device, which would block
