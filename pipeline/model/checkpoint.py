@@ -4,11 +4,13 @@ Nothing here unpickles: weights and optimiser state are safetensors, the rest is
 local path, file:// or s3:// URI (fsspec); every file is written atomically.
 
 config.json holds what is needed to rebuild and use the model:
-    arch, method (pipeline.training.methods: ours | dpsh | dsh | cnnh; absent = ours), bits,
-    classes, in_channels, input_size, model_options (ablation switches, widths, the head: classifier
-    codes | features | none, hash_act, hash_bn), preprocess (the shared preprocessing parameters),
-    normalization (mean/std, also inside the weights as buffers), data (dataset, URI, protocol,
-    seed, limit), train (the recipe), encode (how inputs become codes: {"views":
+    arch, method (pipeline.training.methods: ours | dpsh | dsh | cnnh | cibhash; absent = ours),
+    bits, classes ([] for a model without a class head trained without labels), in_channels,
+    input_size, model_options (ablation switches, widths, the head: classifier codes | features |
+    none, hash_act tanh | linear | sigmoid, hash_bn), preprocess (the shared preprocessing
+    parameters), normalization (mean/std, also inside the weights as buffers), data (dataset, URI,
+    protocol, seed, limit), train (the recipe), augment (the training augmentation that ran:
+    pipeline.training.augment), encode (how inputs become codes: {"views":
     none|mirror|mirror+shift, "precision": fp32|bf16}; absent = the defaults none/fp32;
     `pipeline.model.settings.encode_settings`), epochs_done, weights_sha256 (sha256 of
     model.safetensors as written), format, and for CNNH method_info (its stage 1: seconds, objective
