@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_methods import _cfg as _method_cfg
 
 from kernels import pack_codes
 from pipeline.errors import BadInput
@@ -16,7 +17,7 @@ from pipeline.ingest.encode_actor import HashEncoder
 from pipeline.model.archs import build_model
 from pipeline.model.checkpoint import model_id, open_checkpoint, validate_config
 from pipeline.model.layers import HashHead
-from pipeline.training.loop import TrainConfig, train_model
+from pipeline.training.loop import train_model
 from pipeline.training.methods import build_loss, needs_labels, resolve
 from pipeline.training.methods.cibhash import CIBHashLoss, nt_xent, straight_through_bernoulli
 
@@ -152,17 +153,7 @@ def _splits(n=64, labelled=True):
 
 
 def _cfg(method="cibhash", epochs=3, **kw):
-    return TrainConfig(
-        arch="compact",
-        bits=8,
-        epochs=epochs,
-        batch_size=16,
-        widths=(8, 8, 8),
-        log_every=0,
-        method=method,
-        amp=False,
-        **kw,
-    )
+    return _method_cfg(method, epochs, **kw)  # tests/test_methods.py: compact 8x8x8, 8 bits
 
 
 def test_two_view_training_resumes_exactly(tmp_path):
@@ -211,6 +202,10 @@ def test_photo_views_for_unmasked_inputs(tmp_path):
         sp, _cfg(epochs=1, augment="allsky"), str(tmp_path / "n"), {"dataset": "t"}
     )
     assert cfg["augment"]["policy"] == "allsky" and cfg["train"]["augment"] == "allsky"
+    _, cfg = train_model(
+        _splits(), _cfg("dsh", epochs=1, augment="allsky"), str(tmp_path / "o"), {}
+    )
+    assert cfg["augment"]["policy"] == "allsky"  # a one-view method may ask for it too
     with pytest.raises(BadInput, match="--augment"):
         _cfg(augment="cutout")
 
