@@ -54,7 +54,7 @@ def run(args) -> dict:
         raise UsageError(
             f"the data has {x.shape[1]} channels, the model takes {cfg['in_channels']}"
         )
-    if len(splits["classes"]) != len(cfg["classes"]):
+    if cfg["classes"] and len(splits["classes"]) != len(cfg["classes"]):  # []: trained unlabelled
         raise UsageError(
             f"the data has {len(splits['classes'])} classes, the model {len(cfg['classes'])}"
         )

@@ -16,9 +16,14 @@ Examples:
   aurorahash train --method dpsh --dataset cifar10 --data ../shared/data/cifar10 \\
       --protocol cifar10-1 --arch compact --bits 48 --epochs 80 --out runs/c10p1-dpsh-b48
 
+  # no labels at all: CIBHash on an unlabelled archive (frames without label headers)
+  aurorahash train --method cibhash --dataset archive --data night/ --size 64 --out runs/cib
+
 --method picks what is trained (pipeline/training/methods): ours (Im-AlexNet-SP's multi-task
 loss with a class head), or the published DPSH (Li et al. 2016), DSH (Liu et al. 2016) or CNNH
-(Xia et al. 2014), each with its own head and loss and its published hyper-parameters as defaults.
+(Xia et al. 2014), each with its own head and loss and its published hyper-parameters as defaults,
+or CIBHash (Qiu et al. 2021), which learns from two augmented views of each image and no labels.
+Without labels in the queries and database the summary has no MAP (`evaluation` says why).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pipeline.model.precision import AMP_CHOICES
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.train")
+NO_LABELS = "skipped: the queries and database have no labels (MAP needs ground truth)"
 
 
 def _bool(v: str) -> bool:
@@ -150,6 +156,7 @@ def _add_model_arguments(p) -> None:
 
 
 def _add_training_arguments(p) -> None:
+    from pipeline.training.augment import POLICIES
     from pipeline.training.loop import RECIPES
 
     g = p.add_argument_group("training")
@@ -169,6 +176,15 @@ def _add_training_arguments(p) -> None:
     g.add_argument("--head-lr-scale", type=float, default=None, help="lr factor of the head")
     g.add_argument("--label-smoothing", type=float, default=None, help="CE label smoothing")
     g.add_argument("--no-flip", action="store_true", help="no horizontal flips")
+    g.add_argument(
+        "--augment",
+        choices=("auto", *POLICIES),
+        default="auto",
+        help="training augmentation (pipeline/training/augment.py; recorded in config.json): "
+        "auto (default) = shift-flip for one-view methods, and for cibhash allsky on all-sky "
+        "frames (rotation about the zenith, mask, brightness/gamma, noise, star speckle, flips) "
+        "or photo (resized crop, flips, colour jitter, grayscale)",
+    )
     g.add_argument(
         "--translate", type=int, default=None, help="random translation in px (2 at 32 px)"
     )
@@ -232,7 +248,8 @@ def add_method_arguments(p, hash_losses) -> None:
         choices=METHODS,
         default="ours",
         help="ours (default: class head + multi-task loss), dpsh, dsh or cnnh (the published "
-        "methods on the same backbone, recipe and budget)",
+        "methods on the same backbone, recipe and budget), or cibhash (no labels: contrastive "
+        "codes of two augmented views)",
     )
     g.add_argument(
         "--hash-loss",
@@ -270,6 +287,15 @@ def add_method_arguments(p, hash_losses) -> None:
         default=None,
         help="cnnh: class units beside the hash units (true, default: CNNH+) or not (plain CNNH)",
     )
+    g.add_argument(
+        "--cibhash-tau", type=float, default=None, help="cibhash: NT-Xent temperature (0.3)"
+    )
+    g.add_argument(
+        "--cibhash-beta",
+        type=float,
+        default=None,
+        help="cibhash: weight of the views' bit KL, the bottleneck term (0.001)",
+    )
 
 
 _METHOD_OPTIONS = {  # CLI option -> (method, option name); ours' go to TrainConfig fields
@@ -282,6 +308,8 @@ _METHOD_OPTIONS = {  # CLI option -> (method, option name); ours' go to TrainCon
     "dsh_alpha": ("dsh", "alpha"),
     "cnnh_sweeps": ("cnnh", "sweeps"),
     "cnnh_labels": ("cnnh", "labels"),
+    "cibhash_tau": ("cibhash", "tau"),
+    "cibhash_beta": ("cibhash", "beta"),
 }
 
 
@@ -355,6 +383,7 @@ def train_config(args, **overrides):
         **method_config(args),
         flip=not args.no_flip,
         translate=args.translate,
+        augment=getattr(args, "augment", None),
         amp=args.amp,
         device=args.device,
         threads=args.threads,
@@ -373,6 +402,7 @@ def train_config(args, **overrides):
 def _load(args, so) -> tuple[dict, float]:
     """The dataset's splits and the seconds it took."""
     from pipeline.training.datasets import load_splits
+    from pipeline.training.methods import needs_labels
 
     t0 = time.perf_counter()
     splits = load_splits(
@@ -382,6 +412,7 @@ def _load(args, so) -> tuple[dict, float]:
         data_seed=args.data_seed,
         limit=args.limit,
         storage_options=so,
+        need_labels=needs_labels(args.method),
         **data_options(args),
     )
     seconds = time.perf_counter() - t0
@@ -418,17 +449,20 @@ def _evaluate(args, so, model, config: dict, splits: dict, summary: dict) -> Non
     """Score the shipped codes (the encode path ingest uses) into summary and OUT/metrics.json."""
     from pipeline import storage
     from pipeline.model.settings import encode_settings
-    from pipeline.training.evaluate import encode_splits, evaluate_encoded
+    from pipeline.training.evaluate import encode_splits, evaluate_encoded, labelled
 
     t1 = time.perf_counter()
     enc = encode_splits(model, splits, encode_settings(config), device=args.device)
-    m = evaluate_encoded(enc, splits, args.topk)
+    m = evaluate_encoded(enc, splits, args.topk) if labelled(splits) else None
     summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
+    if m is None:  # no ground truth: codes, but nothing to score them against
+        summary["evaluation"] = NO_LABELS
+        log.warning("no MAP: %s", NO_LABELS)
     if args.report:
         summary["report"] = job_report("train", args, so, config, m, splits, enc, args.out)
-    if args.plot:
+    if args.plot and m is not None:
         plot_pr(config, m, args.plot)
-    metrics = m.to_dict()
+    metrics = m.to_dict() if m is not None else {}
     pr = metrics.pop("pr_curve", None)
     summary.update(metrics)
     if pr is not None:

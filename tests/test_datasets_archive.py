@@ -1,6 +1,6 @@
 """The `archive` dataset: a labelled archive read as ingest reads it, labels from the frames'
-headers or from a catalogue table keyed by ingest's frame ids; and options a dataset does not
-use are refused."""
+headers or from a catalogue table keyed by ingest's frame ids; an unlabelled one for a method
+that needs no labels; and options a dataset does not use are refused."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_catalogue_parquet_leaves_out_frames_it_does_not_name(unlabelled, tmp_pa
 
 
 def test_unlabelled_archive_and_bad_catalogues_are_clear_errors(unlabelled, tmp_path):
-    with pytest.raises(BadInput, match="no labelled frames"):
+    with pytest.raises(BadInput, match="no labelled frames.*--method cibhash trains without"):
         load_splits("archive", unlabelled, None, 0, None, None, size=32)
     (tmp_path / "bad.csv").write_text("frame,class\nx,1\n")
     with pytest.raises(BadInput, match="needs columns id and label"):
@@ -84,6 +84,35 @@ def test_unlabelled_archive_and_bad_catalogues_are_clear_errors(unlabelled, tmp_
         load_splits("archive", unlabelled, None, 0, None, None, labels=str(tmp_path / "none.csv"))
     with pytest.raises(BadInput, match="no such archive|no archive files"):
         load_splits("archive", str(tmp_path / "empty"), None, 0, None, None)
+
+
+def test_a_method_without_labels_takes_an_unlabelled_archive(unlabelled):
+    s = load_splits("archive", unlabelled, None, 0, None, None, size=32, need_labels=False)
+    assert s["classes"] == [] and s["preprocess"]["size"] == 32
+    n = {k: len(s[k][1]) for k in ("train", "query", "db")}
+    assert n["query"] + n["db"] == N and n["train"] == n["db"]
+    assert all((s[k][1] == -1).all() for k in ("train", "query", "db"))
+    again = load_splits("archive", unlabelled, None, 0, None, None, size=32, need_labels=False)
+    np.testing.assert_array_equal(s["train"][0], again["train"][0])  # the same seeded split
+
+
+def test_a_method_without_labels_trains_on_the_unlabelled_frames_too(unlabelled, tmp_path):
+    """A partly labelled archive: queries and database are the labelled frames (MAP is scored
+    on them), and the unlabelled ones join the training set, for a label-free method only."""
+    from pipeline.ingest.local_read import archive_files
+
+    (_, rel), *_ = archive_files(unlabelled)  # the first minute file: 20 of the 40 frames
+    table = pa.table({"id": [f"{rel}#{i}" for i in range(20)], "label": [i % 2 for i in range(20)]})
+    pq.write_table(table, tmp_path / "half.parquet")
+    opts = dict(size=32, labels=str(tmp_path / "half.parquet"), n_query=4)
+    free = load_splits("archive", unlabelled, None, 0, None, None, need_labels=False, **opts)
+    supervised = load_splits("archive", unlabelled, None, 0, None, None, **opts)
+    assert len(free["query"][1]) + len(free["db"][1]) == 20 and free["classes"] == ["0", "1"]
+    np.testing.assert_array_equal(free["db"][1], supervised["db"][1])
+    assert len(free["train"][1]) == len(supervised["train"][1]) + 20
+    assert (free["train"][1] == -1).sum() == 20 and (supervised["train"][1] >= 0).all()
+    capped = load_splits("archive", unlabelled, None, 0, 18, None, need_labels=False, **opts)
+    assert len(capped["train"][1]) == 18  # --limit caps the training set, unlabelled included
 
 
 @pytest.mark.parametrize(

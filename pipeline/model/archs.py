@@ -87,8 +87,8 @@ def build_model(
         raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
     if not 1 <= int(bits) <= 4096:
         raise ValueError(f"bits must be in 1..4096, not {bits}")
-    if n_classes < 2:
-        raise ValueError("need at least two classes")
+    if n_classes < 2 and not (n_classes == 0 and options.get("classifier") == "none"):
+        raise ValueError("need at least two classes (or none, for a head without a classifier)")
     opts = {k: v for k, v in options.items() if v is not None}
     if arch == "compact":
         if "widths" in opts:

@@ -4,11 +4,13 @@ Nothing here unpickles: weights and optimiser state are safetensors, the rest is
 local path, file:// or s3:// URI (fsspec); every file is written atomically.
 
 config.json holds what is needed to rebuild and use the model:
-    arch, method (pipeline.training.methods: ours | dpsh | dsh | cnnh; absent = ours), bits,
-    classes, in_channels, input_size, model_options (ablation switches, widths, the head: classifier
-    codes | features | none, hash_act, hash_bn), preprocess (the shared preprocessing parameters),
-    normalization (mean/std, also inside the weights as buffers), data (dataset, URI, protocol,
-    seed, limit), train (the recipe), encode (how inputs become codes: {"views":
+    arch, method (pipeline.training.methods: ours | dpsh | dsh | cnnh | cibhash; absent = ours),
+    bits, classes ([] for a model without a class head trained without labels), in_channels,
+    input_size, model_options (ablation switches, widths, the head: classifier codes | features |
+    none, hash_act tanh | linear | sigmoid, hash_bn), preprocess (the shared preprocessing
+    parameters), normalization (mean/std, also inside the weights as buffers), data (dataset, URI,
+    protocol, seed, limit), train (the recipe), augment (the training augmentation that ran:
+    pipeline.training.augment), encode (how inputs become codes: {"views":
     none|mirror|mirror+shift, "precision": fp32|bf16}; absent = the defaults none/fp32;
     `pipeline.model.settings.encode_settings`), epochs_done, weights_sha256 (sha256 of
     model.safetensors as written), format, and for CNNH method_info (its stage 1: seconds, objective
@@ -69,7 +71,7 @@ MODEL_ID_FORMAT = "aurorahash-model-id/1"
 # Documented ranges of config.json values (README "Checkpoints"); inclusive.
 LIMITS = {
     "bits": (1, 4096),  # the hash layer (build_model, train --bits)
-    "classes": (2, 32767),  # class names; `pred` is int16
+    "classes": (2, 32767),  # class names; `pred` is int16; [] for a model without a class head
     "input_size": (16, 1024),  # px, square model input (= preprocess.size)
 }
 IN_CHANNELS = (1, 3)  # grey or RGB (= preprocess.channels)
@@ -186,6 +188,21 @@ def _preprocess_config(pre, where: str):
     return pc
 
 
+def _check_classes(classes, headless: bool, where: str) -> None:
+    """2..32767 distinct names; [] only for a model without a class head (trained without
+    labels: nothing to name, and `pred` is -1 for all its frames)."""
+    lo, hi = LIMITS["classes"]
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise BadInput(f"{where}: classes must be a list of class names")
+    if headless and not classes:
+        return
+    if not lo <= len(classes) <= hi or len(set(classes)) != len(classes):
+        raise BadInput(
+            f"{where}: classes must be {lo}..{hi} distinct names (or [] for a model without a "
+            f"class head, model_options.classifier 'none'), not {len(classes)}"
+        )
+
+
 def validate_config(cfg: dict, where: str = CONFIG_FILE, require_preprocess: bool = False) -> None:
     """Refuse (BadInput) a config whose values are outside LIMITS or whose preprocessing does not
     produce the model's input. Only checks; changes nothing."""
@@ -198,15 +215,10 @@ def validate_config(cfg: dict, where: str = CONFIG_FILE, require_preprocess: boo
     ch = cfg.get("in_channels")
     if isinstance(ch, bool) or ch not in IN_CHANNELS:
         raise BadInput(f"{where}: in_channels must be one of {IN_CHANNELS}, not {ch!r}")
-    classes = cfg.get("classes")
-    lo, hi = LIMITS["classes"]
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        raise BadInput(f"{where}: classes must be a list of class names")
-    if not lo <= len(classes) <= hi or len(set(classes)) != len(classes):
-        raise BadInput(f"{where}: classes must be {lo}..{hi} distinct names, not {len(classes)}")
     opts = cfg.get("model_options")
     if opts is not None and not isinstance(opts, dict):
         raise BadInput(f"{where}: model_options must be a JSON object")
+    _check_classes(cfg.get("classes"), (opts or {}).get("classifier") == "none", where)
     from pipeline.model.settings import encode_settings
 
     try:

@@ -41,8 +41,9 @@ Hash head
     space), and stops tanh from saturating early (|h| stays near tanh(1) ~ 0.76, so gradients
     reach the backbone). The sign, i.e. the code, is unaffected by the fixed scale.
     The peer methods (`pipeline/training/methods/`) use the same head with other options: no class
-    head (`classifier="none"`: DPSH, DSH), class units beside the hash units (`"features"`: CNNH+),
-    unbounded linear hash outputs (`hash_act="linear"`) and no batch norm, as published.
+    head (`classifier="none"`: DPSH, DSH, CIBHash), class units beside the hash units
+    (`"features"`: CNNH+), unbounded linear hash outputs (`hash_act="linear"`), bit probabilities
+    (`hash_act="sigmoid"`: CIBHash) and no batch norm, as published.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class PMT(nn.Module):
 
 
 CLASSIFIERS = ("codes", "features", "none")
-HASH_ACTS = ("tanh", "linear")
+HASH_ACTS = ("tanh", "linear", "sigmoid")
 
 
 class HashHead(nn.Module):
@@ -106,8 +107,10 @@ class HashHead(nn.Module):
     `classifier` says what the class logits read: "codes" (ours: the hash outputs h, multi-task),
     "features" (the hash layer's own input, beside it: CNNH+'s output layer of q + c units) or
     "none" (DPSH, DSH: no class head; forward returns logits None). `hash_act` "linear" leaves
-    the hash outputs unbounded (DPSH's and DSH's u = W^T phi(x) + v); the code is sign(h) either
-    way (bit = h > 0).
+    the hash outputs unbounded (DPSH's and DSH's u = W^T phi(x) + v); "sigmoid" gives
+    h = 2 sigmoid(u) - 1 for CIBHash, whose bit probabilities are p = sigmoid(u) = (h + 1) / 2:
+    2p is exact in floating point, so h > 0 exactly where p > 0.5. The code is h > 0 for every
+    activation.
     """
 
     def __init__(
@@ -144,6 +147,8 @@ class HashHead(nn.Module):
     def codes(self, feat: torch.Tensor) -> torch.Tensor:
         """Relaxed codes h (float32) from the hash layer's input."""
         u = self.hash_norm(self.hash(feat).float())
+        if self.hash_act == "sigmoid":
+            return 2.0 * torch.sigmoid(u) - 1.0
         return torch.tanh(u) if self.hash_act == "tanh" else u
 
     def forward(self, x: torch.Tensor):

@@ -24,6 +24,8 @@ LOSS_TERMS = {  # the terms of every method's loss (pipeline/training/methods)
     "quant": "quantisation",
     "binary": "binary regulariser",  # DSH
     "fit": "code regression",  # CNNH
+    "contrast": "contrastive (NT-Xent)",  # CIBHash
+    "kl": "views' bit KL",  # CIBHash
 }
 HISTORY_CAPTION = (
     "Left: training loss per epoch (mean over the epoch's batches), total and its terms. Right: "
@@ -35,6 +37,17 @@ EXAMPLES_CAPTION = (
     "distance d, nearest first. Green: same class as the query; red: another class. Images are "
     "the model's inputs as preprocessing made them (background level, stretch, field-of-view "
     "mask, model size)."
+)
+
+
+UNLABELLED_CAPTION = (
+    "Queries of the query set (dark frame) and their nearest database items by Hamming "
+    "distance d, nearest first. The data has no labels, so no frame is marked right or wrong: "
+    "judge the neighbours by eye. Images are the model's inputs as preprocessing made them."
+)
+NO_LABELS_TEXT = (
+    "The queries and the database have no labels, so there is no MAP, precision or recall to "
+    "report: the training history and the nearest neighbours of a few queries are below."
 )
 
 
@@ -92,7 +105,15 @@ def input_image(x: np.ndarray, preprocess: dict | None) -> np.ndarray:
 
 
 def _class(classes, c) -> str:
-    return str(classes[c]).replace("_", " ") if 0 <= c < len(classes) else str(c)
+    if c < 0:
+        return "no label"
+    return str(classes[c]).replace("_", " ") if c < len(classes) else str(c)
+
+
+def _mark(query_label, label) -> str | None:
+    if query_label < 0 or label < 0:
+        return None
+    return "hit" if label == query_label else "miss"
 
 
 def example_queries(labels: np.ndarray, n: int = N_EXAMPLES) -> list[int]:
@@ -120,14 +141,15 @@ def examples_gallery(splits: dict, enc, classes, n=N_EXAMPLES, k=K_EXAMPLES) -> 
             note += f"\npredicted {_class(classes, p)} {100 * np.exp(enc.q_logp[i][p]):.0f}%"
         tiles = [Tile(thumbnail_png(input_image(qx[i], pre)), "query", note, "query")]
         for d, j in zip(D[r], idx[r], strict=True):
-            mark = "hit" if dy[j] == qy[i] else "miss"
+            mark = _mark(qy[i], dy[j])
             tiles.append(
                 Tile(
                     thumbnail_png(input_image(dx[j], pre)), f"d = {d}", _class(classes, dy[j]), mark
                 )
             )
         rows.append((f"query {i}: {_class(classes, qy[i])}", tiles))
-    return Gallery(rows, EXAMPLES_CAPTION)
+    caption = EXAMPLES_CAPTION if (np.asarray(qy) >= 0).any() else UNLABELLED_CAPTION
+    return Gallery(rows, caption)
 
 
 def _facts(config: dict, metrics: dict, run: dict) -> list[tuple[str, str]]:
@@ -157,28 +179,38 @@ def _history_blocks(history: list[dict]) -> list:
     return [Figure("training_history", history_figure(history), HISTORY_CAPTION, wide=True)]
 
 
-def model_report(kind: str, config: dict, m: RetrievalMetrics, run: dict, gallery=None) -> Report:
+def model_report(
+    kind: str, config: dict, m: RetrievalMetrics | None, run: dict, gallery=None
+) -> Report:
     """The `train` or `evaluate` report. `run`: model (where the checkpoint is), dataset,
-    protocol, seconds; `gallery`: `examples_gallery` (or None)."""
-    series = {config["arch"]: m}
-    pk = Figure("precision_at_k", figures.precision_at_k_figure(series), figures.PK_CAPTION)
-    pr = Figure("pr_curves", figures.pr_figure(series), figures.PR_CAPTION, wide=True)
-    metrics = m.to_dict()  # the numbers as the job prints them
-    results = Section("Results", [_results_table(metrics), pk])
-    sections = [results, Section("Training", _history_blocks(config.get("history") or []))]
-    sections.append(Section("Precision and recall", [pr]))
+    protocol, seconds; `gallery`: `examples_gallery` (or None); `m` None: data without labels
+    (no metrics, the history and the neighbours only)."""
+    training = Section("Training", _history_blocks(config.get("history") or []))
+    on = f" on {run.get('dataset')} / {run.get('protocol')}."
+    if m is None:
+        metrics, subtitle = {}, "No labels, no MAP" + on
+        sections = [Section("Results", [Text(NO_LABELS_TEXT)]), training]
+    else:
+        series = {config["arch"]: m}
+        pk = Figure("precision_at_k", figures.precision_at_k_figure(series), figures.PK_CAPTION)
+        pr = Figure("pr_curves", figures.pr_figure(series), figures.PR_CAPTION, wide=True)
+        metrics = m.to_dict()  # the numbers as the job prints them
+        sections = [Section("Results", [_results_table(metrics), pk]), training]
+        sections.append(Section("Precision and recall", [pr]))
+        subtitle = f"MAP {metrics['map']:.4f}" + (
+            f", accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else ""
+        )
+        subtitle += on
     if gallery is not None:
         sections.append(Section("Retrieval examples", [gallery]))
     verb = "Training" if kind == "train" else "Evaluation"
     return Report(
         kind=kind,
         title=f"{verb} report: {config['arch']}, {config['bits']}-bit codes",
-        subtitle=f"MAP {metrics['map']:.4f}"
-        + (f", accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else "")
-        + f" on {run.get('dataset')} / {run.get('protocol')}.",
+        subtitle=subtitle,
         facts=_facts(config, metrics, run),
         sections=sections,
-        data={"run": run, "metrics": metrics, "history": config.get("history") or []},
+        data={"run": run, "metrics": metrics or None, "history": config.get("history") or []},
     )
 
 

@@ -115,6 +115,15 @@ def encode_splits(model, splits: dict, settings: dict, batch=1000, device="cpu")
     return EncodedSplits(q_h, q_logp, *encode(model, dx, settings, batch, device, pre))
 
 
+def labelled(splits: dict) -> bool:
+    """Whether MAP can be scored on `splits`: queries and database exist and every one of them
+    has a label (class ids >= 0, or multi-hot rows)."""
+    ql, dl = (np.asarray(splits[k][1]) for k in ("query", "db"))
+    if not len(ql) or not len(dl):
+        return False
+    return ql.ndim == 2 or bool((ql >= 0).all() and (dl >= 0).all())
+
+
 def evaluate_model(
     model, splits: dict, settings: dict, batch=1000, device="cpu", topk=None
 ) -> RetrievalMetrics:

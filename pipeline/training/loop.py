@@ -20,10 +20,15 @@ Two recipes:
   0.55-0.67 with `airbench`).
 
 What is trained is `method` (pipeline/training/methods): ours (the multi-task loss of
-pipeline/training/losses.py on a model with a class head) or the published DPSH, DSH and CNNH, each
-a head option and a loss plugged into this one loop, so a peer gets exactly our recipe and budget.
-The loss sees each batch's training-set indices and may keep state (DPSH's memory of outputs, CNNH's
-target codes), saved with every checkpoint; CNNH's stage 1 runs once, when a run starts.
+pipeline/training/losses.py on a model with a class head) or the published DPSH, DSH, CNNH and
+CIBHash, each a head option and a loss plugged into this one loop, so a peer gets exactly our recipe
+and budget. The loss sees each batch's training-set indices and may keep state (DPSH's memory of
+outputs, CNNH's target codes), saved with every checkpoint; CNNH's stage 1 runs once, when a run
+starts. A loss that asks for two views (`MethodLoss.views`: CIBHash) gets two independently
+augmented views of each batch image, forwarded as one batch, drawn from the same per-epoch
+generator with the data's own augmentation (pipeline/training/augment.py: all-sky or photo);
+one-view methods keep the shift-flip batches above, bit for bit. config.json `augment` records
+what ran.
 
 Everything runs under bfloat16 autocast when `amp` is on (by default where bf16 is native: CUDA,
 CPUs with AVX512-BF16 or AMX; bf16 needs no loss scaling), channels_last memory on CPU.
@@ -104,6 +109,7 @@ class TrainConfig:
     quant_weight: float = 0.1
     flip: bool = True
     translate: int | None = None  # px; None: 2 for 32 px inputs, size // 16 otherwise
+    augment: str | None = None  # pipeline.training.augment.POLICIES; None: chosen (`choose`)
     amp: bool | None = (
         None  # bfloat16 autocast; None: where bf16 is native (pipeline.model.precision)
     )
@@ -137,6 +143,10 @@ class TrainConfig:
             raise BadInput(f"--translate must be at least 0, not {self.translate}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise BadInput(f"--dropout must be in [0, 1), not {self.dropout}")
+        from pipeline.training.augment import POLICIES
+
+        if self.augment not in (None, "auto", *POLICIES):
+            raise BadInput(f"--augment must be one of auto, {', '.join(POLICIES)}")
 
     def resolved(self, n_train: int | None = None) -> TrainConfig:
         """The config that runs: the recipe's defaults filled in (the batch size follows the
@@ -325,15 +335,19 @@ class _Data:
     total_steps: int
     n_epochs: int
     device: torch.device
+    views: int = 1  # augmented views of each image per step (the method's loss says how many)
+    augment: object = None  # a pipeline.training.augment policy; None: shift-flip on xpad
+    augment_record: dict | None = None  # what config.json `augment` says
 
 
 @dataclass
 class _State:
     """What a checkpoint must hold for an exact resume: weights, optimiser, EMA and counters.
 
-    Everything else a step uses is a function of (seed, epoch, step): the shuffling, crops and
-    flips (a generator seeded per epoch), dropout (the global RNG, seeded per epoch), the learning
-    rate (the global step) and whether the whitening bias trains (the epoch).
+    Everything else a step uses is a function of (seed, epoch, step): the shuffling, crops, flips
+    and views (a generator seeded per epoch), dropout and CIBHash's code samples (the global RNG,
+    seeded per epoch), the learning rate (the global step) and whether the whitening bias trains
+    (the epoch).
     """
 
     model: torch.nn.Module
@@ -357,10 +371,19 @@ def _device(cfg: TrainConfig) -> torch.device:
     return dev
 
 
-def _prepare_data(splits: dict, cfg: TrainConfig, dev: torch.device) -> _Data:
+def _prepare_data(splits: dict, cfg: TrainConfig, dev: torch.device, views: int = 1) -> _Data:
+    from pipeline.training import augment
+
     x_np, y_np = splits["train"]
     n, _, s, _ = x_np.shape
     pad = cfg.translate if cfg.translate is not None else (2 if s <= 32 else max(1, s // 16))
+    policy = augment.choose(cfg.augment, views, splits.get("preprocess"))
+    transform = augment.build(policy, splits.get("preprocess"))
+    if transform is None:
+        flips = ("alternating" if views == 1 else "random") if cfg.flip else "none"
+        record = {"policy": policy, "translate": pad, "flip": flips}
+    else:
+        record = transform.record()
     xpad = _pad_images(torch.from_numpy(np.ascontiguousarray(x_np)), pad)
     if dev.type == "cuda" and xpad.numel() * xpad.element_size() < (8 << 30):
         xpad = xpad.to(dev)  # augment on the GPU; the CPU would be the bottleneck
@@ -377,6 +400,9 @@ def _prepare_data(splits: dict, cfg: TrainConfig, dev: torch.device) -> _Data:
         total_steps=max(1, math.ceil(steps_per_epoch * cfg.epochs)),
         n_epochs=math.ceil(cfg.epochs),
         device=dev,
+        views=views,
+        augment=transform,
+        augment_record=record,
     )
 
 
@@ -560,13 +586,30 @@ class _Meter:
 
 
 def _batch(data: _Data, idx, flips, gen):
-    """(inputs, labels, training-set indices) of one batch, on the device."""
-    fm = flips[idx] if flips is not None else None
-    xb = augment_batch(data.xpad, idx, data.size, data.pad, fm, gen)
-    xb = to_input(xb, data.preprocess).to(data.device, non_blocking=True)
+    """(inputs, labels, training-set indices) of one batch, on the device: `data.views`
+    augmented views of each image, stacked view by view (row v * len(idx) + i); labels and
+    indices once per image."""
+    if data.views == 1 and data.augment is None:  # the recipe's shift-flip, as it always was
+        fm = flips[idx] if flips is not None else None
+        xb = to_input(augment_batch(data.xpad, idx, data.size, data.pad, fm, gen), data.preprocess)
+    else:
+        xb = torch.cat([_view(data, idx, flips, gen) for _ in range(data.views)])
+    xb = xb.to(data.device, non_blocking=True)
     if data.device.type == "cpu":
         xb = xb.contiguous(memory_format=torch.channels_last)
     return xb, data.y[idx].to(data.device), idx.to(data.device)
+
+
+def _view(data: _Data, idx, flips, gen) -> torch.Tensor:
+    """One augmented view of the images `idx` (model inputs), drawn from `gen`: shift-flip with
+    random flips (alternating ones would flip both views alike), or the data's own policy."""
+    if data.augment is None:
+        fm = torch.rand(len(idx), generator=gen) < 0.5 if flips is not None else None
+        xb = augment_batch(data.xpad, idx, data.size, data.pad, fm, gen)
+        return to_input(xb, data.preprocess)
+    p, s = data.pad, data.size
+    x = to_input(data.xpad[idx.to(data.xpad.device)][..., p : p + s, p : p + s], data.preprocess)
+    return data.augment(x, gen)
 
 
 def _step(st: _State, data: _Data, cfg: TrainConfig, xb, yb, ib):
@@ -653,7 +696,8 @@ def train_model(
 
         encode_settings = checked({"encode": encode_settings})
     st = _start_or_resume(splits, cfg, out_dir, data_info, storage_options, dev, encode_settings)
-    data = _prepare_data(splits, cfg, dev)
+    data = _prepare_data(splits, cfg, dev, views=st.loss.views)
+    st.config["augment"] = data.augment_record
     # every saved epoch but a fractional last one is whole, so the step follows from the epoch;
     # a longer run resumed after a fractional last epoch starts the next one on schedule
     st.step = st.epochs_done * data.steps_per_epoch

@@ -91,9 +91,13 @@ class MethodLoss(torch.nn.Module):
     the training set (for losses that keep per-item state: DPSH's memory of outputs, CNNH's
     target codes). `state_tensors()` is saved with the checkpoint (as `loss.<name>`) and given
     back through `load_state_tensors` on resume; `info` (JSON) goes into config.json.
+    `views`: how many independently augmented views of each batch image the loop forwards; with
+    more than one, h (and logits) hold views * b rows, view by view (row v * b + i), while
+    labels and idx hold b (CIBHash: two views).
     """
 
     info: dict | None = None
+    views: int = 1
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {}

@@ -20,7 +20,8 @@ Datasets and protocols:
 - `archive`: protocol `holdout`; any labelled archive on disk or S3 (THEMIS PGM/CDF, images,
   Parquet, tar shards), read exactly as ingest reads it (pipeline.training.datasets.archive). Labels
   come from the frames' own label header, or from a catalogue table (`labels`: CSV or Parquet with
-  columns id,label, ids as ingest writes them: "RELATIVE/PATH#FRAME").
+  columns id,label, ids as ingest writes them: "RELATIVE/PATH#FRAME"). For a method that learns
+  without labels (`need_labels=False`: cibhash) an archive needs none: `label_free_split`.
 - `parquet` (a labelled table or a folder of them, read by pipeline.readers) and `folder` (one
   sub-folder per class, any image/archive format pipeline.readers reads): protocol `holdout`, a
   seeded split: n_query items (default: 10%, at most 1,000) are the queries, the rest is the
@@ -150,11 +151,12 @@ def _preprocess_cfg(pixels, kind, size):
 
 def _holdout(x, labels, classes, pre: dict, data_seed, limit, n_query=None, n_train=None):
     """A seeded split of preprocessed inputs: queries, the rest the database, training its
-    first n_train items (shuffled)."""
+    first n_train items (shuffled). Unlabelled inputs (classes [], labels all -1) split alike."""
     n = len(labels)
+    what = "labelled " if classes else ""
     if n < 3:
-        raise BadInput(f"need at least 3 labelled images, found {n}")
-    if len(np.unique(labels)) < 2:
+        raise BadInput(f"need at least 3 {what}images, found {n}")
+    if classes and len(np.unique(labels)) < 2:
         raise BadInput("need at least two classes among the labelled images")
     rng = np.random.default_rng(data_seed)
     perm = rng.permutation(n)
@@ -281,8 +283,10 @@ def _archive(
     n_query=None,
     n_train=None,
     workers=None,
+    need_labels=True,
 ):
-    """A labelled archive read as ingest reads it (pipeline.training.datasets.archive)."""
+    """An archive read as ingest reads it (pipeline.training.datasets.archive): its labelled
+    frames, or, for a method that needs no labels, every frame (`label_free_split`)."""
     from pipeline.ingest.local_read import read_archive
     from pipeline.synth import CLASSES
     from pipeline.training.datasets.archive import apply_catalogue, catalogue_labels
@@ -295,14 +299,39 @@ def _archive(
         y = frames.labels
         top = int(y.max()) if len(y) else -1
         classes = list(CLASSES) if top < len(CLASSES) else [str(i) for i in range(top + 1)]
+    split = (data_seed, limit, n_query, n_train)
+    if not need_labels:
+        return label_free_split(frames.x, y, classes, pcfg.to_dict(), *split)
     keep = y >= 0
     if not keep.any():
-        raise BadInput(f"{data}: no labelled frames (label headers, or give --labels)")
+        raise BadInput(
+            f"{data}: no labelled frames (label headers, or give --labels); "
+            "--method cibhash trains without labels"
+        )
     if not keep.all():
         log.warning("%d of %d frames have no label and are left out", int((~keep).sum()), len(y))
-    return _holdout(
-        frames.x[keep], y[keep], classes, pcfg.to_dict(), data_seed, limit, n_query, n_train
-    )
+    return _holdout(frames.x[keep], y[keep], classes, pcfg.to_dict(), *split)
+
+
+def label_free_split(x, y, classes, pre: dict, data_seed, limit, n_query=None, n_train=None):
+    """Splits for a method that learns without labels: every frame may train.
+
+    Without any label: classes [], labels -1, the seeded holdout split of all frames (no MAP
+    can be scored). With some: the labelled frames split as for any method (queries and
+    database, so MAP is scored on them), and the unlabelled ones join the training set."""
+    keep, split = y >= 0, (data_seed, limit, n_query, n_train)
+    if not keep.any():
+        return _holdout(x, np.full(len(y), -1, np.int64), [], pre, *split)
+    out = _holdout(x[keep], y[keep], classes, pre, *split)
+    extra = np.flatnonzero(~keep)
+    caps = [int(v) for v in (limit, n_train) if v is not None]
+    if caps:
+        extra = extra[: max(0, min(caps) - len(out["train"][1]))]
+    if len(extra):
+        tx, ty = out["train"]
+        out["train"] = (np.concatenate([tx, x[extra]]), np.concatenate([ty, y[extra]]))
+        log.info("%d unlabelled frames train beside the labelled ones", len(extra))
+    return out
 
 
 def _archive_preprocess(data, storage_options, preprocess, size):
@@ -346,9 +375,14 @@ def load_splits(
     data_seed: int = 0,
     limit: int | None = None,
     storage_options: dict | None = None,
+    need_labels: bool = True,
     **options,
 ) -> dict:
-    """Training, query and database sets of `dataset` (see the module docstring)."""
+    """Training, query and database sets of `dataset` (see the module docstring).
+
+    `need_labels=False` (a method that learns without labels: `train --method cibhash`) lets
+    `archive` keep frames without labels (label -1; classes [] when none has one); the other
+    datasets are labelled by construction."""
     if dataset not in _LOADERS:
         raise BadInput(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
     protocol = protocol or PROTOCOLS[dataset][0]
@@ -362,6 +396,8 @@ def load_splits(
         raise BadInput("--limit must be at least 2")
     given = {k: v for k, v in options.items() if v is not None}
     _reject_unused(dataset, given)
+    if dataset == "archive":
+        given["need_labels"] = bool(need_labels)
     out = _LOADERS[dataset](data, protocol, data_seed, limit, storage_options, **given)
     out["info"] = {
         "dataset": dataset,

@@ -14,8 +14,12 @@ EMA, the encode path and the shard format are shared, so two rows differ by thei
   alpha x binary regulariser, per pair and per bit; m = 2 x bits, alpha 0.01 (the paper).
 - `cnnh`: class units beside the hash units (CNNH+), tanh; stage-1 codes, then squared error +
   CE; 10 sweeps, labels on.
+- `cibhash`: no labels at all; no class head, bit probabilities (h = 2 sigmoid(u) - 1); two
+  augmented views per image (the loss's `views`), NT-Xent between their sampled codes + beta x
+  the views' bit KL; tau 0.3, beta 0.001 (the paper).
 
-The modules (`dpsh.py`, `dsh.py`, `cnnh.py`) say what is published and what is our reading.
+The modules (`dpsh.py`, `dsh.py`, `cnnh.py`, `cibhash.py`) say what is published and what is
+our reading. `needs_labels(method)`: whether a method learns from labels (all but cibhash).
 """
 
 from __future__ import annotations
@@ -24,11 +28,31 @@ import numpy as np
 import torch
 
 from pipeline.errors import BadInput
-from pipeline.training.methods import cnnh, dpsh, dsh
+from pipeline.training.methods import cibhash, cnnh, dpsh, dsh
 
-METHODS = ("ours", "dpsh", "dsh", "cnnh")
-DEFAULTS = {"ours": {}, "dpsh": dpsh.DEFAULTS, "dsh": dsh.DEFAULTS, "cnnh": cnnh.DEFAULTS}
-_KINDS = {"eta": float, "alpha": float, "margin": float, "sweeps": int, "labels": bool}
+METHODS = ("ours", "dpsh", "dsh", "cnnh", "cibhash")
+LABEL_FREE = ("cibhash",)  # methods whose loss never reads a label
+DEFAULTS = {
+    "ours": {},
+    "dpsh": dpsh.DEFAULTS,
+    "dsh": dsh.DEFAULTS,
+    "cnnh": cnnh.DEFAULTS,
+    "cibhash": cibhash.DEFAULTS,
+}
+_KINDS = {
+    "eta": float,
+    "alpha": float,
+    "margin": float,
+    "sweeps": int,
+    "labels": bool,
+    "tau": float,
+    "beta": float,
+}
+
+
+def needs_labels(method: str) -> bool:
+    """Whether `method` learns from labels (a label for every training image)."""
+    return method not in LABEL_FREE
 
 
 def resolve(method: str, options: dict | None, bits: int) -> dict:
@@ -43,9 +67,11 @@ def resolve(method: str, options: dict | None, bits: int) -> dict:
     out = {**DEFAULTS[method], **{k: _KINDS[k](v) for k, v in given.items()}}
     if method == "dsh" and out["margin"] is None:
         out["margin"] = 2.0 * int(bits)
-    for k in ("eta", "alpha", "margin"):
+    for k in ("eta", "alpha", "margin", "beta"):
         if k in out and not out[k] >= 0:
             raise BadInput(f"method {method}: {k} must be >= 0, not {out[k]}")
+    if "tau" in out and not out["tau"] > 0:
+        raise BadInput(f"method {method}: tau must be > 0, not {out['tau']}")
     if method == "cnnh" and not 0 <= out["sweeps"] <= 1000:
         raise BadInput(f"method cnnh: sweeps must be in 0..1000, not {out['sweeps']}")
     return out
@@ -53,8 +79,8 @@ def resolve(method: str, options: dict | None, bits: int) -> dict:
 
 def head_options(method: str, options: dict) -> dict:
     """Model options (build_model) that the method's head needs; {} for ours."""
-    if method in ("dpsh", "dsh"):
-        return dict(dpsh.HEAD if method == "dpsh" else dsh.HEAD)
+    if method in ("dpsh", "dsh", "cibhash"):
+        return dict({"dpsh": dpsh.HEAD, "dsh": dsh.HEAD, "cibhash": cibhash.HEAD}[method])
     if method == "cnnh":
         return cnnh.head(options)
     return {}
@@ -67,7 +93,10 @@ def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
 
     m, opts, state = cfg.method, cfg.method_options, dict(state or {})
     y = torch.as_tensor(np.asarray(labels)).long()
-    if m == "ours":
+    _require_labels(m, y)
+    if m == "cibhash":  # labels are never read
+        loss = cibhash.CIBHashLoss(opts["tau"], opts["beta"])
+    elif m == "ours":
         loss = HashingLoss(cfg.loss_config())
     elif m == "dpsh":
         loss = dpsh.DPSHLoss(y, cfg.bits, opts["eta"])
@@ -87,3 +116,15 @@ def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
     except ValueError as exc:
         raise BadInput(f"optimizer.safetensors: {exc}") from None
     return loss.to(device)
+
+
+def _require_labels(method: str, y: torch.Tensor) -> None:
+    """A method that learns from labels refuses training images without one (label -1)."""
+    if not needs_labels(method) or y.dim() != 1:
+        return
+    missing = int((y < 0).sum())
+    if missing:
+        raise BadInput(
+            f"--method {method} learns from labels, and {missing} of {len(y)} training images "
+            f"have none; --method {' or '.join(LABEL_FREE)} trains without labels"
+        )
