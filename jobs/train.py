@@ -249,7 +249,8 @@ def add_method_arguments(p, hash_losses) -> None:
         default="ours",
         help="ours (default: class head + multi-task loss), dpsh, dsh or cnnh (the published "
         "methods on the same backbone, recipe and budget), or cibhash (no labels: contrastive "
-        "codes of two augmented views)",
+        "codes of two augmented views), or classifier (the backbone as a plain classifier: "
+        "cross-entropy on its features, the codes untrained; the recipe's accuracy ceiling)",
     )
     g.add_argument(
         "--hash-loss",

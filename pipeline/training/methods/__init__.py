@@ -14,6 +14,10 @@ EMA, the encode path and the shard format are shared, so two rows differ by thei
   alpha x binary regulariser, per pair and per bit; m = 2 x bits, alpha 0.01 (the paper).
 - `cnnh`: class units beside the hash units (CNNH+), tanh; stage-1 codes, then squared error +
   CE; 10 sweeps, labels on.
+- `classifier`: the backbone as a plain classifier, the ceiling of the supervised rows: the
+  class logits read the features (no bottleneck), cross-entropy only (no pair or quantisation
+  term). Its hash layer is never trained, so its codes are a random projection of the features;
+  what it measures is the accuracy the recipe reaches (issue 18: attribute the gap).
 - `cibhash`: no labels at all; no class head, bit probabilities (h = 2 sigmoid(u) - 1); two
   augmented views per image (the loss's `views`), NT-Xent between their sampled codes + beta x
   the views' bit KL; tau 0.3, beta 0.001 (the paper).
@@ -24,13 +28,15 @@ our reading. `needs_labels(method)`: whether a method learns from labels (all bu
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from pipeline.errors import BadInput
 from pipeline.training.methods import cibhash, cnnh, dpsh, dsh
 
-METHODS = ("ours", "dpsh", "dsh", "cnnh", "cibhash")
+METHODS = ("ours", "dpsh", "dsh", "cnnh", "cibhash", "classifier")
 LABEL_FREE = ("cibhash",)  # methods whose loss never reads a label
 DEFAULTS = {
     "ours": {},
@@ -38,6 +44,7 @@ DEFAULTS = {
     "dsh": dsh.DEFAULTS,
     "cnnh": cnnh.DEFAULTS,
     "cibhash": cibhash.DEFAULTS,
+    "classifier": {},
 }
 _KINDS = {
     "eta": float,
@@ -83,6 +90,8 @@ def head_options(method: str, options: dict) -> dict:
         return dict({"dpsh": dpsh.HEAD, "dsh": dsh.HEAD, "cibhash": cibhash.HEAD}[method])
     if method == "cnnh":
         return cnnh.head(options)
+    if method == "classifier":
+        return {"classifier": "features"}
     return {}
 
 
@@ -98,6 +107,8 @@ def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
         loss = cibhash.CIBHashLoss(opts["tau"], opts["beta"])
     elif m == "ours":
         loss = HashingLoss(cfg.loss_config())
+    elif m == "classifier":  # cross-entropy on the features' logits, nothing on the codes
+        loss = HashingLoss(replace(cfg.loss_config(), hash_loss="none", ce_weight=1.0))
     elif m == "dpsh":
         loss = dpsh.DPSHLoss(y, cfg.bits, opts["eta"])
     elif m == "dsh":
