@@ -100,6 +100,13 @@ def add_data_arguments(p, required_dataset=True) -> None:
         help="archive: a catalogue table (CSV or Parquet, columns id,label; ids as ingest writes "
         "them, RELATIVE/PATH#FRAME) instead of the frames' own label headers",
     )
+    g.add_argument(
+        "--unlabelled",
+        choices=("none", "database"),
+        default=None,
+        help="cifar10-1: database adds the 54,000 database images that are not training images "
+        "to training, unlabelled (for --method semi: a semi-supervised run)",
+    )
 
 
 def data_options(args) -> dict:
@@ -110,6 +117,7 @@ def data_options(args) -> dict:
         n_database=args.n_database,
         preprocess=args.preprocess,
         labels=args.labels,
+        unlabelled=getattr(args, "unlabelled", None),
     )
 
 
@@ -163,6 +171,13 @@ def _add_training_arguments(p) -> None:
     g.add_argument("--epochs", type=float, default=10, help="epochs (fractions allowed; 10)")
     g.add_argument("--seed", type=int, default=0, help="training seed (init, shuffles; 0)")
     g.add_argument("--out", required=True, help="checkpoint directory (local, file:// or s3://)")
+    g.add_argument(
+        "--init",
+        default=None,
+        metavar="CKPT",
+        help="start a new run from CKPT's weights (e.g. a label-free model fine-tuned on labels): "
+        "the backbone must match; head weights load where their shapes match. Ignored on resume",
+    )
     g.add_argument(
         "--recipe",
         choices=RECIPES,
@@ -249,7 +264,9 @@ def add_method_arguments(p, hash_losses) -> None:
         default="ours",
         help="ours (default: class head + multi-task loss), dpsh, dsh or cnnh (the published "
         "methods on the same backbone, recipe and budget), or cibhash (no labels: contrastive "
-        "codes of two augmented views), or classifier (the backbone as a plain classifier: "
+        "codes of two augmented views), semi (ours on the labelled images + cibhash on all: "
+        "--labels covering part of an archive, or cifar10-1 with --unlabelled database), or "
+        "classifier (the backbone as a plain classifier: "
         "cross-entropy on its features, the codes untrained; the recipe's accuracy ceiling)",
     )
     g.add_argument(
@@ -292,6 +309,12 @@ def add_method_arguments(p, hash_losses) -> None:
         "--cibhash-tau", type=float, default=None, help="cibhash: NT-Xent temperature (0.3)"
     )
     g.add_argument(
+        "--semi-weight",
+        type=float,
+        default=None,
+        help="semi: weight of the label-free (CIBHash) term beside ours on the labelled (1)",
+    )
+    g.add_argument(
         "--cibhash-beta",
         type=float,
         default=None,
@@ -311,6 +334,7 @@ _METHOD_OPTIONS = {  # CLI option -> (method, option name); ours' go to TrainCon
     "cnnh_labels": ("cnnh", "labels"),
     "cibhash_tau": ("cibhash", "tau"),
     "cibhash_beta": ("cibhash", "beta"),
+    "semi_weight": ("semi", "weight"),
 }
 
 
@@ -394,6 +418,7 @@ def train_config(args, **overrides):
         widths=widths,
         dropout=args.dropout,
         checkpoint_every=args.checkpoint_every,
+        init=getattr(args, "init", None),
         **overrides,
     )
     cfg.resolved()  # the method's options are checked there: before the data is loaded

@@ -122,6 +122,7 @@ class TrainConfig:
     dropout: float | None = None
     log_every: int = 20
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
+    init: str | None = None  # a checkpoint whose weights start a new run (training.warm_start)
     model_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -489,6 +490,15 @@ def _start_or_resume(splits, cfg, out_dir, data_info, so, dev, encode_settings) 
     else:
         model = _new_model(cfg, splits)
     config = _checkpoint_config(cfg, splits, model, data_info, encode_settings)
+    if cfg.init and saved:
+        config["init"] = saved.get("init")
+        log.info("resuming %s: --init %s was applied when the run started", out_dir, cfg.init)
+    elif cfg.init:
+        from pipeline.training.warm_start import warm_start
+
+        run = {"arch": cfg.arch, "preprocess": splits.get("preprocess")}
+        config["init"] = warm_start(model, cfg.init, run, so)
+        log.info("weights from %s; fresh: %s", cfg.init, config["init"]["fresh"] or "none")
     loss_state = {
         k.removeprefix("loss."): v for k, v in (tensors or {}).items() if k[:5] == "loss."
     }
@@ -555,6 +565,7 @@ class _Meter:
 
     def __init__(self):
         self.sums, self.count, self.images, self.correct = {}, 0, 0, 0
+        self.labelled = 0  # images with a label (all but a semi-supervised run's unlabelled)
 
     def add(self, loss, parts, logits, yb) -> None:
         for k, v in parts.items():
@@ -563,7 +574,9 @@ class _Meter:
         self.count += 1
         self.images += len(yb)
         if self.correct is not None and yb.dim() == 1 and logits is not None:
-            self.correct += int((logits.argmax(1) == yb).sum())
+            known = yb >= 0  # logits of the first view only, labelled images only
+            self.labelled += int(known.sum())
+            self.correct += int((logits[: len(yb)].argmax(1) == yb)[known].sum())
         else:  # no class head (DPSH, DSH) or multi-hot labels: no training accuracy
             self.correct = None
 
@@ -574,14 +587,14 @@ class _Meter:
         parts = " ".join(f"{k} {self.mean(k):.4f}" for k in sorted(self.sums))
         if self.correct is None:
             return parts
-        return f"{parts} train_acc {self.correct / max(self.images, 1):.4f}"
+        return f"{parts} train_acc {self.correct / max(self.labelled, 1):.4f}"
 
     def record(self, epoch: int, seconds: float, single_label: bool) -> dict:
         """The epoch's line of config.json `history` (what train/evaluate reports plot)."""
         out = {"epoch": epoch, "seconds": round(seconds, 3), "images": self.images}
         out.update({k: round(self.mean(k), 6) for k in sorted(self.sums)})
         known = single_label and self.correct is not None  # None: no class head (DPSH, DSH)
-        out["train_accuracy"] = round(self.correct / max(self.images, 1), 6) if known else None
+        out["train_accuracy"] = round(self.correct / max(self.labelled, 1), 6) if known else None
         return out
 
 

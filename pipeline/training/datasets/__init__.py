@@ -11,7 +11,9 @@ batches) and `pipeline.model.preprocess.inputs_of` applies the photo preprocessi
 uint8 RGB images (a test checks it).
 
 Datasets and protocols:
-- `cifar10`: `cifar10-1`, `cifar10-2` (pipeline.training.datasets.cifar10).
+- `cifar10`: `cifar10-1`, `cifar10-2` (pipeline.training.datasets.cifar10); `unlabelled=
+  "database"` adds cifar10-1's 54,000 database images that are not training images to the
+  training set with label -1 (semi-supervised training: `train --method semi`).
 - `synthetic-aurora`: protocol `synthetic`; the seeded split of pipeline.synth.split_indices,
   sizes n_train / n_query / n_database (default 2000 / 400 / 4000; the training set is part of
   the database). Frames are archive-shaped: written by the archive writer (256 px, 16 bit) and
@@ -68,11 +70,16 @@ def _check_photo_fast_path(p: dict, size: int) -> None:
         raise BadInput("uint8 fast path needs the plain photo preprocessing at the native size")
 
 
-def _cifar10(data, protocol, data_seed, limit, storage_options=None, preprocess=None):
+def _cifar10(
+    data, protocol, data_seed, limit, storage_options=None, preprocess=None, unlabelled=None
+):
     from pipeline.model.preprocess import PreprocessConfig
     from pipeline.training.datasets.cifar10 import CLASSES, cifar10_protocol, load_cifar10
 
-    sp = cifar10_protocol(load_cifar10(data), protocol, seed=data_seed, limit=limit)
+    if unlabelled not in (None, "none", "database"):
+        raise BadInput(f"--unlabelled must be none or database, not {unlabelled!r}")
+    extra = unlabelled == "database"
+    sp = cifar10_protocol(load_cifar10(data), protocol, data_seed, limit, unlabelled=extra)
     if isinstance(preprocess, dict):
         pre = PreprocessConfig.from_dict(preprocess).to_dict()
     else:

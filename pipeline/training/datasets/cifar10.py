@@ -128,11 +128,15 @@ def _per_class(labels: np.ndarray, n_per_class: int, rng: np.random.Generator, w
     return np.sort(np.concatenate(picked))
 
 
-def cifar10_protocol(d: dict, protocol: str, seed: int = 0, limit: int | None = None) -> dict:
+def cifar10_protocol(
+    d: dict, protocol: str, seed: int = 0, limit: int | None = None, unlabelled: bool = False
+) -> dict:
     """Split the decoded images by `protocol`: {"train": (x, y), "query": (x, y), "db": (x, y)}.
 
     `limit` caps the training images (a seeded, class-balanced-as-possible subset) for quick runs;
-    queries and database stay as the protocol says.
+    queries and database stay as the protocol says. `unlabelled` (cifar10-1 only: semi-supervised
+    training) appends the database images that are not training images, with label -1 (capped
+    at `limit` too), after the labelled ones.
     """
     rng = np.random.default_rng(seed)
     if protocol == "cifar10-2":
@@ -151,4 +155,15 @@ def cifar10_protocol(d: dict, protocol: str, seed: int = 0, limit: int | None = 
     if limit is not None and limit < len(train[1]):
         idx = np.sort(rng.permutation(len(train[1]))[:limit])
         train = (train[0][idx], train[1][idx])
+    if unlabelled:
+        if protocol != "cifar10-1":
+            raise BadInput(
+                f"--unlabelled database: {protocol}'s database is its training set; "
+                "only cifar10-1 has database images that training does not see"
+            )
+        extra = np.setdiff1d(rest, t)[:limit]
+        train = (
+            np.concatenate([train[0], x[extra]]),
+            np.concatenate([train[1], np.full(len(extra), -1, train[1].dtype)]),
+        )
     return {"train": train, "query": query, "db": db}

@@ -14,6 +14,8 @@ EMA, the encode path and the shard format are shared, so two rows differ by thei
   alpha x binary regulariser, per pair and per bit; m = 2 x bits, alpha 0.01 (the paper).
 - `cnnh`: class units beside the hash units (CNNH+), tanh; stage-1 codes, then squared error +
   CE; 10 sweeps, labels on.
+- `semi`: ours' head; ours' loss on the labelled images + w x CIBHash's on all of them, two
+  views each: a labelled subset and the unlabelled rest in one run (`semi.py`).
 - `classifier`: the backbone as a plain classifier, the ceiling of the supervised rows: the
   class logits read the features (no bottleneck), cross-entropy only (no pair or quantisation
   term). Its hash layer is never trained, so its codes are a random projection of the features;
@@ -23,7 +25,8 @@ EMA, the encode path and the shard format are shared, so two rows differ by thei
   the views' bit KL; tau 0.3, beta 0.001 (the paper).
 
 The modules (`dpsh.py`, `dsh.py`, `cnnh.py`, `cibhash.py`) say what is published and what is
-our reading. `needs_labels(method)`: whether a method learns from labels (all but cibhash).
+our reading. `needs_labels(method)`: whether every training image needs a label (all but
+cibhash, which reads none, and semi, which learns from those that have one).
 """
 
 from __future__ import annotations
@@ -34,16 +37,18 @@ import numpy as np
 import torch
 
 from pipeline.errors import BadInput
-from pipeline.training.methods import cibhash, cnnh, dpsh, dsh
+from pipeline.training.methods import cibhash, cnnh, dpsh, dsh, semi
 
-METHODS = ("ours", "dpsh", "dsh", "cnnh", "cibhash", "classifier")
+METHODS = ("ours", "dpsh", "dsh", "cnnh", "cibhash", "semi", "classifier")
 LABEL_FREE = ("cibhash",)  # methods whose loss never reads a label
+PARTLY_LABELLED = ("semi",)  # methods that learn from the labels some training images have
 DEFAULTS = {
     "ours": {},
     "dpsh": dpsh.DEFAULTS,
     "dsh": dsh.DEFAULTS,
     "cnnh": cnnh.DEFAULTS,
     "cibhash": cibhash.DEFAULTS,
+    "semi": semi.DEFAULTS,
     "classifier": {},
 }
 _KINDS = {
@@ -54,12 +59,13 @@ _KINDS = {
     "labels": bool,
     "tau": float,
     "beta": float,
+    "weight": float,
 }
 
 
 def needs_labels(method: str) -> bool:
-    """Whether `method` learns from labels (a label for every training image)."""
-    return method not in LABEL_FREE
+    """Whether `method` needs a label for every training image (all but cibhash and semi)."""
+    return method not in LABEL_FREE + PARTLY_LABELLED
 
 
 def resolve(method: str, options: dict | None, bits: int) -> dict:
@@ -74,7 +80,7 @@ def resolve(method: str, options: dict | None, bits: int) -> dict:
     out = {**DEFAULTS[method], **{k: _KINDS[k](v) for k, v in given.items()}}
     if method == "dsh" and out["margin"] is None:
         out["margin"] = 2.0 * int(bits)
-    for k in ("eta", "alpha", "margin", "beta"):
+    for k in ("eta", "alpha", "margin", "beta", "weight"):
         if k in out and not out[k] >= 0:
             raise BadInput(f"method {method}: {k} must be >= 0, not {out[k]}")
     if "tau" in out and not out["tau"] > 0:
@@ -86,6 +92,8 @@ def resolve(method: str, options: dict | None, bits: int) -> dict:
 
 def head_options(method: str, options: dict) -> dict:
     """Model options (build_model) that the method's head needs; {} for ours."""
+    if method == "semi":
+        return dict(semi.HEAD)
     if method in ("dpsh", "dsh", "cibhash"):
         return dict({"dpsh": dpsh.HEAD, "dsh": dsh.HEAD, "cibhash": cibhash.HEAD}[method])
     if method == "cnnh":
@@ -107,6 +115,9 @@ def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
         loss = cibhash.CIBHashLoss(opts["tau"], opts["beta"])
     elif m == "ours":
         loss = HashingLoss(cfg.loss_config())
+    elif m == "semi":
+        sup = HashingLoss(cfg.loss_config())
+        loss = semi.SemiLoss(sup, opts["tau"], opts["beta"], opts["weight"])
     elif m == "classifier":  # cross-entropy on the features' logits, nothing on the codes
         loss = HashingLoss(replace(cfg.loss_config(), hash_loss="none", ce_weight=1.0))
     elif m == "dpsh":
@@ -131,11 +142,17 @@ def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
 
 def _require_labels(method: str, y: torch.Tensor) -> None:
     """A method that learns from labels refuses training images without one (label -1)."""
-    if not needs_labels(method) or y.dim() != 1:
+    if method in LABEL_FREE or y.dim() != 1:
         return
     missing = int((y < 0).sum())
-    if missing:
+    if method in PARTLY_LABELLED and missing == len(y):
+        raise BadInput(
+            f"--method {method} learns from the labelled training images, and none of the "
+            f"{len(y)} has a label; --method {' or '.join(LABEL_FREE)} trains without labels"
+        )
+    if missing and method not in PARTLY_LABELLED:
         raise BadInput(
             f"--method {method} learns from labels, and {missing} of {len(y)} training images "
-            f"have none; --method {' or '.join(LABEL_FREE)} trains without labels"
+            f"have none; --method {' or '.join(PARTLY_LABELLED)} learns from the labelled ones "
+            f"and the rest, --method {' or '.join(LABEL_FREE)} without labels"
         )
