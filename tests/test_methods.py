@@ -273,3 +273,23 @@ def test_cli_trains_a_headless_method_and_refuses_foreign_options(tmp_path, caps
     assert rc == 2 and "--hash-loss is an option of --method ours" in s["error"]
     rc, s = _cli(capsys, [*TINY, "--dsh-alpha", "0.1", "--out", "x"])
     assert rc == 2 and "--method dsh" in s["error"]
+
+
+def test_classifier_method_is_the_plain_classifier_ceiling(tmp_path):
+    """`classifier`: logits read the features (no bottleneck), cross-entropy is the whole loss,
+    and the hash layer gets no gradient."""
+    cfg = _cfg("classifier").resolved(64)
+    assert cfg.model_options["classifier"] == "features"
+    loss = build_loss(cfg, _splits()["train"][1], "cpu")
+    h = torch.randn(16, 8, requires_grad=True)
+    logits = torch.randn(16, 4, requires_grad=True)
+    y = torch.arange(16) % 4
+    total, parts = loss(h, logits, y)
+    assert set(parts) == {"ce"}
+    want = torch.nn.functional.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    assert total.item() == pytest.approx(want.item(), rel=1e-6)
+    total.backward()
+    assert h.grad is None
+    model, saved = train_model(_splits(), _cfg("classifier", epochs=1), str(tmp_path / "c"), {})
+    assert saved["method"] == "classifier" and saved["history"][0]["train_accuracy"] is not None
+    assert model.body.head.classifier.in_features != 8  # the features, not the 8 code units
