@@ -276,8 +276,8 @@ def test_cli_trains_a_headless_method_and_refuses_foreign_options(tmp_path, caps
 
 
 def test_classifier_method_is_the_plain_classifier_ceiling(tmp_path):
-    """`classifier`: logits read the features (no bottleneck), cross-entropy is the whole loss,
-    and the hash layer gets no gradient."""
+    """`classifier`: logits read the features (no bottleneck), cross-entropy of logits / 9
+    (airbench's head) is the whole loss, and the hash layer gets no gradient."""
     cfg = _cfg("classifier").resolved(64)
     assert cfg.model_options["classifier"] == "features"
     loss = build_loss(cfg, _splits()["train"][1], "cpu")
@@ -286,7 +286,7 @@ def test_classifier_method_is_the_plain_classifier_ceiling(tmp_path):
     y = torch.arange(16) % 4
     total, parts = loss(h, logits, y)
     assert set(parts) == {"ce"}
-    want = torch.nn.functional.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    want = torch.nn.functional.cross_entropy(logits / 9, y, label_smoothing=cfg.label_smoothing)
     assert total.item() == pytest.approx(want.item(), rel=1e-6)
     total.backward()
     assert h.grad is None

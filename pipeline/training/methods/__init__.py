@@ -18,8 +18,10 @@ EMA, the encode path and the shard format are shared, so two rows differ by thei
   views each: a labelled subset and the unlabelled rest in one run (`semi.py`).
 - `classifier`: the backbone as a plain classifier, the ceiling of the supervised rows: the
   class logits read the features (no bottleneck), cross-entropy only (no pair or quantisation
-  term). Its hash layer is never trained, so its codes are a random projection of the features;
-  what it measures is the accuracy the recipe reaches (issue 18: attribute the gap).
+  term), logits scaled by 1/9 in the loss as airbench's head does. Its hash layer is never
+  trained, so its codes are a random projection of the features; what it measures is the
+  accuracy the recipe reaches (with `--spp false --pmt false --head-lr-scale 1`: airbench's own
+  network and head).
 - `cibhash`: no labels at all; no class head, bit probabilities (h = 2 sigmoid(u) - 1); two
   augmented views per image (the loss's `views`), NT-Xent between their sampled codes + beta x
   the views' bit KL; tau 0.3, beta 0.001 (the paper).
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import BadInput
+from pipeline.training.losses import HashingLoss
 from pipeline.training.methods import cibhash, cnnh, dpsh, dsh, semi
 
 METHODS = ("ours", "dpsh", "dsh", "cnnh", "cibhash", "semi", "classifier")
@@ -106,8 +109,6 @@ def head_options(method: str, options: dict) -> dict:
 def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
     """The loss of `cfg.method` for training labels (n,) or (n, L); `state` from a checkpoint
     (tensors without their `loss.` prefix) resumes it. CNNH runs its stage 1 here on a new run."""
-    from pipeline.training.losses import HashingLoss
-
     m, opts, state = cfg.method, cfg.method_options, dict(state or {})
     y = torch.as_tensor(np.asarray(labels)).long()
     _require_labels(m, y)
@@ -119,7 +120,7 @@ def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
         sup = HashingLoss(cfg.loss_config())
         loss = semi.SemiLoss(sup, opts["tau"], opts["beta"], opts["weight"])
     elif m == "classifier":  # cross-entropy on the features' logits, nothing on the codes
-        loss = HashingLoss(replace(cfg.loss_config(), hash_loss="none", ce_weight=1.0))
+        loss = PlainClassifierLoss(cfg.loss_config())
     elif m == "dpsh":
         loss = dpsh.DPSHLoss(y, cfg.bits, opts["eta"])
     elif m == "dsh":
@@ -138,6 +139,21 @@ def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
     except ValueError as exc:
         raise BadInput(f"optimizer.safetensors: {exc}") from None
     return loss.to(device)
+
+
+class PlainClassifierLoss(HashingLoss):
+    """`classifier`: cross-entropy of logits / 9, as airbench's plain head (a linear layer whose
+    output it multiplies by 1/9) trains; nothing on the codes. The checkpoint's logits are 9x
+    airbench's: the same argmax (pred, accuracy), an uncalibrated score. A measuring method,
+    not one to index with."""
+
+    SCALE = 1.0 / 9.0
+
+    def __init__(self, cfg):
+        super().__init__(replace(cfg, hash_loss="none", ce_weight=1.0))
+
+    def forward(self, h, logits, labels, idx=None):
+        return super().forward(h, logits * self.SCALE, labels, idx)
 
 
 def _require_labels(method: str, y: torch.Tensor) -> None:
