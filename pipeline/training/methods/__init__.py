@@ -33,10 +33,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from pipeline.choices import METHODS
 from pipeline.errors import BadInput
 from pipeline.training.methods import cibhash, cnnh, dpsh, dsh
 
-METHODS = ("ours", "dpsh", "dsh", "cnnh", "cibhash", "classifier")
 LABEL_FREE = ("cibhash",)  # methods whose loss never reads a label
 DEFAULTS = {
     "ours": {},
