@@ -11,6 +11,8 @@ them alike), best and median wall time of each:
 floor      python -c pass (the interpreter alone)
 torch      python -c "import torch" (what every job paid before: reference)
 help       aurorahash --help
+catalogue  python -c: import the catalogue and open DB's (what search does first), and the
+           seconds of the opening alone
 search     aurorahash search --codes DB --query-id ID --k 10, default settings: the job picks
            this process or Ray itself (`pipeline.codes.placement`) and its summary says which
 search-no-ray, search-ray (--with-ray): the same forced each way (reference)
@@ -45,6 +47,14 @@ import _record  # noqa: E402
 from _timing import interleaved  # noqa: E402
 
 MODEL = "57a47" + "0" * 59
+# What search spends opening the catalogue (listing, the segment table), as its own process; its
+# JSON line gives the seconds inside it.
+CATALOGUE = """import json, sys, time
+from pipeline.codes import catalogue
+t0 = time.perf_counter()
+cat = catalogue.open_catalogue(sys.argv[1])
+print(json.dumps({"seconds": time.perf_counter() - t0, "n_database": cat.n_rows}))
+"""
 
 
 def log(msg: str) -> None:
@@ -114,6 +124,7 @@ def commands(db: str, query: str, with_ray: bool) -> dict[str, list[str]]:
         "floor": [py, "-c", "pass"],
         "torch": [py, "-c", "import torch"],
         "help": job("--help"),
+        "catalogue": [py, "-c", CATALOGUE, db],
         "search": search,
     }
     if with_ray:
@@ -129,9 +140,9 @@ def measure(cmds: dict[str, list[str]], repeat: int) -> dict:
     out = {}
     for name, (best, median, summary) in zip(names, interleaved(fns, repeat), strict=True):
         out[name] = {"best_s": round(best, 3), "median_s": round(median, 3)}
-        if summary:
-            out[name]["executor"] = summary.get("executor")
-            out[name]["n_database"] = summary.get("n_database")
+        for key in ("executor", "n_database", "seconds"):
+            if summary and summary.get(key) is not None:
+                out[name][key] = summary[key]  # the last run's; seconds: inside the process
     return out
 
 
@@ -160,6 +171,7 @@ def main(argv=None) -> None:
     )
     for name, r in res.items():
         extra = f"  executor {r['executor']}" if r.get("executor") else ""
+        extra += f"  ({r['seconds']:.2f} s inside)" if r.get("seconds") is not None else ""
         print(
             f"{name:14s} {r['best_s']:7.3f} s / {r['median_s']:7.3f} s  "
             f"{r['best_s'] / floor:5.1f} x floor{extra}"
