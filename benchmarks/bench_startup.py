@@ -181,7 +181,9 @@ def main(argv=None) -> None:
         "rows_per_file": a.rows_per_file,
         "codes": a.files * a.rows_per_file,
         "repeat": a.repeat,
-        "compact": {k: compact.get(k) for k in ("wall_s", "segments", "files", "rows", "vacuum")},
+        "compact": {
+            k: compact.get(k) for k in ("wall_s", "segments_written", "files", "rows", "vacuum")
+        },
         "load_average_after": os.getloadavg(),
         "commands": res,
         "targets": {"help_s": 0.6, "search_s": 1.5},
