@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from shard_fixtures import write_dataset
 
 from jobs.cli import JOBS
@@ -63,6 +64,7 @@ def test_jobs_that_do_not_encode_import_no_torch(tmp_path):
     db, q = str(tmp_path / "db"), str(tmp_path / "q")
     runs = _imports(
         ["search", "--codes", db, "--query-id", ids[3], "--k", "3"],
+        ["search", "--codes", db, "--model", "aaaa", "--query-id", ids[3]],  # a model id prefix
         ["benchmark", "--database", db, "--queries", q],
         ["export", "--codes", db, "--out", str(tmp_path / "x"), "--format", "npy"],
         ["compact", "--codes", db, "--grace-hours", "0"],
@@ -72,9 +74,10 @@ def test_jobs_that_do_not_encode_import_no_torch(tmp_path):
     for r in runs:
         assert "torch" not in r["heavy"], r
     # small work, no cluster: search and benchmark ran here, without starting Ray
-    assert "ray" not in runs[1]["heavy"]
+    assert "ray" not in runs[2]["heavy"]
 
 
+@pytest.mark.slow  # imports torch: seconds, more on a loaded machine
 def test_the_guard_sees_torch_when_something_imports_it():
     (r,) = _imports(["--help"], preload=["pipeline.model.precision"])
     assert r["rc"] == 0 and "torch" in r["heavy"]
