@@ -19,7 +19,7 @@ For each axis, the in-memory kernels on the concatenated canonical codes in this
 (`hamming_knn` k=100; `mean_average_precision` ties=index and ties=aware; first call excluded),
 then each command as a whole process (Python start-up, catalogue, Ray start-up included):
 `search --queries Q --k 100 --out F.parquet` and `benchmark --queries Q --database DB`, each with
---no-ray and with Ray (a local instance started by the job; RAY_ADDRESS is removed from its
+--no-ray and with --ray (a local instance started by the job; RAY_ADDRESS is removed from its
 environment). Targets: wall <= 1.25 x kernel time for the same work + 10 s (search: k-NN;
 benchmark: MAP ties=index + ties=aware), and no process over 3 GB (3,000 MB) resident.
 
@@ -551,7 +551,8 @@ def commands(axis, db_path, q, db, kern, a, work, bounds):
         if os.path.exists(nf):
             os.remove(nf)
         args = ["search", "--codes", db_path, "--queries", q.path, "--k", str(k), "--out", nf]
-        r = run_job(f"{axis} search {tag}", args + ([] if ray else ["--no-ray"]), logdir, a.timeout)
+        args += ["--ray"] if ray else ["--no-ray"]  # forced: left alone, small work stays local
+        r = run_job(f"{axis} search {tag}", args, logdir, a.timeout)
         r.update(axis=axis, step=f"search {tag}", kind="search")
         ids[ray] = check_search(r, nf, kern, db, q, k)
         own_ray(r, ray)
@@ -566,7 +567,7 @@ def commands(axis, db_path, q, db, kern, a, work, bounds):
     for ray in (False, True):
         tag = "Ray" if ray else "--no-ray"
         args = ["benchmark", "--queries", q.path, "--database", db_path]
-        args += [] if ray else ["--no-ray"]
+        args += ["--ray"] if ray else ["--no-ray"]
         r = run_job(f"{axis} benchmark {tag}", args, logdir, a.timeout)
         r.update(axis=axis, step=f"benchmark {tag}", kind="benchmark")
         check_map(r, kern)

@@ -5,8 +5,9 @@ For every model found under --database (or the one given by --model), the labell
 ties broken by the canonical frame order (`map`) and tie-aware (`map_tie_aware`), plus MAP@K with
 --topk, a precision/recall curve per Hamming radius (0..bits), tie-aware precision@k and AP per
 query class. The database is read through its catalogue (compacted segments plus shards not yet
-compacted) in tasks of about a million codes, run by Ray tasks (or in this process with
---no-ray), two passes.
+compacted) in tasks of about a million codes, two passes, run in this process or by Ray tasks
+(`pipeline.codes.placement`: Ray when a cluster is named or the catalogue is large; --ray /
+--no-ray force either).
 
 --out writes these results as one JSON file. --report writes a report to read: a new dated folder
 DIR/<UTC time>-benchmark/ holding report.html (self-contained: tables and figures inline),
@@ -73,7 +74,7 @@ def _load(root, args):
     return cat, qcodes, qlabels
 
 
-def _run_info(args, seconds: float) -> dict:
+def _run_info(args, seconds: float, executor) -> dict:
     """What the report says about the run itself."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -81,14 +82,13 @@ def _run_info(args, seconds: float) -> dict:
         release = version("aurorahash")
     except PackageNotFoundError:
         release = None
-    use_ray = not args.no_ray
     where = ray_address(args) or "a local instance"
     return {
         "database": args.database,
         "queries": args.queries,
         "topk": args.topk,
         "n_queries_limit": args.n_queries,
-        "executor": f"Ray tasks on {where}" if use_ray else "this process (--no-ray)",
+        "executor": "this process" if executor is None else f"Ray tasks on {where}",
         "seconds": round(seconds, 3),
         "aurorahash": release,
     }
@@ -121,7 +121,9 @@ def run(args):
     roots = catalogue.select_roots(location(args, args.database), args.model)
     results, records = {}, []
     prepare = lambda: [_load(r, args) for r in roots]  # noqa: E731
-    with common.catalogue_session(args, so, prepare) as (models, executor):
+    catalogues = lambda models: [m[0] for m in models]  # noqa: E731
+    passes = 2 if args.topk is None else 3  # two for MAP, one more for MAP@K's k-NN
+    with common.catalogue_session(args, so, prepare, catalogues, passes) as (models, executor):
         for cat, qcodes, qlabels in models:
             res = search.evaluate_map(qcodes, qlabels, cat, executor, args.topk)
             results[cat.meta.model12] = {
@@ -131,8 +133,9 @@ def run(args):
                 **res.benchmark_summary(),
             }
             records.append(model_record(cat, res))
-    summary = {"models": results}
-    summary.update(_write(args, so, records, _run_info(args, time.perf_counter() - t0)))
+    summary = {"models": results, "executor": common.executor_name(executor)}
+    run_info = _run_info(args, time.perf_counter() - t0, executor)
+    summary.update(_write(args, so, records, run_info))
     if len(results) == 1:
         summary.update(next(iter(results.values())))
     return summary

@@ -47,8 +47,9 @@ def _available_jobs() -> dict:
 
 
 def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict]:
-    """The CLI parser. With `only`, the other jobs get no options (building train's imports
-    torch, which would add seconds to every search or benchmark start)."""
+    """The CLI parser. With `only`, the other jobs get no options: `aurorahash --help` (only="")
+    lists the jobs, and a job's start builds its own options, not every job's (some import
+    pyarrow or the synthetic-frame writers to fill in their defaults)."""
     mods = _available_jobs()
     parser = argparse.ArgumentParser(
         prog="aurorahash",
@@ -76,7 +77,7 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     job = next((a for a in argv if not a.startswith("-")), None)
-    parser, mods = build_parser(job if job in JOBS else None)
+    parser, mods = build_parser(job if job in JOBS else "")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:

@@ -106,23 +106,44 @@ def add_codes_options(parser, codes_help: str) -> None:
 
 
 def add_executor_options(parser, no_ray_help: str) -> None:
-    """--no-ray, the Ray and the S3 options: the jobs that run catalogue tasks (search,
-    benchmark)."""
-    parser.add_argument("--no-ray", action="store_true", help=no_ray_help)
+    """--ray/--no-ray, the Ray and the S3 options: the jobs that run catalogue tasks (search,
+    benchmark). Without either, `pipeline.codes.placement` decides."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--no-ray", action="store_true", help=no_ray_help)
+    g.add_argument(
+        "--ray",
+        action="store_true",
+        help="run the tasks on Ray even when the work is small (default: Ray when a cluster is "
+        "named, else only when the catalogue is large enough that a local Ray instance pays "
+        "for its start-up; the log says which and why)",
+    )
     add_ray_options(parser)
     add_s3_options(parser)
 
 
 @contextmanager
-def catalogue_session(args, so: dict, prepare):
-    """Yield (`prepare()`, executor): the driver's part (catalogues, queries) made while Ray
-    starts, and what runs the catalogue's tasks, Ray tasks or None (this process, --no-ray)."""
-    from pipeline.codes import search
+def catalogue_session(args, so: dict, prepare, catalogues, passes: int = 1):
+    """Yield (`prepare()`, executor): the driver's part (catalogues, queries), and what runs the
+    catalogue's tasks, Ray tasks or None (this process), as `pipeline.codes.placement` chooses
+    from the options or from `catalogues(prepare())` read `passes` times. When the options
+    decide, the driver's part runs while Ray starts; when the work decides, before."""
+    from pipeline.codes import placement, search
     from pipeline.ray_runtime import session_with
 
-    use_ray = not args.no_ray
-    with session_with(prepare, ray_address(args), ray_storage_env(so), use_ray) as prepared:
-        yield prepared, (search.RayExecutor() if use_ray else None)
+    address = ray_address(args)
+    choice = placement.forced(args.ray, args.no_ray, address)
+    if choice is None:
+        prepared = prepare()
+        choice = placement.choose(catalogues(prepared), passes)
+        prepare = lambda: prepared  # noqa: E731
+    log.info("executor: %s", choice.reason)
+    with session_with(prepare, address, ray_storage_env(so), choice.use_ray) as prepared:
+        yield prepared, (search.RayExecutor() if choice.use_ray else None)
+
+
+def executor_name(executor) -> str:
+    """The summary's `executor`: "local" (this process) or "ray"."""
+    return "local" if executor is None else "ray"
 
 
 def write_report(report, folder_uri: str, so: dict | None) -> str:

@@ -105,7 +105,7 @@ def _ingest_and_benchmark(args, w, archive, queries, model, codes, qcodes, out: 
         bench = ["--database", codes, "--queries", qcodes, "--topk", "50"]
         s = _job("benchmark", [*bench, "--out", f"{w}/benchmark.json"])
         out["benchmark"] = _pick(
-            s, "map", "map_tie_aware", "map@50", "n_queries", "n_database", "seconds"
+            s, "map", "map_tie_aware", "map@50", "n_queries", "n_database", "seconds", "executor"
         )
     out["map"] = {  # the model's MAP as train measured it, and over the codes ingest stored
         "train": out["train"].get("map"),
@@ -173,7 +173,9 @@ def _report(out: dict, w: str, model: str, codes: str, qcodes: str, k: int) -> s
     with open(f"{w}/benchmark.json") as f:
         records = list(json.load(f).values())
     run = {"database": _shown(codes), "queries": _shown(qcodes), "topk": 50}
-    run.update(executor="Ray tasks (local)", seconds=out["benchmark"]["seconds"])
+    ran = out["benchmark"].get("executor")  # small work runs in this process (placement)
+    executor = "Ray tasks (local)" if ran == "ray" else "this process"
+    run.update(executor=executor, seconds=out["benchmark"]["seconds"])
     history = read_config(model).get("history") or []
     shown = {**out, "workdir": _shown(w)}
     rep = demo_report(shown, history, records, run, _neighbours(codes, qcodes, k))

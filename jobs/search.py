@@ -1,7 +1,8 @@
 """Exact Hamming k-NN over one model's codes (compacted segments plus shards not yet compacted).
 
-The catalogue is cut into tasks of about a million codes; each is searched by a Ray task (or in
-this process with --no-ray) and the per-task top-k lists are merged exactly, ties broken by the
+The catalogue is cut into tasks of about a million codes; each is searched in this process or by
+a Ray task (`pipeline.codes.placement`: Ray when a cluster is named or the catalogue is large;
+--ray / --no-ray force either) and the per-task top-k lists are merged exactly, ties broken by the
 canonical frame order (archive relative path, then frame index). Queries are the frames of another
 code dataset (--queries), frames of the database picked by id (--query-id, read from the one
 segment or shard that holds that file, without scanning the archive), or image files (--image:
@@ -22,8 +23,6 @@ Examples:
 import logging
 import time
 from dataclasses import dataclass, replace
-
-import numpy as np
 
 from jobs import common
 from jobs.common import UsageError, location, storage_options
@@ -92,9 +91,11 @@ class Queries:
 def _checkpoint(args, so):
     """The --model checkpoint, opened once (`open_model`), or None when --model is an id
     prefix."""
+    if not args.model:
+        return None
     from pipeline.model.checkpoint import checkpoint_exists, open_model
 
-    if args.model and (args.image or checkpoint_exists(args.model, so)):
+    if args.image or checkpoint_exists(args.model, so):
         return open_model(args.model, so)
     return None
 
@@ -122,6 +123,8 @@ def _open_codes(args, info):
 
 
 def _query_codes(args, so, cat, info) -> Queries:
+    import numpy as np
+
     from pipeline.codes import catalogue, search
 
     if args.image:
@@ -153,6 +156,7 @@ def _write_neighbours(out, qids, res):
     import io
     import json
 
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -257,9 +261,10 @@ def run(args):
         )
         return cat, q
 
-    with common.catalogue_session(args, so, prepare) as ((cat, q), executor):
+    catalogues = lambda prepared: [prepared[0]]  # noqa: E731
+    with common.catalogue_session(args, so, prepare, catalogues) as ((cat, q), executor):
         res = search.search(q.codes, cat, args.k, executor)
-    summary = _summary(q, cat, res)
+    summary = {**_summary(q, cat, res), "executor": common.executor_name(executor)}
     if out:
         _write_neighbours(location(args, out), q.ids, res)
         summary["out"] = out

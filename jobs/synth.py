@@ -19,14 +19,13 @@ frames_per_s.
 from __future__ import annotations
 
 from jobs.common import UsageError, add_s3_options, storage_options
-from pipeline.synth import FORMATS, resolve_classes, write_archive
-from pipeline.synth.archive import DEFAULT_START
-from pipeline.synth.writers import as_utc
 
 HELP = __doc__
 
 
 def add_arguments(parser) -> None:
+    from pipeline.synth.archive import DEFAULT_START, FORMATS
+
     parser.add_argument("--out", required=True, help="archive root: local path, file:// or s3://")
     parser.add_argument("--frames", type=int, default=2000, help="frames to write (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -53,6 +52,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
+    from pipeline.synth import resolve_classes, write_archive
+    from pipeline.synth.writers import as_utc
+
     if args.frames < 0:
         raise UsageError("--frames must be >= 0")
     if not 16 <= args.size <= 4096:

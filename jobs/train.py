@@ -33,7 +33,7 @@ import logging
 import time
 
 from jobs.common import UsageError, add_s3_options, storage_options
-from pipeline.model.precision import AMP_CHOICES
+from pipeline.choices import AMP_CHOICES, ARCHS, DATASETS, HASH_LOSSES, METHODS, POLICIES, RECIPES
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.train")
@@ -50,8 +50,6 @@ def _bool(v: str) -> bool:
 
 
 def add_data_arguments(p, required_dataset=True) -> None:
-    from pipeline.training.datasets import DATASETS
-
     g = p.add_argument_group("data")
     g.add_argument(
         "--dataset",
@@ -122,8 +120,6 @@ def data_options(args) -> dict:
 
 
 def add_arguments(p) -> None:
-    from pipeline.training.losses import HASH_LOSSES
-
     add_data_arguments(p)
     p.add_argument("--limit", type=int, default=None, help="cap on training images (quick runs)")
     _add_model_arguments(p)
@@ -139,8 +135,6 @@ def add_arguments(p) -> None:
 
 
 def _add_model_arguments(p) -> None:
-    from pipeline.model.archs import ARCHS
-
     g = p.add_argument_group("model")
     g.add_argument("--arch", choices=ARCHS, default="compact", help="architecture (compact)")
     g.add_argument("--bits", type=int, default=48, help="code length (48)")
@@ -164,9 +158,6 @@ def _add_model_arguments(p) -> None:
 
 
 def _add_training_arguments(p) -> None:
-    from pipeline.training.augment import POLICIES
-    from pipeline.training.loop import RECIPES
-
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=float, default=10, help="epochs (fractions allowed; 10)")
     g.add_argument("--seed", type=int, default=0, help="training seed (init, shuffles; 0)")
@@ -253,8 +244,6 @@ def job_report(kind, args, so, config, metrics, splits, enc, model_uri) -> str:
 
 
 def add_method_arguments(p, hash_losses) -> None:
-    from pipeline.training.methods import METHODS
-
     g = p.add_argument_group(
         "method (pipeline/training/methods; each option belongs to one method)"
     )

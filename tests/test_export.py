@@ -208,21 +208,25 @@ def test_query_id_reads_only_the_part_that_holds_the_file(tmp_path, capsys, monk
 
 
 @pytest.mark.integration
-def test_search_and_benchmark_jobs_start_their_own_ray(tmp_path, capsys):
+def test_search_and_benchmark_jobs_start_their_own_ray(tmp_path, capsys, monkeypatch):
+    from pipeline.codes import placement
+
     codes, labels, ids, uris = write_dataset(tmp_path / "db", sizes=(10, 12, 7), seed=5)
     qc, ql, qids, _ = write_dataset(tmp_path / "q", sizes=(4,), seed=6)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     args = ["--database", str(tmp_path / "db"), "--queries", str(tmp_path / "q")]
-    rc, ray_s = _run(capsys, "benchmark", *args, "--out", str(tmp_path) + "/")
-    assert rc == 0 and (tmp_path / "benchmark.json").exists()
+    rc, ray_s = _run(capsys, "benchmark", *args, "--ray", "--out", str(tmp_path) + "/")
+    assert rc == 0 and (tmp_path / "benchmark.json").exists() and ray_s["executor"] == "ray"
     rc, local_s = _run(capsys, "benchmark", *args, "--no-ray")
     assert ray_s["map"] == local_s["map"] and ray_s["map_tie_aware"] == local_s["map_tie_aware"]
+    assert local_s["executor"] == "local"
+    monkeypatch.setattr(placement, "RAY_START_S", -1.0)  # any work is worth a Ray now
     rc, s = _run(
         capsys, "search", "--codes", str(tmp_path / "db"), "--query-id", ids[3], "--k", "5"
     )
     d = popcount_distances(codes[3:4], codes)[0]
-    assert rc == 0 and [g[0] for g in s["neighbors"][ids[3]]] == list(
-        ids[np.argsort(d, kind="stable")[:5]]
-    )
+    assert rc == 0 and s["executor"] == "ray"  # chosen, not forced
+    assert [g[0] for g in s["neighbors"][ids[3]]] == list(ids[np.argsort(d, kind="stable")[:5]])
 
 
 def test_ids_carry_the_meta_column_null_where_shards_lack_it(tmp_path):

@@ -7,6 +7,7 @@ catalogue  segments + shards not yet compacted, as one ordered list of parts
 compact    shards -> search segments, each frame exactly once
 vacuum     removes what compaction superseded, after a grace period
 search     k-NN and MAP over the catalogue's parts (local threads or Ray tasks)
+placement  in this process or on Ray: the rule search and benchmark use when not told
 export     the codes as FAISS binary indexes, NumPy or Parquet, for downstream search
 
 Every function here takes a `pipeline.storage.Location` (made once at the job's edge with

@@ -17,11 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pipeline.choices import ARCHS
 from pipeline.model.alexnet import AlexNetHash
 from pipeline.model.compact import CompactHashNet
 from pipeline.model.layers import PMT, SPP, HashHead
-
-ARCHS = ("compact", "alexnet", "alexnet-sp", "im-alexnet-sp")
 
 __all__ = [
     "ARCHS",

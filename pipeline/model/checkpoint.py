@@ -52,11 +52,12 @@ import json
 import math
 import posixpath
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
+
+if TYPE_CHECKING:  # torch loads where weights are read or written: a search by id needs none
+    import torch
 
 from pipeline import storage
 from pipeline.errors import BadInput
@@ -99,6 +100,8 @@ def save_checkpoint(
     missing = [k for k in REQUIRED if k not in config]
     if missing:
         raise ValueError(f"checkpoint config lacks {missing}")
+    from safetensors.torch import save as st_save
+
     storage.makedirs(out_dir, storage_options)
     blob = st_save(_state_tensors(model), metadata={"format": FORMAT})
     cfg = dict(config)
@@ -283,6 +286,8 @@ def model_id(cfg: dict, weights_sha256: str | None = None) -> str:
 
 def _parse_safetensors(blob: bytes, uri: str, expect_sha: str | None):
     """(tensors, sha256) of a safetensors file's bytes; BadInput naming `uri` when unusable."""
+    from safetensors.torch import load as st_load
+
     sha = hashlib.sha256(blob).hexdigest()
     try:
         tensors = st_load(blob)
@@ -326,6 +331,8 @@ def _check_weights(tensors: dict, cfg: dict, uri: str) -> None:
     """Refuse weights whose names or shapes are not those of the model the config describes.
 
     The model is built on the meta device: shapes only, no memory and no initialisation."""
+    import torch
+
     with torch.device("meta"):
         expected = build_from_config(cfg).state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -386,6 +393,8 @@ class Checkpoint:
 
     def build_model(self, device: str = "cpu") -> torch.nn.Module:
         """The model in eval mode on `device`, from the weights' bytes in memory."""
+        from safetensors.torch import load as st_load
+
         model = build_from_config(self.config)
         model.load_state_dict(st_load(self.files[MODEL_FILE]))
         return model.to(device).eval()

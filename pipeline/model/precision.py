@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import torch
 
-AMP_CHOICES = ("auto", "on", "off")
-
 
 def bf16_native(device: str | torch.device) -> bool:
     """True where bf16 matmuls and convolutions run in hardware on `device`."""

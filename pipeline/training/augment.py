@@ -37,7 +37,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-POLICIES = ("shift-flip", "allsky", "photo")
+from pipeline.choices import POLICIES
+
 LUMA = (0.299, 0.587, 0.114)
 
 

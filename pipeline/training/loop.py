@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.choices import RECIPES
 from pipeline.errors import BadInput
 from pipeline.model.checkpoint import (
     checkpoint_exists,
@@ -64,7 +65,6 @@ from pipeline.training.losses import LossConfig
 
 log = logging.getLogger("aurorahash.train")
 
-RECIPES = ("airbench", "sgd")
 _RECIPE_DEFAULTS = {  # what a TrainConfig left at None gets (`TrainConfig.resolved`)
     "airbench": dict(
         batch_size=1024,

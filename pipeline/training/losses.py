@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-HASH_LOSSES = ("dpsh", "dsh", "none")
+from pipeline.choices import HASH_LOSSES
 
 
 def similarity(labels: torch.Tensor, labels2: torch.Tensor | None = None) -> torch.Tensor:

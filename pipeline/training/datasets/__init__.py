@@ -40,11 +40,11 @@ import posixpath
 
 import numpy as np
 
+from pipeline.choices import DATASETS
 from pipeline.errors import BadInput
 
 log = logging.getLogger("aurorahash.datasets")
 
-DATASETS = ("cifar10", "synthetic-aurora", "parquet", "folder", "archive")
 PROTOCOLS = {
     "cifar10": ("cifar10-2", "cifar10-1"),
     "synthetic-aurora": ("synthetic",),

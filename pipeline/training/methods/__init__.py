@@ -38,11 +38,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from pipeline.choices import METHODS
 from pipeline.errors import BadInput
 from pipeline.training.losses import HashingLoss
 from pipeline.training.methods import cibhash, cnnh, dpsh, dsh, semi
 
-METHODS = ("ours", "dpsh", "dsh", "cnnh", "cibhash", "semi", "classifier")
 LABEL_FREE = ("cibhash",)  # methods whose loss never reads a label
 PARTLY_LABELLED = ("semi",)  # methods that learn from the labels some training images have
 DEFAULTS = {

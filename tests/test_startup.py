@@ -1,0 +1,83 @@
+"""Jobs that do not encode start without torch (and --help without Ray): each runs in a fresh
+interpreter, which then reports the heavy modules it imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from shard_fixtures import write_dataset
+
+from jobs.cli import JOBS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAVY = ("torch", "torchvision", "ray", "numba", "pyarrow", "numpy", "deltalake", "PIL")
+
+# Imports the modules named after the two JSON arguments, then runs each argv (a JSON list of
+# lists) through jobs.cli.main in this one interpreter and prints, after each, which of HEAVY are
+# imported by then: {"argv": ..., "rc": ..., "heavy": [...]}.
+RUNNER = """
+import importlib, json, sys
+from jobs.cli import main
+for name in sys.argv[3:]:
+    importlib.import_module(name)
+for argv in json.loads(sys.argv[1]):
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    heavy = [m for m in json.loads(sys.argv[2]) if m in sys.modules]
+    print("@@" + json.dumps({"argv": argv, "rc": rc, "heavy": heavy}), flush=True)
+"""
+
+
+def _imports(*argvs, preload=()) -> list[dict]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    env.pop("RAY_ADDRESS", None)
+    p = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps(argvs), json.dumps(HEAVY), *preload],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    out = [json.loads(line[2:]) for line in p.stdout.splitlines() if line.startswith("@@")]
+    assert p.returncode == 0 and len(out) == len(argvs), p.stderr[-3000:]
+    return out
+
+
+def test_help_of_the_cli_and_of_every_job_imports_no_torch():
+    top, *jobs = _imports(["--help"], *[[job, "--help"] for job in JOBS])
+    assert top["rc"] == 0 and top["heavy"] == []  # the job list: nothing heavy at all
+    for r in jobs:
+        assert r["rc"] == 0
+        assert "torch" not in r["heavy"] and "ray" not in r["heavy"], r
+
+
+def test_jobs_that_do_not_encode_import_no_torch(tmp_path):
+    _, _, ids, _ = write_dataset(tmp_path / "db", sizes=(10, 12), seed=5)
+    write_dataset(tmp_path / "q", sizes=(4,), seed=6)
+    db, q = str(tmp_path / "db"), str(tmp_path / "q")
+    runs = _imports(
+        ["search", "--codes", db, "--query-id", ids[3], "--k", "3"],
+        ["search", "--codes", db, "--model", "aaaa", "--query-id", ids[3]],  # a model id prefix
+        ["benchmark", "--database", db, "--queries", q],
+        ["export", "--codes", db, "--out", str(tmp_path / "x"), "--format", "npy"],
+        ["compact", "--codes", db, "--grace-hours", "0"],
+        ["search", "--codes", db, "--query-id", ids[3], "--k", "3"],  # over the segment
+    )
+    assert [r["rc"] for r in runs] == [0] * len(runs)
+    for r in runs:
+        assert "torch" not in r["heavy"], r
+    # small work, no cluster: search and benchmark ran here, without starting Ray
+    assert "ray" not in runs[2]["heavy"]
+
+
+@pytest.mark.slow  # imports torch: seconds, more on a loaded machine
+def test_the_guard_sees_torch_when_something_imports_it():
+    (r,) = _imports(["--help"], preload=["pipeline.model.precision"])
+    assert r["rc"] == 0 and "torch" in r["heavy"]
