@@ -120,7 +120,7 @@ def stages(Q, X, ql, dl, run):
     names = ("distances", "block_counts", "ranks")
     fns = [lambda s=s: stage_pass(Q1, X1, ids, qids, s) for s in (1, 2, 3)]
     c, *res = run(fns)
-    out = {}
+    out = {"ceiling_s": {"best": c[0], "median": c[1]}}
     for name, r in zip(names, res, strict=True):
         print(f"stage    +{name:12s} {r[0]:8.3f} s / {r[1]:8.3f} s   of ceiling {of_ceiling(c, r)}")
         out[name] = {"s": {"best": r[0], "median": r[1]}, "of_ceiling": fraction(c, r)}
