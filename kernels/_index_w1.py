@@ -11,17 +11,18 @@ passes over it):
    popcount of its own block, and ``r`` from a running count of relevant items at v; its precision
    ``(rel_offset[v] + r) / a`` is added to the sum right away.
 
-Compared with the previous kernel (per-distance mask and count tables, packed ranks written to a
-buffer and read back by a second loop, and for whole-ranking AP a one-pass variant holding every
-relevant item's rank in memory), this keeps only a small count table in L1 and finishes each
-relevant item in one step. The sum runs in index order, restarted per chunk (the shard partial,
-and whole-ranking AP where the earlier kernels summed per chunk).
+Compared with the kernel before it (per-distance mask and count tables, packed ranks written to a
+buffer and read back by a second loop), this keeps only a small count table in L1 and finishes
+each relevant item in one step. The sum runs in index order, restarted per chunk (the shard
+partial, and whole-ranking AP where the earlier kernels summed per chunk).
 
-Whole-ranking AP with single labels (<= 254 classes) runs in one pass (``_ap_one_pass_w1``): the
-same per-chunk steps with no offsets, each relevant item's (count at its distance up to it,
-distance) kept per query, and the final counts, which are the histogram, give the offsets
-afterwards. That drops the histogram pass; its one running sum in index order matches the
-earlier kernels bit for bit.
+Whole-ranking AP with single labels (<= 254 classes, rank buffer within its cap) runs in one pass
+(``_ap_one_pass_w1``): the same per-chunk steps with no offsets, each relevant item's (count at
+its distance up to it, distance) kept per query, 8 bytes each, and the final counts, which are
+the histogram, give the offsets afterwards. That drops the histogram pass (about 30% of the time
+on AVX2, benchmarks/RESULTS.md); its one running sum in index order matches the earlier kernels
+bit for bit. On AVX2 (no ``vpopcntq``, 64-byte compares split in two) the steps above are the
+same, only slower against a bare popcount.
 """
 
 import numba
