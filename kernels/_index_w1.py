@@ -3,7 +3,8 @@
 Per query and database chunk of 4,096 items (the chunk stays in L1 while a block of queries
 passes over it):
 
-1. distances of the chunk as bytes (``vpopcntq``) and the set of distances present;
+1. distances of the chunk as bytes (``vpopcntq``) and the set of distances present (a one-hot
+   shift per item);
 2. for each distance v present, the count of items at v before each 64-item block (one AVX-512
    byte compare and a popcount per block: no per-item scalar work);
 3. each relevant item j (64 relevance flags per byte compare) at distance v in block b gets
