@@ -11,7 +11,7 @@ Two kernels:
   "relevant" counters, the other segments its "other" counters. Each comparison becomes a one-hot
   word ``rotl(1, distance)`` (distance 64 lands on bit 0), and one-hot words are summed by a
   bit-sliced Harley-Seal carry-save adder tree (32 inputs per step) over 32 lanes of independent
-  counters; the lane loop vectorises into AVX-512 ``vpopcntq``, ``vprolvq`` and ``vpternlogq``.
+  counters; the lane loop vectorises into AVX-512 ``vpopcntq``, ``vpsllvq`` and ``vpternlogq``.
   Counters overflowing weight 4096 leave a carry word; the (rare) non-zero ones are scanned after
   each chunk. Distances 0 and 64 share bit 0; they are told apart exactly by the sum of all
   distances, which follows from per-class bit counts of the database:

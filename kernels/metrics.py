@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import _checks
-from ._index_w1 import index_numerators_w1
+from ._index_w1 import ap_one_pass_w1, dense_ids, index_numerators_w1, relevant_counts
 from ._layout import threads_for, word_major
 from .hist import _QB, _fill_dist, _relevant, histograms
 from .knn import hamming_knn
@@ -331,7 +331,7 @@ def ap_index_partial(queries, database, query_labels, db_labels, all_offset, rel
         offs.append(np.ascontiguousarray(a, dtype=np.int64))
     with threads_for(Q.shape[0] * X.shape[0] * Q.shape[1] / 8e8):
         if Q.shape[1] == 1:
-            return index_numerators_w1(Q, X, mode, ql, dl, offs[0], offs[1], running=False)
+            return index_numerators_w1(Q, X, mode, ql, dl, offs[0], offs[1])
         multi, ql1, dl1, qm, dm = _label_args(mode, ql, dl)
         return _ap_index_kernel(Q, word_major(X), multi, ql1, dl1, qm, dm, offs[0], offs[1])
 
@@ -412,17 +412,22 @@ def _one_pass_fits(n, nrel):
 
 
 def _ap_index_w1(Q, X, mode, ql, dl):
-    """Index-tie AP over the whole ranking, one-word codes: histograms (for the offsets), then
-    the one-word kernel. It sums over the whole ranking where the earlier one-pass kernel did
-    (single labels, <= 254 classes, buffer fits) and per chunk elsewhere, so that results stay
+    """Index-tie AP over the whole ranking, one-word codes. Where the earlier one-pass kernel
+    summed over the whole ranking (single labels, <= 254 classes, buffer fits), one pass with
+    that order; elsewhere histograms (for the offsets), then per-chunk sums. Results stay
     bit-identical to earlier releases."""
     nq, n = Q.shape[0], X.shape[0]
+    if mode == "single":
+        qids, ids = dense_ids(ql, dl)
+        nrel = relevant_counts(qids, ids, n) if ids.size else None
+        if nrel is not None and _one_pass_fits(n, nrel):
+            with threads_for(nq * n / 8e8):
+                return ap_one_pass_w1(Q, X, qids, ids, nrel, _ONE_PASS_BYTES)
     A, R = histograms(Q, X, mode, ql, dl)
     oa, orl = _offsets(A, R)
     total = R.sum(axis=1)
-    running = mode == "single" and _one_pass_fits(n, total)
     with threads_for(nq * n / 8e8):
-        num = index_numerators_w1(Q, X, mode, ql, dl, oa, orl, running)
+        num = index_numerators_w1(Q, X, mode, ql, dl, oa, orl)
     return np.divide(num, total, out=np.zeros(nq), where=total > 0)
 
 

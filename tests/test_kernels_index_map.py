@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from test_kernels_ref import dist_matrix, random_codes, relevance
 
-from kernels import ap_index_partial, average_precision, distance_histograms
+from kernels import ap_index_partial, average_precision, distance_histograms, metrics
+from kernels._index_w1 import ap_one_pass_w1, dense_ids, relevant_counts
 
 CHUNK = 4096
 
@@ -157,3 +158,54 @@ def test_bit_identical_to_previous_kernels():
         oa, orl = np.cumsum(A, 1) - A, np.cumsum(R, 1) - R
         new_p = ap_index_partial(Q, X, ql, dl, oa, orl)
         assert new_p.tolist() == old.ap_index_partial(Q, X, ql, dl, oa, orl).tolist()
+
+
+@pytest.mark.parametrize("buffer_bytes", [8, 8 * 700, 64 << 20])
+def test_one_pass_query_blocks_bit_identical(buffer_bytes):
+    # the one-pass kernel (single labels, one word) in blocks of 1, a few and 32 queries; classes
+    # of unequal sizes, one query of a class absent from the database, one whose class is the
+    # whole of a tiny database chunk's tail
+    rng = np.random.default_rng(23)
+    n, q = 2 * CHUNK + 77, 70
+    Q = random_codes(rng, q, 64)
+    X = tied_codes(rng, n, 64, Q)
+    dl = rng.choice(5, n, p=[0.5, 0.3, 0.1, 0.06, 0.04])
+    dl[-5:] = 7  # a class that only the last, partial block holds
+    ql = rng.integers(0, 5, q)
+    ql[3], ql[4] = 9, 7
+    qids, ids = dense_ids(ql, dl)
+    nrel = relevant_counts(qids, ids, n)
+    assert nrel[3] == 0 and nrel[4] == 5
+    got = ap_one_pass_w1(Q, X, qids, ids, nrel, buffer_bytes)
+    d = dist_matrix(Q, X)
+    rel = relevance(ql, dl)
+    assert got.tolist() == [ref_ap(d[i], rel[i], None) for i in range(q)]
+    assert got[3] == 0.0 and got[4] > 0
+
+
+def test_one_pass_ties_at_zero_and_64():
+    # all items at distance 0 or 64 from the query: two tie groups, ranks by index only
+    rng = np.random.default_rng(4)
+    n = 5000
+    Q = random_codes(rng, 3, 64)
+    X = np.where(rng.random((n, 1)) < 0.5, Q[0], ~Q[0]).astype(np.uint64)
+    ql, dl = np.array([0, 1, 2]), rng.integers(0, 3, n)
+    d = dist_matrix(Q, X)
+    assert set(np.unique(d[0]).tolist()) == {0, 64}
+    rel = relevance(ql, dl)
+    got = average_precision(Q, X, ql, dl)
+    assert got.tolist() == [ref_ap(d[i], rel[i], None) for i in range(3)]
+
+
+def test_buffer_too_small_sums_per_chunk(monkeypatch):
+    # when the rank buffer does not fit, whole-ranking AP takes the histogram + per-chunk path,
+    # with the per-chunk order of the earlier kernels
+    monkeypatch.setattr(metrics, "_ONE_PASS_BYTES", 1024)
+    rng = np.random.default_rng(8)
+    Q, X, ql, dl = make(rng, 5, 9001, 64, False)
+    d = dist_matrix(Q, X)
+    rel = relevance(ql, dl)
+    got = average_precision(Q, X, ql, dl)
+    assert got.tolist() == [ref_ap(d[i], rel[i], CHUNK) for i in range(5)]
+    # and the running sum differs from the per-chunk one for some query (the test can tell)
+    assert got.tolist() != [ref_ap(d[i], rel[i], None) for i in range(5)]
