@@ -6,19 +6,28 @@ not yet compacted into segments of `target_rows` codes (a Delta Lake table under
 `OUT/<model12>/_segments`, see `pipeline.codes.catalogue`), cutting only between nights (the first
 `group_depth` folders of the archive path) unless a night alone exceeds twice the target.
 
+Streaming (a first compaction of a year is millions of shards): the plan is cut into units of
+whole groups of about `target_rows` rows each (`make_units`); each unit streams its shards into
+segment files in bounded memory (`compact_unit`), in this process, in local worker processes or
+as Ray tasks across a cluster (`compact_runners`). The driver commits the units' segments in
+batches of about `batch_rows` rows, each batch one atomic commit.
+
 Guarantees:
-- Atomic: one Delta commit adds the new segments and removes the ones they replace; a killed run
-  leaves readers on the previous version (its half-written files are orphans, see `vacuum`).
+- Atomic: one Delta commit per batch adds its new segments and removes the ones they replace; a
+  killed run leaves readers on the last committed batch (its half-written files are orphans, see
+  `vacuum`), and the next run re-plans what is still pending.
 - Incremental: only shards that are new, or rewritten since they were compacted (re-ingested
   files), are read. Segments are rewritten only when they hold a re-ingested file, when new files
   fall inside their range, or (the last one) while it is below the target.
 - Exactly once: every file's rows come from one place; a re-ingested file's old rows are removed
-  in the same commit that adds its new ones. Rows stay in canonical (file, frame) order.
+  in the same commit that adds its new ones (a segment and the shards inside its range are in one
+  unit). Rows stay in canonical (file, frame) order.
 - Concurrent runs: each commit carries an application transaction version, so of two runs that
-  read the same table version only the first commits; the other re-plans (up to 3 times).
+  committed on the same table version only the first commits; the other re-plans what is left
+  (up to 3 times in a row without a commit of its own).
 
 The table itself (create, schema, files, commit) is `segments.SegmentTable`; this module decides
-what to read, how to cut it into segments, and when to retry.
+what to read, how to cut it into units and segments, and when to retry.
 """
 
 from __future__ import annotations
@@ -26,18 +35,14 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-import posixpath
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.codes import catalogue, segments, store
+from pipeline.codes import catalogue, compact_runners, store
+from pipeline.codes.compact_unit import Job, Unit, group_key, run_unit
 from pipeline.codes.segments import Segment, SegmentTable
 from pipeline.errors import BadInput
 from pipeline.progress import Progress
@@ -47,6 +52,8 @@ log = logging.getLogger("aurorahash.compact")
 
 DEFAULT_TARGET_ROWS = 2_000_000
 DEFAULT_GROUP_DEPTH = 4  # stream0/YYYY/MM/DD: one night of every camera
+BATCH_SEGMENTS = 8  # a commit once the written units hold this many segments' worth of rows
+UNSIZED_SHARD_ROWS = 20  # row estimate of a shard on a store that reports no sizes
 
 
 @dataclass
@@ -88,122 +95,113 @@ def _any_between(sorted_rels: list[str], lo: str, hi: str) -> bool:
     return i < len(sorted_rels) and sorted_rels[i] <= hi
 
 
-# ---------------------------------------------------------------------------------- reading
+# ---------------------------------------------------------------------------------- units
 
 
-def _read_pending(p: Plan, progress: Progress, threads: int) -> pa.Table | None:
-    """Every pending shard as one table with its `file` and `shard_mtime` columns."""
-    columns = list(store.all_columns())  # `meta`: null from older shards
-
-    def load(uri):
-        t = store.read_shard(p.root.at(uri), columns=columns)
-        m = store.ShardMeta.from_kv(t.schema.metadata, where=uri)
-        if not p.meta.compatible(m):
-            raise BadInput(
-                f"{uri}: nbits/model/classes differ from the other codes of {p.root.uri}"
-            )
-        return t.replace_schema_metadata(None)
-
-    items = sorted(p.pending.items(), key=lambda it: it[1][0])  # canonical (file) order
-    batches, tables, counts = [], [], []
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for t in pool.map(load, [u for u, _ in items]):
-            tables.append(t)
-            counts.append(t.num_rows)
-            progress.advance(1, t.num_rows)
-            if len(tables) == 1000:  # one contiguous chunk per 1,000 shards: small tables
-                batches.append(pa.concat_tables(tables).combine_chunks())  # cost ~1 kB each
-                tables = []
-    if tables:
-        batches.append(pa.concat_tables(tables).combine_chunks())
-    if not batches:
-        return None
-    counts = np.array(counts)
-    t = pa.concat_tables(batches)
-    idx = pa.array(np.repeat(np.arange(len(items), dtype=np.int32), counts))
-    rels = pa.array([rel for _, (rel, _, _) in items], pa.string())
-    mtimes = np.array([np.nan if m is None else m for _, (_, m, _) in items], np.float64)
-    t = t.set_column(t.column_names.index("code"), "code", pc.cast(t["code"], pa.binary()))
-    t = t.append_column("file", pa.DictionaryArray.from_arrays(idx, rels).cast(pa.string()))
-    return t.append_column("shard_mtime", pa.array(np.repeat(mtimes, counts)))
+def make_units(p: Plan, target_rows: int, depth: int) -> list[Unit]:
+    """Cut the plan into units of whole groups, about `target_rows` (estimated) each, in
+    canonical order: a unit closes at a group boundary once it has `target_rows`, anywhere once
+    it has twice that, never inside a rewritten segment's range (its rows go to one unit)."""
+    per_byte = _rows_per_byte(p)
+    items = [
+        (rel, rel, _estimate(size, per_byte), (uri, rel, m))
+        for uri, (rel, m, size) in p.pending.items()
+    ]
+    items += [(s.lo, s.hi, s.rows, s) for s in p.rewrite]
+    items.sort(key=lambda it: (it[0], it[1]))
+    units, shards, rewrite, rows, hi = [], [], [], 0, None
+    for lo, top, n, item in items:
+        if (
+            hi is not None
+            and lo > hi
+            and rows
+            and should_cut(rows, target_rows, group_key(lo, depth) != group_key(hi, depth))
+        ):
+            units.append(Unit(len(units), tuple(shards), tuple(rewrite), rows))
+            shards, rewrite, rows = [], [], 0
+        (rewrite if isinstance(item, Segment) else shards).append(
+            item.uri if isinstance(item, Segment) else item
+        )
+        rows += n
+        hi = top if hi is None else max(hi, top)
+    if shards or rewrite:
+        units.append(Unit(len(units), tuple(shards), tuple(rewrite), rows))
+    return units
 
 
-def _read_rewritten(p: Plan) -> list[pa.Table]:
-    out = []
-    cols = segments.file_schema().names
-    for s in p.rewrite:
-        t = segments.read_parquet(p.root.at(s.uri), columns=cols)
-        stale = set(p.drop) | {rel for rel, _, _ in p.pending.values()}
-        keep = pc.invert(pc.is_in(t.column("file"), pa.array(sorted(stale), pa.string())))
-        out.append(t.filter(keep))
-    return out
+def _rows_per_byte(p: Plan, sample: int = 8) -> float | None:
+    """Rows per shard byte, from the footers of a few pending shards spread over the plan (minute
+    shards are alike; the catalogue's fixed estimate is off 5x for 20-row shards)."""
+    uris = list(p.pending)
+    picks = [
+        uris[i]
+        for i in sorted({round(j * (len(uris) - 1) / max(1, sample - 1)) for j in range(sample)})
+    ]
+    rows = size = 0
+    for u in picks:
+        sz = p.pending[u][2]
+        if not sz:
+            return None
+        with p.root.at(u).open("rb") as f:
+            rows += pq.ParquetFile(f).metadata.num_rows
+        size += sz
+    return rows / size if size else None
+
+
+def _estimate(size, per_byte: float | None) -> int:
+    if per_byte is None:  # a store that reports no sizes
+        return UNSIZED_SHARD_ROWS
+    return max(1, round(int(size) * per_byte))
 
 
 # ---------------------------------------------------------------------------------- cutting
 
 
-def group_key(relpath: str, depth: int) -> str:
-    """The night (or other group) a file belongs to: its first `depth` folders."""
-    return "/".join(posixpath.dirname(relpath).split("/")[:depth])
+def should_cut(rows: int, target: int, new_group: bool) -> bool:
+    """The cutting rule: a segment (or unit) of `rows` ends before the next file when it has
+    `target` rows and that file starts a new group, or whatever the file once it has twice
+    that."""
+    return rows >= target and (new_group or rows >= 2 * target)
 
 
 def cut_segments(files: list[str], rows: list[int], target: int, depth: int) -> list[int]:
-    """Start indices (into `files`, canonical order) of the segments: cut at a group boundary
-    once a segment has `target` rows, or anywhere once it has twice that."""
+    """Start indices (into `files`, canonical order) of the segments `should_cut` makes (what
+    a unit does as its rows stream by)."""
     starts, acc = [0], 0
     for i, (f, n) in enumerate(zip(files, rows, strict=True)):
         new_group = i > 0 and group_key(f, depth) != group_key(files[i - 1], depth)
-        if i > starts[-1] and acc >= target and (new_group or acc >= 2 * target):
+        if i > starts[-1] and should_cut(acc, target, new_group):
             starts.append(i)
             acc = 0
         acc += n
     return starts
 
 
-def _segment_table(tables: list[pa.Table], target: int, depth: int, version: int) -> pa.Table:
-    t = pa.concat_tables(tables, promote_options="permissive")
-    if not _is_canonical(t):  # pending shards are read in order; merging segments needs a sort
-        t = t.take(pc.sort_indices(t, [("file", "ascending"), ("frame", "ascending")]))
-    counts = t.group_by("file", use_threads=False).aggregate([([], "count_all")])
-    counts = counts.take(pc.sort_indices(counts, [("file", "ascending")]))
-    files = counts.column("file").to_pylist()
-    starts = cut_segments(files, counts.column("count_all").to_pylist(), target, depth)
-    tag = uuid.uuid4().hex[:8]
-    names = np.empty(len(files), dtype=object)
-    bounds = [*starts, len(files)]
-    for j in range(len(starts)):
-        names[bounds[j] : bounds[j + 1]] = f"v{version:06d}-{j:04d}-{tag}"
-    row_seg = pa.array(names).take(_file_index(t.column("file"), files))
-    return t.append_column("segment", row_seg).select(segments.segment_schema().names)
-
-
-def _is_canonical(t: pa.Table) -> bool:
-    """Rows already in (file, frame) order: file non-decreasing, frame rising within a file."""
-    if t.num_rows < 2:
-        return True
-    f, fr = t.column("file"), t.column("frame")
-    f0, f1 = f.slice(0, t.num_rows - 1), f.slice(1)
-    fr0, fr1 = fr.slice(0, t.num_rows - 1), fr.slice(1)
-    same = pc.equal(f0, f1)
-    ok = pc.or_(pc.less(f0, f1), pc.and_(same, pc.less(fr0, fr1)))
-    return bool(pc.all(ok).as_py())
-
-
-def _file_index(col, files: list[str]) -> pa.Array:
-    return pc.index_in(col, value_set=pa.array(files, pa.string()))
-
-
 # ---------------------------------------------------------------------------------- commit
 
 
-def _commit(p: Plan, data: pa.Table) -> int:
-    """Write the new segment files, then one atomic commit that adds them and removes the
-    segments they replace (`SegmentTable.commit`: a concurrent compaction's commit fails).
-    Killed before the commit, the written files are orphans that no reader sees (vacuum
-    deletes them)."""
-    adds = p.table.write_files(data)
+@dataclass
+class _Batch:
+    """Units written and not yet committed."""
+
+    adds: list = field(default_factory=list)
+    replaced: list = field(default_factory=list)
+    files: int = 0
+    rows: int = 0
+
+    def take(self, res: dict, unit: Unit, by_uri: dict) -> None:
+        self.adds += res["adds"]
+        self.replaced += [by_uri[u] for u in unit.rewrite]
+        self.files += res["files"]
+        self.rows += res["rows"]
+
+
+def _commit(p: Plan, batch: _Batch, read_version: int) -> int:
+    """One atomic commit of a batch: it adds the units' segment files and removes the segments
+    they replace (`SegmentTable.commit`: a concurrent compaction's commit fails). Killed before
+    the commit, the written files are orphans that no reader sees (vacuum deletes them)."""
     fault_point("compact:before-commit")
-    version = p.table.commit(adds, p.rewrite, p.version, files=len(p.pending))
+    version = p.table.commit(batch.adds, batch.replaced, read_version, files=batch.files)
     fault_point("compact:after-commit")
     return version
 
@@ -236,8 +234,14 @@ def compact(
     group_depth: int = DEFAULT_GROUP_DEPTH,
     read_threads: int | None = None,
     retries: int = 3,
+    runner=None,
+    batch_rows: int | None = None,
 ) -> dict:
-    """Compact one model's pending shards under `where` into segments; returns a summary."""
+    """Compact one model's pending shards under `where` into segments; returns a summary.
+
+    `runner` (`compact_runners`: in this process by default, local processes or Ray tasks)
+    runs the units; their segments are committed a batch at a time, once a batch holds
+    `batch_rows` rows (default BATCH_SEGMENTS x target_rows) and at the end."""
     if target_rows < 1:
         raise BadInput(f"target rows must be >= 1, got {target_rows}")
     from deltalake.exceptions import CommitFailedError
@@ -247,44 +251,91 @@ def compact(
     if not root.exists():
         raise BadInput(f"{loc.uri}: not found")
     table = SegmentTable(root)
+    runner = runner or compact_runners.InProcess()
+    batch_rows = batch_rows or BATCH_SEGMENTS * target_rows
     read_threads = read_threads or (4 if root.is_local else 16)
-    t0 = time.perf_counter()
-    for attempt in range(retries + 1):
+    totals = _Totals(time.perf_counter(), runner.name)
+    failures = 0
+    while True:
         p = _plan_on_table(table, target_rows)
         if p is None:
-            log.info("compact %s: nothing new", root.uri)
-            return _summary(root, t0)
+            break
+        units = make_units(p, target_rows, group_depth)
         log.info(
-            "compact %s: %d shards to add, %d segments to rewrite",
-            *(root.uri, len(p.pending), len(p.rewrite)),
+            "compact %s: %d shards to add, %d segments to rewrite, %d units on %s",
+            *(root.uri, len(p.pending), len(p.rewrite), len(units), runner.name),
         )
-        progress = Progress("compact", total=len(p.pending), unit="shards")
-        pending = _read_pending(p, progress, read_threads)
-        tables = [t for t in [pending, *_read_rewritten(p)] if t is not None]
-        data = _segment_table(tables, target_rows, group_depth, p.version + 1)
+        job = Job(root, p.meta, target_rows, group_depth, p.version, read_threads)
+        committed = totals.commits
         try:
-            version = _commit(p, data)
+            _run_units(p, job, units, runner, batch_rows, totals)
             break
         except CommitFailedError as exc:
-            if attempt == retries:
+            failures = 1 if totals.commits > committed else failures + 1
+            if failures > retries:
                 raise
             log.warning("compact: another writer committed first (%s); planning again", exc)
+    if not totals.commits:
+        log.info("compact %s: nothing new", root.uri)
+    return totals.summary(root)
+
+
+def _run_units(p: Plan, job: Job, units: list[Unit], runner, batch_rows: int, totals) -> None:
+    """Run the units; commit their segments whenever a batch holds `batch_rows` rows."""
+    by_uri = {s.uri: s for s in p.rewrite}
+    progress = Progress("compact", total=len(p.pending), unit="shards")
+    version, batch = p.version, _Batch()
+    for res in runner.run(run_unit, ((job, u) for u in units)):
+        batch.take(res, units[res["index"]], by_uri)
+        totals.nodes.add(res["node"])
+        progress.advance(res["files"], res["rows"])
+        if batch.rows >= batch_rows:
+            version = _commit(p, batch, version)
+            totals.add(batch, version)
+            batch = _Batch()
+    if batch.adds or batch.replaced:
+        version = _commit(p, batch, version)
+        totals.add(batch, version)
     progress.done()
-    return _summary(root, t0, p, data, version)
 
 
-def _summary(root: Location, t0: float, p: Plan | None = None, data=None, version=None) -> dict:
-    seconds = time.perf_counter() - t0
-    if p is None:
-        keys = ("files", "rows", "segments_written", "segments_replaced")
-        return {"root": root.uri, **dict.fromkeys(keys, 0), "seconds": round(seconds, 3)}
-    return {
-        "root": root.uri,
-        "version": version,
-        "files": len(p.pending),
-        "rows": data.num_rows,
-        "segments_written": len(pc.unique(data.column("segment"))),
-        "segments_replaced": len(p.rewrite),
-        "seconds": round(seconds, 3),
-        "shards_per_s": round(len(p.pending) / max(seconds, 1e-9), 1),
-    }
+@dataclass
+class _Totals:
+    """What a run committed, over its batches (and re-plans)."""
+
+    t0: float
+    runner: str
+    version: int | None = None
+    commits: int = 0
+    files: int = 0
+    rows: int = 0
+    written: int = 0
+    replaced: int = 0
+    nodes: set = field(default_factory=set)
+
+    def add(self, batch: _Batch, version: int) -> None:
+        self.version, self.commits = version, self.commits + 1
+        self.files += batch.files
+        self.rows += batch.rows
+        self.written += len(batch.adds)
+        self.replaced += len(batch.replaced)
+
+    def summary(self, root: Location) -> dict:
+        seconds = time.perf_counter() - self.t0
+        out = {
+            "root": root.uri,
+            "files": self.files,
+            "rows": self.rows,
+            "segments_written": self.written,
+            "segments_replaced": self.replaced,
+            "seconds": round(seconds, 3),
+        }
+        if self.commits:
+            out.update(
+                version=self.version,
+                commits=self.commits,
+                runner=self.runner,
+                nodes=len(self.nodes),
+                shards_per_s=round(self.files / max(seconds, 1e-9), 1),
+            )
+        return out
