@@ -288,6 +288,7 @@ def _run_units(p: Plan, job: Job, units: list[Unit], runner, batch_rows: int, to
     for res in runner.run(run_unit, ((job, u) for u in units)):
         batch.take(res, units[res["index"]], by_uri)
         totals.nodes.add(res["node"])
+        totals.workers.add((res["node"], res["pid"]))
         progress.advance(res["files"], res["rows"])
         if batch.rows >= batch_rows:
             version = _commit(p, batch, version)
@@ -311,7 +312,8 @@ class _Totals:
     rows: int = 0
     written: int = 0
     replaced: int = 0
-    nodes: set = field(default_factory=set)
+    nodes: set = field(default_factory=set)  # where units ran
+    workers: set = field(default_factory=set)  # (node, pid)
 
     def add(self, batch: _Batch, version: int) -> None:
         self.version, self.commits = version, self.commits + 1
@@ -336,6 +338,7 @@ class _Totals:
                 commits=self.commits,
                 runner=self.runner,
                 nodes=len(self.nodes),
+                workers=len(self.workers),
                 shards_per_s=round(self.files / max(seconds, 1e-9), 1),
             )
         return out

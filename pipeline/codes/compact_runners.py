@@ -49,12 +49,22 @@ class LocalProcesses:
         self.parallelism = max(1, int(workers))
 
     def run(self, fn: Callable, calls: Iterable[tuple]) -> Iterator:
+        calls = list(calls)  # (job, unit) pairs: small
+        if self.parallelism == 1 or len(calls) == 1:  # a night: no process start-up to pay
+            yield from InProcess().run(fn, calls)
+            return
+        yield from self._in_pool(fn, calls)
+
+    def _in_pool(self, fn: Callable, calls: list) -> Iterator:
         import multiprocessing as mp
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         ctx = mp.get_context("spawn")
         pool = ProcessPoolExecutor(
-            self.parallelism, mp_context=ctx, initializer=_watch_parent, initargs=(os.getpid(),)
+            min(self.parallelism, len(calls)),
+            mp_context=ctx,
+            initializer=_watch_parent,
+            initargs=(os.getpid(),),
         )
         try:
             pending = set()

@@ -15,6 +15,7 @@ by: at a group boundary once a segment has `target` rows, anywhere once it has t
 from __future__ import annotations
 
 import collections
+import os
 import posixpath
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -61,7 +62,7 @@ def group_key(relpath: str, depth: int) -> str:
 
 
 def run_unit(job: Job, unit: Unit) -> dict:
-    """Compact one unit into segment files; returns {index, adds, files, rows, node}."""
+    """Compact one unit into segment files; returns {index, adds, files, rows, node, pid}."""
     table = job.root.child(segments.SEGMENTS_DIR)
     tag = f"v{job.version + 1:06d}-{unit.index:05d}-{uuid.uuid4().hex[:8]}"
     out = _Cutter(table, tag, job.target, job.depth)
@@ -80,6 +81,7 @@ def run_unit(job: Job, unit: Unit) -> dict:
         "files": len(unit.shards),
         "rows": sum(a["rows"] for a in adds),
         "node": _node(),
+        "pid": os.getpid(),
     }
 
 
