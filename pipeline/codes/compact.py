@@ -221,7 +221,9 @@ def _plan_on_table(table: SegmentTable, target_rows: int):
     p = plan(table, target_rows)
     if p is not None and p.version is None:
         table.create(p.meta)
-        p = plan(table, target_rows)
+        p.version = table.state(with_files=False).version
+        if p.version != 0:  # another run created the table and committed first
+            p = plan(table, target_rows)
     elif p is not None and table.add_missing_columns():
         p = plan(table, target_rows)
     return p

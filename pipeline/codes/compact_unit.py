@@ -86,15 +86,14 @@ def run_unit(job: Job, unit: Unit) -> dict:
 
 
 def _node() -> str:
-    """The Ray node this runs on (its hostname outside Ray): tests check where units ran."""
-    try:
-        import ray
-
-        if ray.is_initialized():
-            return ray.get_runtime_context().get_node_id()
-    except ImportError:
-        pass
+    """The Ray node this runs on (its hostname outside Ray): tests check where units ran.
+    Ray is not imported for this (seconds): a Ray worker has it already."""
     import socket
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()
 
     return socket.gethostname()
 
