@@ -14,7 +14,7 @@ import pytest
 from code_archive import Archive, assert_equals_kernels, assert_exactly_once
 from test_compact import _compact_cmd, _run
 
-from pipeline.codes import compact, compact_runners, segments
+from pipeline.codes import catalogue, compact, compact_plan, compact_runners, segments
 from pipeline.codes.segments import SegmentTable
 from pipeline.synth.codes import archive_relpaths
 
@@ -59,10 +59,14 @@ def test_segments_are_committed_in_bounded_batches(arch):
     assert_equals_kernels(arch)
 
 
-def test_units_are_whole_nights_and_cut_like_the_rule(arch):
+def _units(arch, target=400):
     table = SegmentTable(arch.model_loc())
-    p = compact._plan_on_table(table, 400)
-    units = compact.make_units(p, 400, compact.DEFAULT_GROUP_DEPTH)
+    seg = table.state(with_files=False)
+    return list(compact_plan.Planner(arch.model_loc(), seg, target, 4).units())
+
+
+def test_units_are_whole_nights_and_cut_like_the_rule(arch):
+    units = _units(arch)
     assert len(units) == 6 and [len(u.shards) for u in units] == [20] * 6
     assert all(u.rows == 400 for u in units)  # estimated from sampled footers: exact here
     for u in units:
@@ -70,14 +74,35 @@ def test_units_are_whole_nights_and_cut_like_the_rule(arch):
     # a later compaction that adds a file inside a night rewrites that night's segment in the
     # same unit as the new shard
     compact.compact(arch.root, target_rows=400)
+    assert _units(arch) == []
     arch.write([_nights(130, 6)[125]], seed=7)
-    p = compact._plan_on_table(table, 400)
-    (unit,) = compact.make_units(p, 400, 4)
+    (unit,) = _units(arch)
     assert len(unit.shards) == 1 and len(unit.rewrite) == 1
     s = compact.compact(arch.root, target_rows=400)
     assert s["segments_replaced"] == 1 and s["files"] == 1
     assert_exactly_once(arch)
     assert_equals_kernels(arch)
+
+
+def test_groups_are_listed_one_at_a_time_in_canonical_order(tmp_path):
+    a = Archive(tmp_path / "codes")
+    day = "stream0/2014/03/10"  # site folders are the groups at depth 5; loose files between
+    loose = [f"{day}/aaa_x.pgm", f"{day}/hhh_x.pgm", f"{day}/zzz_x.pgm", f"{day}-x/abc_q.pgm"]
+    rels = _nights(40, 2) + loose
+    a.write(rels)
+    groups = list(compact_plan.shard_groups(a.model_loc(), 5))
+    root = a.model_loc().uri
+    listed = [sorted(catalogue.shard_relpath(u, root) for u in g) for g in groups]
+    assert sorted(r for g in listed for r in g) == sorted(rels)
+    assert len(listed) == 4 + 4  # 4 (night, site) folders, 4 runs of loose files
+    for g in listed:  # each within one group
+        assert len({compact.group_key(r, 5) for r in g}) == 1
+    spans = [(g[0], g[-1]) for g in listed]
+    assert all(spans[i][1] < spans[i + 1][0] for i in range(len(spans) - 1))  # in order
+    compact.compact(a.root, target_rows=100, group_depth=5)
+    assert not a.catalogue().shards
+    assert_exactly_once(a)
+    assert_equals_kernels(a)
 
 
 def test_local_worker_processes_without_ray(arch):

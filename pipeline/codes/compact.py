@@ -32,18 +32,17 @@ what to read, how to cut it into units and segments, and when to retry.
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 
-import pyarrow.parquet as pq
-
 from pipeline import storage
-from pipeline.codes import catalogue, compact_runners, store
+from pipeline.codes import catalogue, compact_runners
+from pipeline.codes.compact_plan import Planner, should_cut
 from pipeline.codes.compact_unit import Job, Unit, group_key, run_unit
-from pipeline.codes.segments import Segment, SegmentTable
+from pipeline.codes.segments import SegmentTable
 from pipeline.errors import BadInput
 from pipeline.progress import Progress
 from pipeline.storage import Location
@@ -53,115 +52,6 @@ log = logging.getLogger("aurorahash.compact")
 DEFAULT_TARGET_ROWS = 2_000_000
 DEFAULT_GROUP_DEPTH = 4  # stream0/YYYY/MM/DD: one night of every camera
 BATCH_SEGMENTS = 8  # a commit once the written units hold this many segments' worth of rows
-UNSIZED_SHARD_ROWS = 20  # row estimate of a shard on a store that reports no sizes
-
-
-@dataclass
-class Plan:
-    table: SegmentTable
-    meta: store.ShardMeta
-    pending: dict  # shard uri -> (relpath, mtime, size)
-    rewrite: list[Segment]  # segments to rewrite (minus their dropped files)
-    drop: set  # files whose segment rows are replaced by a pending shard
-    version: int | None
-
-    @property
-    def root(self) -> Location:
-        return self.table.root
-
-
-def plan(table: SegmentTable, target_rows: int = DEFAULT_TARGET_ROWS) -> Plan | None:
-    """What to compact now: None when every shard is already in the segments."""
-    seg = table.state()
-    entries = catalogue.list_shard_entries(table.root)
-    pending, drop = catalogue.pending_shards(table.root.uri, entries, seg.recorded)
-    if not pending:
-        return None
-    meta = seg.meta or store.shard_meta(table.root.at(next(iter(pending))))
-    rels = sorted(rel for rel, _, _ in pending.values())
-    rewrite = []
-    last = max(seg.segments, key=lambda s: s.hi, default=None)
-    for s in seg.segments:
-        holds_dropped = any(seg.recorded[f][1] == s.name for f in drop)
-        inside = _any_between(rels, s.lo, s.hi)
-        small_last = s is last and s.rows < target_rows and rels[-1] > s.hi
-        if holds_dropped or inside or small_last:
-            rewrite.append(s)
-    return Plan(table, meta, pending, rewrite, drop, seg.version)
-
-
-def _any_between(sorted_rels: list[str], lo: str, hi: str) -> bool:
-    i = bisect.bisect_left(sorted_rels, lo)
-    return i < len(sorted_rels) and sorted_rels[i] <= hi
-
-
-# ---------------------------------------------------------------------------------- units
-
-
-def make_units(p: Plan, target_rows: int, depth: int) -> list[Unit]:
-    """Cut the plan into units of whole groups, about `target_rows` (estimated) each, in
-    canonical order: a unit closes at a group boundary once it has `target_rows`, anywhere once
-    it has twice that, never inside a rewritten segment's range (its rows go to one unit)."""
-    per_byte = _rows_per_byte(p)
-    items = [
-        (rel, rel, _estimate(size, per_byte), (uri, rel, m))
-        for uri, (rel, m, size) in p.pending.items()
-    ]
-    items += [(s.lo, s.hi, s.rows, s) for s in p.rewrite]
-    items.sort(key=lambda it: (it[0], it[1]))
-    units, shards, rewrite, rows, hi = [], [], [], 0, None
-    for lo, top, n, item in items:
-        if (
-            hi is not None
-            and lo > hi
-            and rows
-            and should_cut(rows, target_rows, group_key(lo, depth) != group_key(hi, depth))
-        ):
-            units.append(Unit(len(units), tuple(shards), tuple(rewrite), rows))
-            shards, rewrite, rows = [], [], 0
-        (rewrite if isinstance(item, Segment) else shards).append(
-            item.uri if isinstance(item, Segment) else item
-        )
-        rows += n
-        hi = top if hi is None else max(hi, top)
-    if shards or rewrite:
-        units.append(Unit(len(units), tuple(shards), tuple(rewrite), rows))
-    return units
-
-
-def _rows_per_byte(p: Plan, sample: int = 8) -> float | None:
-    """Rows per shard byte, from the footers of a few pending shards spread over the plan (minute
-    shards are alike; the catalogue's fixed estimate is off 5x for 20-row shards)."""
-    uris = list(p.pending)
-    picks = [
-        uris[i]
-        for i in sorted({round(j * (len(uris) - 1) / max(1, sample - 1)) for j in range(sample)})
-    ]
-    rows = size = 0
-    for u in picks:
-        sz = p.pending[u][2]
-        if not sz:
-            return None
-        with p.root.at(u).open("rb") as f:
-            rows += pq.ParquetFile(f).metadata.num_rows
-        size += sz
-    return rows / size if size else None
-
-
-def _estimate(size, per_byte: float | None) -> int:
-    if per_byte is None:  # a store that reports no sizes
-        return UNSIZED_SHARD_ROWS
-    return max(1, round(int(size) * per_byte))
-
-
-# ---------------------------------------------------------------------------------- cutting
-
-
-def should_cut(rows: int, target: int, new_group: bool) -> bool:
-    """The cutting rule: a segment (or unit) of `rows` ends before the next file when it has
-    `target` rows and that file starts a new group, or whatever the file once it has twice
-    that."""
-    return rows >= target and (new_group or rows >= 2 * target)
 
 
 def cut_segments(files: list[str], rows: list[int], target: int, depth: int) -> list[int]:
@@ -189,19 +79,19 @@ class _Batch:
     files: int = 0
     rows: int = 0
 
-    def take(self, res: dict, unit: Unit, by_uri: dict) -> None:
+    def take(self, res: dict, unit: Unit) -> None:
         self.adds += res["adds"]
-        self.replaced += [by_uri[u] for u in unit.rewrite]
+        self.replaced += list(unit.rewrite)
         self.files += res["files"]
         self.rows += res["rows"]
 
 
-def _commit(p: Plan, batch: _Batch, read_version: int) -> int:
+def _commit(table: SegmentTable, batch: _Batch, read_version: int) -> int:
     """One atomic commit of a batch: it adds the units' segment files and removes the segments
     they replace (`SegmentTable.commit`: a concurrent compaction's commit fails). Killed before
     the commit, the written files are orphans that no reader sees (vacuum deletes them)."""
     fault_point("compact:before-commit")
-    version = p.table.commit(batch.adds, batch.replaced, read_version, files=batch.files)
+    version = table.commit(batch.adds, batch.replaced, read_version, files=batch.files)
     fault_point("compact:after-commit")
     return version
 
@@ -216,17 +106,23 @@ def fault_point(name: str) -> None:
 # ---------------------------------------------------------------------------------- job
 
 
-def _plan_on_table(table: SegmentTable, target_rows: int):
-    """The plan, after creating the table (first run) or adding columns newer shards have."""
-    p = plan(table, target_rows)
-    if p is not None and p.version is None:
-        table.create(p.meta)
-        p.version = table.state(with_files=False).version
-        if p.version != 0:  # another run created the table and committed first
-            p = plan(table, target_rows)
-    elif p is not None and table.add_missing_columns():
-        p = plan(table, target_rows)
-    return p
+def _start(table: SegmentTable, target_rows: int, depth: int):
+    """(planner, its units, the version to commit on), after creating the table (first run) or
+    adding columns newer shards have; None when nothing is pending."""
+    seg = table.state(with_files=False)
+    planner = Planner(table.root, seg, target_rows, depth)
+    units = planner.units()
+    first = next(units, None)
+    if first is None:
+        return None
+    if seg.version is None:
+        table.create(planner.meta)
+        if table.state(with_files=False).version != 0:  # another run committed first
+            return _start(table, target_rows, depth)
+        return planner, itertools.chain([first], units), 0
+    if table.add_missing_columns():
+        return _start(table, target_rows, depth)
+    return planner, itertools.chain([first], units), seg.version
 
 
 def compact(
@@ -259,18 +155,15 @@ def compact(
     totals = _Totals(time.perf_counter(), runner.name)
     failures = 0
     while True:
-        p = _plan_on_table(table, target_rows)
-        if p is None:
+        started = _start(table, target_rows, group_depth)
+        if started is None:
             break
-        units = make_units(p, target_rows, group_depth)
-        log.info(
-            "compact %s: %d shards to add, %d segments to rewrite, %d units on %s",
-            *(root.uri, len(p.pending), len(p.rewrite), len(units), runner.name),
-        )
-        job = Job(root, p.meta, target_rows, group_depth, p.version, read_threads)
+        planner, units, version = started
+        log.info("compact %s: units of whole groups on %s", root.uri, runner.name)
+        job = Job(root, planner.meta, target_rows, group_depth, version, read_threads)
         committed = totals.commits
         try:
-            _run_units(p, job, units, runner, batch_rows, totals)
+            _run_units(table, job, units, runner, batch_rows, totals)
             break
         except CommitFailedError as exc:
             failures = 1 if totals.commits > committed else failures + 1
@@ -282,22 +175,28 @@ def compact(
     return totals.summary(root)
 
 
-def _run_units(p: Plan, job: Job, units: list[Unit], runner, batch_rows: int, totals) -> None:
-    """Run the units; commit their segments whenever a batch holds `batch_rows` rows."""
-    by_uri = {s.uri: s for s in p.rewrite}
-    progress = Progress("compact", total=len(p.pending), unit="shards")
-    version, batch = p.version, _Batch()
-    for res in runner.run(run_unit, ((job, u) for u in units)):
-        batch.take(res, units[res["index"]], by_uri)
+def _run_units(table: SegmentTable, job: Job, units, runner, batch_rows: int, totals) -> None:
+    """Run the units as the planner yields them; commit their segments whenever a batch holds
+    `batch_rows` rows, and at the end."""
+    progress = Progress("compact", total=0, unit="shards")
+    version, batch, taken = job.version, _Batch(), {}
+
+    def calls():
+        for u in units:
+            taken[u.index] = u
+            yield job, u
+
+    for res in runner.run(run_unit, calls()):
+        batch.take(res, taken.pop(res["index"]))
         totals.nodes.add(res["node"])
         totals.workers.add((res["node"], res["pid"]))
         progress.advance(res["files"], res["rows"])
         if batch.rows >= batch_rows:
-            version = _commit(p, batch, version)
+            version = _commit(table, batch, version)
             totals.add(batch, version)
             batch = _Batch()
     if batch.adds or batch.replaced:
-        version = _commit(p, batch, version)
+        version = _commit(table, batch, version)
         totals.add(batch, version)
     progress.done()
 

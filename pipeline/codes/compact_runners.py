@@ -9,6 +9,7 @@ of a cluster. Each runner yields the units' results as they finish (any order), 
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import threading
 import time
@@ -49,19 +50,21 @@ class LocalProcesses:
         self.parallelism = max(1, int(workers))
 
     def run(self, fn: Callable, calls: Iterable[tuple]) -> Iterator:
-        calls = list(calls)  # (job, unit) pairs: small
-        if self.parallelism == 1 or len(calls) == 1:  # a night: no process start-up to pay
-            yield from InProcess().run(fn, calls)
+        calls = iter(calls)  # consumed lazily: the planner lists a group at a time
+        head = list(itertools.islice(calls, 2))
+        rest = itertools.chain(head, calls)
+        if self.parallelism == 1 or len(head) < 2:  # a night: no process start-up to pay
+            yield from InProcess().run(fn, rest)
             return
-        yield from self._in_pool(fn, calls)
+        yield from self._in_pool(fn, rest)
 
-    def _in_pool(self, fn: Callable, calls: list) -> Iterator:
+    def _in_pool(self, fn: Callable, calls: Iterable[tuple]) -> Iterator:
         import multiprocessing as mp
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         ctx = mp.get_context("spawn")
         pool = ProcessPoolExecutor(
-            min(self.parallelism, len(calls)),
+            self.parallelism,
             mp_context=ctx,
             initializer=_watch_parent,
             initargs=(os.getpid(),),

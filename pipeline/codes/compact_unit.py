@@ -40,7 +40,7 @@ class Unit:
 
     index: int
     shards: tuple  # ((uri, relpath, mtime or None), ...) in relpath order
-    rewrite: tuple  # uris of segment files to rewrite (minus the files `shards` replace)
+    rewrite: tuple  # segments.Segment to rewrite (minus the files `shards` replace)
     rows: int  # estimated rows (shards from their sizes, segments exactly)
 
 
@@ -68,7 +68,7 @@ def run_unit(job: Job, unit: Unit) -> dict:
     out = _Cutter(table, tag, job.target, job.depth)
     try:
         stale = {rel for _, rel, _ in unit.shards}
-        kept = _kept_rows(job.root, unit.rewrite, stale)
+        kept = _kept_rows(job.root, [s.uri for s in unit.rewrite], stale)
         for block in _blocks(_merged(kept, _shards_in_order(job, unit))):
             out.write_block(block)
         adds = out.close()
