@@ -15,7 +15,8 @@ For each size, in this order:
 - `aurorahash compact --codes COPY --no-vacuum` as a whole process under `/usr/bin/time -v`
   (its maximum resident set size: the largest of the job and every worker process it reaped),
   with the process tree's summed RSS sampled every 0.2 s from /proc;
-- floor (after), the same as before. The ratio is the job's wall over the mean of the two floors.
+- floor (after), the same as before. The ratio is the job's wall over the mean of the two floors;
+  a second ratio takes off the job's start-up (`compact --help`, timed just before).
 
 The cores are shared with other work on this machine; the figures that matter are the ratios,
 taken within one run. A year (5M shards) is projected by a least-squares line through the
@@ -181,13 +182,23 @@ def run_compact(folder: str, extra: list[str]) -> dict:
     }
 
 
+def startup_seconds() -> float:
+    """Wall time of `aurorahash compact --help`: the job's start-up (Python, imports)."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "jobs.cli", "compact", "--help"]
+    subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, check=True)
+    return time.perf_counter() - t0
+
+
 def measure(base: str, workdir: str, n: int, procs: int, extra: list[str]) -> dict:
     folder = os.path.join(workdir, f"copy-{n}")
     log(f"{n:,} shards: linking a fresh copy")
     paths = fresh_copy(base, folder, n)
     list_s = listing_seconds(folder)
     f1, rows = floor(paths, procs)
-    log(f"{n:,}: floor {f1:.1f} s ({rows:,} rows); compacting")
+    start = startup_seconds()
+    log(f"{n:,}: floor {f1:.1f} s ({rows:,} rows), start-up {start:.1f} s; compacting")
     job = run_compact(folder, extra)
     f2, _ = floor(paths, procs)
     fl = (f1 + f2) / 2
@@ -206,6 +217,8 @@ def measure(base: str, workdir: str, n: int, procs: int, extra: list[str]) -> di
         "listing_s": round(list_s, 2),
         "ratio_to_floor": round(job["wall_s"] / fl, 3),
         "ratio_to_floor_plus_listing": round(job["wall_s"] / (fl + list_s), 3),
+        "startup_s": round(start, 2),
+        "ratio_to_floor_after_startup": round((job["wall_s"] - start) / fl, 3),
     }
 
 
