@@ -6,8 +6,9 @@ not yet compacted into segments of `target_rows` codes (a Delta Lake table under
 `OUT/<model12>/_segments`, see `pipeline.codes.catalogue`), cutting only between nights (the first
 `group_depth` folders of the archive path) unless a night alone exceeds twice the target.
 
-Streaming (a first compaction of a year is millions of shards): the plan is cut into units of
-whole groups of about `target_rows` rows each (`make_units`); each unit streams its shards into
+Streaming (a first compaction of a year is millions of shards): the pending shards are listed a
+group at a time and cut into units of whole groups of about `target_rows` rows each
+(`compact_plan`); each unit streams its shards into
 segment files in bounded memory (`compact_unit`), in this process, in local worker processes or
 as Ray tasks across a cluster (`compact_runners`). The driver commits the units' segments in
 batches of about `batch_rows` rows, each batch one atomic commit.
@@ -40,8 +41,8 @@ from dataclasses import dataclass, field
 
 from pipeline import storage
 from pipeline.codes import catalogue, compact_runners
-from pipeline.codes.compact_plan import Planner, should_cut
-from pipeline.codes.compact_unit import Job, Unit, group_key, run_unit
+from pipeline.codes.compact_plan import Planner
+from pipeline.codes.compact_unit import Job, Unit, group_key, run_unit, should_cut
 from pipeline.codes.segments import SegmentTable
 from pipeline.errors import BadInput
 from pipeline.progress import Progress

@@ -24,19 +24,12 @@ import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.codes import catalogue, segments, store
-from pipeline.codes.compact_unit import Unit, group_key
+from pipeline.codes.compact_unit import Unit, group_key, should_cut
 from pipeline.codes.segments import Segment, SegmentState
 from pipeline.storage import Location
 
 UNSIZED_SHARD_ROWS = 20  # row estimate of a shard on a store that reports no sizes
 SAMPLE_FOOTERS = 8  # footers read to estimate rows per shard byte
-
-
-def should_cut(rows: int, target: int, new_group: bool) -> bool:
-    """The cutting rule: a segment (or unit) of `rows` ends before the next file when it has
-    `target` rows and that file starts a new group, or whatever the file once it has twice
-    that."""
-    return rows >= target and (new_group or rows >= 2 * target)
 
 
 # ------------------------------------------------------------------------------ listing

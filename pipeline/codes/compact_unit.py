@@ -61,6 +61,13 @@ def group_key(relpath: str, depth: int) -> str:
     return "/".join(posixpath.dirname(relpath).split("/")[:depth])
 
 
+def should_cut(rows: int, target: int, new_group: bool) -> bool:
+    """The cutting rule: a segment (or unit) of `rows` ends before the next file when it has
+    `target` rows and that file starts a new group, or whatever the file once it has twice
+    that."""
+    return rows >= target and (new_group or rows >= 2 * target)
+
+
 def run_unit(job: Job, unit: Unit) -> dict:
     """Compact one unit into segment files; returns {index, adds, files, rows, node, pid}."""
     table = job.root.child(segments.SEGMENTS_DIR)
@@ -244,8 +251,7 @@ class _Cutter:
         at = 0  # first row of `rows` not yet written
         for i, (rel, n, _) in enumerate(items):
             g = group_key(rel, self.depth)
-            cut = self.acc >= self.target and (g != self.group or self.acc >= 2 * self.target)
-            if self.writer is not None and cut:
+            if self.writer is not None and should_cut(self.acc, self.target, g != self.group):
                 start = sum(it[1] for it in items[:i])
                 self.writer.write(rows.slice(at, start - at))
                 at = start
