@@ -6,18 +6,34 @@ first --group-depth folders of the archive path) in one segment where it can. Th
 Delta Lake table at <codes>/<model12>/_segments, which search, benchmark and export read, and
 which DuckDB, Polars, Spark or `deltalake` open directly.
 
-It is incremental (a re-run reads only new or re-ingested shards), atomic (one commit; a killed
-run leaves readers on the previous state) and exactly-once (a re-ingested file's old rows are
-replaced in the same commit). Vacuum then deletes what the segments superseded: old segment files,
-compacted shards and temp files of killed writers, once older than --grace-hours.
+It streams: the pending shards are cut into units of whole nights, each written into segments
+in bounded memory by a local worker process (--workers, default one per core) or, when a cluster
+is given (--ray-address or $RAY_ADDRESS) or --ray, by Ray tasks spread over its nodes. Their
+segments are committed in batches of about --batch-rows rows, each one atomic commit.
+
+It is incremental (a re-run reads only new or re-ingested shards), atomic per batch (a killed run
+keeps the batches it committed and leaves readers on the last one; the next run does the rest)
+and exactly-once (a re-ingested file's old rows are replaced in the same commit). Vacuum then
+deletes what the segments superseded: old segment files, compacted shards and temp files of
+killed writers, once older than --grace-hours.
 
 Example:
   aurorahash compact --codes out/codes --model 3f2a9c1b0d4e
 """
 
 import logging
+import os
 
-from jobs.common import UsageError, add_codes_options, add_s3_options, location
+from jobs.common import (
+    UsageError,
+    add_codes_options,
+    add_ray_options,
+    add_s3_options,
+    location,
+    ray_address,
+    ray_storage_env,
+    storage_options,
+)
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.compact")
@@ -41,6 +57,28 @@ def add_arguments(p):
         help="folders of the archive path that name a group kept together (default "
         f"{compact.DEFAULT_GROUP_DEPTH}: stream0/YYYY/MM/DD, one night)",
     )
+    p.add_argument(
+        "--batch-rows",
+        type=int,
+        default=None,
+        help="commit the written segments once they hold this many rows (default "
+        f"{compact.BATCH_SEGMENTS} x --target-rows); a killed run loses at most a batch",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local worker processes without Ray (default: one per core; 1: in this process)",
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--ray",
+        action="store_true",
+        help="run the units as Ray tasks (default only when a cluster is given: --ray-address or "
+        "$RAY_ADDRESS); without a cluster, a local instance is started",
+    )
+    g.add_argument("--no-ray", action="store_true", help="local worker processes even so")
+    add_ray_options(p)
     p.add_argument("--no-vacuum", action="store_true", help="compact only; delete nothing")
     p.add_argument(
         "--grace-hours",
@@ -53,14 +91,40 @@ def add_arguments(p):
 
 
 def run(args):
-    from pipeline.codes import catalogue, compact, vacuum
+    from pipeline.codes import catalogue
 
     if args.target_rows < 1 or args.group_depth < 0 or args.grace_hours < 0:
         raise UsageError("--target-rows must be >= 1, --group-depth and --grace-hours >= 0")
+    if (args.batch_rows is not None and args.batch_rows < 1) or (
+        args.workers is not None and args.workers < 1
+    ):
+        raise UsageError("--batch-rows and --workers must be >= 1")
     roots = catalogue.select_roots(location(args, args.codes), args.model)
+    use_ray = args.ray or (not args.no_ray and ray_address(args) is not None)
+    log.info("compact: units run on %s", "Ray" if use_ray else "local processes")
+    if not use_ray:
+        return _compact_all(args, roots, None)
+    from pipeline.ray_runtime import ray_session
+
+    with ray_session(ray_address(args), ray_storage_env(storage_options(args))):
+        from pipeline.codes.compact_runners import RayTasks
+
+        return _compact_all(args, roots, RayTasks())
+
+
+def _compact_all(args, roots, runner) -> dict:
+    from pipeline.codes import compact, compact_runners, vacuum
+
+    runner = runner or compact_runners.LocalProcesses(args.workers or os.cpu_count() or 1)
     out = {}
     for root in roots:
-        res = compact.compact(root, target_rows=args.target_rows, group_depth=args.group_depth)
+        res = compact.compact(
+            root,
+            target_rows=args.target_rows,
+            group_depth=args.group_depth,
+            runner=runner,
+            batch_rows=args.batch_rows,
+        )
         if not args.no_vacuum:
             res["vacuum"] = vacuum.vacuum(root, args.grace_hours)
         out[root.uri] = res

@@ -18,15 +18,14 @@ from). `segment_schema()` derives it at call time, so the schema follows `store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.codes import store
@@ -153,26 +152,13 @@ class SegmentTable:
         recorded = _recorded_files(self.loc, segments) if with_files else {}
         return SegmentState(dt.version(), meta, segments, recorded)
 
-    def write_files(self, data: pa.Table) -> list:
-        """One Parquet file per segment (rows of one `segment` value are contiguous in `data`),
-        written by us: delta-rs's writer may reorder batches. Returns their Delta add actions.
-        Until `commit`, they are orphans that no reader sees (vacuum deletes them)."""
-        names = data.column("segment")
-        body = data.drop_columns(["segment"]).cast(file_schema())
-        bounds = np.flatnonzero(pc.not_equal(names.slice(1), names.slice(0, len(names) - 1)))
-        starts = [0, *(bounds + 1).tolist()]
-        stops = [*starts[1:], data.num_rows]
-        return [
-            _write_file(self.loc, names[a].as_py(), body.slice(a, b - a))
-            for a, b in zip(starts, stops, strict=True)
-        ]
-
     def commit(self, adds: list, replaced: list[Segment], read_version: int, files: int) -> int:
-        """One atomic commit on top of `read_version`: add the written files, remove the
-        `replaced` segments. The application transaction version (= read_version + 1) makes a
-        concurrent compaction's commit fail (CommitFailedError). Returns the new version."""
+        """One atomic commit on top of `read_version`: add the written files (`SegmentWriter`
+        records), remove the `replaced` segments. The application transaction version
+        (= read_version + 1) makes a concurrent compaction's commit fail (CommitFailedError).
+        Returns the new version."""
         from deltalake import CommitProperties, Transaction
-        from deltalake.transaction import RemoveAction
+        from deltalake.transaction import AddAction, RemoveAction
 
         now = int(time.time() * 1000)
         base = self.loc.uri + "/"
@@ -190,8 +176,9 @@ class SegmentTable:
             app_transactions=[Transaction(app_id=APP_ID, version=version)],
             custom_metadata={"aurorahash.operation": "compact", "aurorahash.files": str(files)},
         )
+        actions = [AddAction(**{k: a[k] for k in _ADD_FIELDS}) for a in adds]
         self.open(read_version).create_write_transaction(
-            adds + removes,
+            actions + removes,
             mode="append",
             schema=segment_schema(),
             partition_by=["segment"],
@@ -226,29 +213,73 @@ def _recorded_files(table: Location, segments: list[Segment]) -> dict:
     return out
 
 
-def _write_file(table: Location, name: str, seg: pa.Table):
-    """One segment's Parquet file under `segment=<name>/`; its Delta add action."""
-    from deltalake.transaction import AddAction
+_ADD_FIELDS = ("path", "size", "partition_values", "modification_time", "data_change", "stats")
 
-    rel = f"segment={name}/part-{uuid.uuid4().hex}.zstd.parquet"
-    table.child(f"segment={name}").makedirs()
-    dest = table.child(rel)
-    with dest.open("wb") as f:
-        pq.write_table(seg, f, row_group_size=SEGMENT_ROW_GROUP, compression="zstd")
-    stats = {
-        "numRecords": seg.num_rows,
-        "minValues": {"file": seg.column("file")[0].as_py()},
-        "maxValues": {"file": seg.column("file")[-1].as_py()},
-        "nullCount": {"file": 0},
-    }
-    return AddAction(
-        path=rel,
-        size=dest.size(),
-        partition_values={"segment": name},
-        modification_time=int(time.time() * 1000),
-        data_change=True,
-        stats=json.dumps(stats),
-    )
+
+class SegmentWriter:
+    """One segment's Parquet file, written a row group at a time, so that a segment of any size
+    passes through bounded memory (about SEGMENT_ROW_GROUP rows). Rows must come in canonical
+    order. `close()` returns its add record, a plain dict (it crosses process boundaries) that
+    `SegmentTable.commit` takes. Until that commit the file is an orphan no reader sees."""
+
+    def __init__(self, table: Location, name: str):
+        self.name, self.rows, self.lo, self.hi = name, 0, None, None
+        self.rel = f"segment={name}/part-{uuid.uuid4().hex}.zstd.parquet"
+        table.child(f"segment={name}").makedirs()
+        self.dest = table.child(self.rel)
+        self._file = self.dest.open("wb")
+        self._writer = pq.ParquetWriter(self._file, file_schema(), compression="zstd")
+        self._buf: list[pa.Table] = []
+        self._buffered = 0
+
+    def write(self, t: pa.Table) -> None:
+        """Append rows (`file_schema()` columns), after the ones written so far."""
+        if not t.num_rows:
+            return
+        files = t.column("file")
+        self.lo = self.lo if self.lo is not None else files[0].as_py()
+        self.hi = files[-1].as_py()
+        self._buf.append(t)
+        self._buffered += t.num_rows
+        self.rows += t.num_rows
+        if self._buffered >= SEGMENT_ROW_GROUP:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self._buffered:
+            return
+        t = pa.concat_tables(self._buf).combine_chunks()
+        n = t.num_rows if final else SEGMENT_ROW_GROUP * (t.num_rows // SEGMENT_ROW_GROUP)
+        self._writer.write_table(t.slice(0, n), row_group_size=SEGMENT_ROW_GROUP)
+        rest = t.slice(n)
+        self._buf, self._buffered = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+
+    def close(self) -> dict:
+        self._flush(final=True)
+        self._writer.close()
+        self._file.close()
+        stats = {
+            "numRecords": self.rows,
+            "minValues": {"file": self.lo},
+            "maxValues": {"file": self.hi},
+            "nullCount": {"file": 0},
+        }
+        return {
+            "path": self.rel,
+            "size": self.dest.size(),
+            "partition_values": {"segment": self.name},
+            "modification_time": int(time.time() * 1000),
+            "data_change": True,
+            "stats": json.dumps(stats),
+            "rows": self.rows,
+        }
+
+    def abort(self) -> None:
+        """Close without a record: the partial file is an orphan (vacuum deletes it)."""
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        with contextlib.suppress(Exception):
+            self._file.close()
 
 
 def _segment(table: Location, action: dict) -> Segment:
