@@ -124,7 +124,7 @@ class Watch:
         env = {**os.environ, **worker_env(), TAG: self.tag}
         env.pop("RAY_ADDRESS", None)  # a local Ray of its own, as a job on a bare machine
         cmd = [sys.executable, "-m", "jobs.cli", *map(str, argv)]
-        self.seen: dict[leftovers.Proc, str] = {}
+        self.seen: dict[leftovers.Proc, set[str]] = {}  # a worker's title changes as it starts
         stop = threading.Event()
         watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True)
         p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -144,14 +144,14 @@ class Watch:
     def _watch(self, stop: threading.Event) -> None:
         while not stop.wait(0.2):
             for q in leftovers.with_env(TAG, self.tag):
-                self.seen.setdefault(q, leftovers.describe(q))
+                self.seen.setdefault(q, set()).add(leftovers.describe(q))
 
     def ray_workers(self) -> list[str]:
-        return [name for name in self.seen.values() if "ray::" in name]
+        return [name for names in self.seen.values() for name in names if "ray::" in name]
 
     def assert_clean(self) -> None:
         assert self.rc == 0, self.stderr[-3000:]
-        names = [self.seen.get(q) or leftovers.describe(q) for q in self.left]
+        names = [self.seen.get(q) or {leftovers.describe(q)} for q in self.left]
         assert not self.left, f"outlived the job: {names}"
 
 
