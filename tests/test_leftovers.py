@@ -134,6 +134,9 @@ class Watch:
         finally:
             stop.set()
             watcher.join()
+            if p.poll() is None:  # timed out: end the job and all of its processes
+                leftovers.kill(leftovers.with_env(TAG, self.tag))
+                p.wait()
         self.rc, self.stderr = p.returncode, err.decode(errors="replace")
         lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
         self.summary = json.loads(lines[-1]) if lines else {}
@@ -193,7 +196,7 @@ def test_demo_leaves_no_process(tmp_path):
     an encoder actor was orphaned: it was still tearing down when the session was shut down."""
     demo = Watch(
         "demo", "--workdir", tmp_path / "demo", "--frames", 60, "--query-frames", 20,
-        "--n-train", 60, "--epochs", 1, "--size", 32, "--bits", 16,
+        "--n-train", 60, "--epochs", 1, "--size", 32, "--bits", 16, timeout=2400,
     )  # fmt: skip
     demo.assert_clean()
     assert demo.summary["ingest_archive"]["frames"] == 60
