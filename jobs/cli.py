@@ -4,6 +4,9 @@ Exit codes: 0 done, 1 failed work, 2 bad usage or bad input.
 
 The summary's `error` is one line (`pipeline.messages.one_line`: the exception type and message,
 no traceback, no terminal colour codes); tracebacks go to the stderr log only.
+
+Run as a command (`cli`: the console script, `python -m jobs.cli`), the process leaves through
+`exit_now` once the job has returned: no interpreter teardown after a finished job.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import NoReturn
 
 from jobs.common import JobFailed, emit_summary, setup_logging
 from pipeline.errors import BadInput
@@ -105,5 +109,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_now(rc: int) -> NoReturn:
+    """Leave with `rc` without the interpreter's teardown (`pipeline.quick_exit`).
+
+    Why here: the job is done and its summary printed. delta-rs's tokio runtime (one per
+    process, never shut down: its Python binding has no way to) keeps its threads through the
+    teardown that normally follows, and a tokio thread that touches the interpreter or a
+    library's statics while they are torn down aborts the process: a finished compaction could
+    exit with SIGABRT (issue 20). Jobs close their files and shut Ray down before they return.
+    """
+    from pipeline.quick_exit import quick_exit
+
+    quick_exit(rc)
+
+
+def cli() -> NoReturn:
+    """The console script: run the job named in sys.argv, then `exit_now` with its code."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

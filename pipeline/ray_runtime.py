@@ -1,7 +1,8 @@
 """Joining or starting Ray the same way in every job.
 
 Why one place: jobs must honour --ray-address / RAY_ADDRESS, keep Ray's own logging off stdout
-(stdout carries only the JSON summary), and only shut down an instance they started themselves.
+(stdout carries only the JSON summary), only shut down an instance they started themselves, and
+leave no process of it behind (`shutdown_ray`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+
+from pipeline import leftovers
+
+log = logging.getLogger("aurorahash.ray")
+LEFTOVER_GRACE_S = 10.0  # how long a session's process may take to end after ray.shutdown()
 
 
 def init_ray(address: str | None = None, storage_env: dict | None = None) -> bool:
@@ -47,9 +53,43 @@ def ray_session(address: str | None = None, storage_env: dict | None = None):
         yield
     finally:
         if started:
-            import ray
+            shutdown_ray()
 
-            ray.shutdown()
+
+def _own_node() -> tuple[int | None, list]:
+    """(raylet pid, processes) of the Ray node this process started; (None, []) when it joined
+    a cluster (whose processes are not ours to end)."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    infos = getattr(node, "all_processes", None) or {}
+    pids = [i.process.pid for group in infos.values() for i in group if i.process is not None]
+    procs = [p for p in map(leftovers.proc, pids) if p is not None]
+    raylet = infos.get("raylet") or [None]
+    return (raylet[0].process.pid if raylet[0] is not None else None), procs
+
+
+def shutdown_ray(grace: float = LEFTOVER_GRACE_S) -> list:
+    """`ray.shutdown()`, then make sure that no process of a node this job started outlives it:
+    its own processes, the raylet's children, and workers that had already left the raylet
+    (they carry RAY_RAYLET_PID) get `grace` s to end, then SIGKILL. Returns the killed ones."""
+    import ray
+
+    raylet, procs = _own_node()
+    if raylet is not None:
+        procs += leftovers.descendants(raylet)
+    ray.shutdown()
+    if raylet is None:
+        return []
+    procs = set(procs) | set(leftovers.with_env("RAY_RAYLET_PID", str(raylet)))
+    left = leftovers.wait_gone(procs, grace)
+    if not left:
+        return []
+    names = ", ".join(map(leftovers.describe, left))
+    log.warning("ray: %d process(es) outlived this job's Ray session; killed: %s", len(left), names)
+    killed = leftovers.kill(left)
+    leftovers.wait_gone(killed, 5.0)
+    return killed
 
 
 @contextlib.contextmanager

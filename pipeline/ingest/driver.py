@@ -167,9 +167,9 @@ def _start(cfg: IngestConfig, model: Checkpoint):
         return started, encoder_plan(cfg, model)
     except BadInput:
         if started:
-            import ray
+            from pipeline.ray_runtime import shutdown_ray
 
-            ray.shutdown()
+            shutdown_ray()
         raise
 
 
@@ -302,9 +302,9 @@ def run_ingest(cfg: IngestConfig) -> dict:
     finally:
         committer.finish()
         if started:
-            import ray
+            from pipeline.ray_runtime import shutdown_ray
 
-            ray.shutdown()
+            shutdown_ray()
     t_end = tally.t_last or time.monotonic()
     tally.progress(final=True)
     summary.update(_tally_summary(tally, plan, max(t_end - t_pipe, 1e-9)), resources=resources)

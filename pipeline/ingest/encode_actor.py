@@ -77,7 +77,10 @@ class HashEncoder:
         """`checkpoint`: a `Checkpoint`, or `(ObjectRef,)` of one from `ray.put`."""
         import torch
 
+        from pipeline.ingest.actor_exit import exit_without_teardown
         from pipeline.model.preprocess import PreprocessConfig
+
+        exit_without_teardown()  # a released actor must not linger in teardown (issue 20)
 
         if isinstance(checkpoint, tuple | list):  # (ObjectRef,) from ray.put
             import ray
