@@ -53,7 +53,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from pipeline.codes import catalogue, compact, vacuum
+    from pipeline.codes import catalogue, compact, pending, vacuum
 
     if args.target_rows < 1 or args.group_depth < 0 or args.grace_hours < 0:
         raise UsageError("--target-rows must be >= 1, --group-depth and --grace-hours >= 0")
@@ -61,6 +61,8 @@ def run(args):
     out = {}
     for root in roots:
         res = compact.compact(root, target_rows=args.target_rows, group_depth=args.group_depth)
+        # what it consumed is no longer listed by readers: O(pending), not O(unvacuumed)
+        res["pending_marks"] = pending.retire(root)
         if not args.no_vacuum:
             res["vacuum"] = vacuum.vacuum(root, args.grace_hours)
         out[root.uri] = res

@@ -126,8 +126,11 @@ def plan_files(cfg: SourceOptions, model_id: str, src_opts: dict, out_opts: dict
         if m.endswith(".json") and m.startswith(ignored_prefix + "/"):
             ignored.add(m[len(ignored_prefix) + 1 : -len(".json")])
     todo, skipped, n_ignored, changed = [], 0, 0, set()
+    base = storage.location(listing.root, options=src_opts).uri + "/"
     for f, mtime in listing.files.items():
-        rel = storage.relative_path(f, listing.root)
+        # the listed URIs start with the root's normal form: a slice, not a normalisation each
+        fast = f.startswith(base)
+        rel = storage.safe_text(f[len(base) :]) if fast else storage.relative_path(f, listing.root)
         if rel in done:
             if not _newer(mtime, done[rel]):
                 skipped += 1
@@ -138,7 +141,7 @@ def plan_files(cfg: SourceOptions, model_id: str, src_opts: dict, out_opts: dict
             continue
         todo.append(FileTask(uri=f, rel=rel))
     return Plan(
-        sizes={t.uri: listing.sizes.get(t.uri) for t in todo},
+        sizes=listing.sizes,  # the listing's own dict: no second one of a million entries
         todo=todo,
         seen=len(listing.files),
         skipped=skipped,
