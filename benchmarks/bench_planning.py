@@ -80,19 +80,24 @@ def log(msg: str) -> None:
 
 
 def touch_all(root: Path, rels: list[str], suffix: str = "") -> None:
-    """Empty files at root/rel+suffix (folders made once each)."""
+    """Empty files at root/rel+suffix: hard links to one empty file (one system call each;
+    listing stats each name all the same), folders made once each."""
+    root.mkdir(parents=True, exist_ok=True)
+    seed = root / ".seed"
+    seed.touch()
     made = set()
     for rel in rels:
-        p = root / (rel + suffix)
-        d = p.parent
+        p = f"{root}/{rel}{suffix}"
+        d = os.path.dirname(p)
         if d not in made:
-            d.mkdir(parents=True, exist_ok=True)
+            os.makedirs(d, exist_ok=True)
             made.add(d)
-        p.touch()
+        os.link(seed, p)
 
 
-def build(work: Path, n: int) -> tuple[Path, Path, list[str]]:
-    """The archive and an output with N stand-in shards (pending: as ingest leaves them)."""
+def build(work: Path, n: int, shards: bool = True) -> tuple[Path, Path, list[str]]:
+    """The archive and an output with N stand-in shards (pending: as ingest leaves them), or
+    no output (shards=False)."""
     from pipeline.codes import store
     from pipeline.synth.codes import archive_relpaths
 
@@ -103,10 +108,11 @@ def build(work: Path, n: int) -> tuple[Path, Path, list[str]]:
     t0 = time.perf_counter()
     touch_all(archive, rels)
     time.sleep(0.05)  # shards strictly newer than their archive files
-    prefix = Path(store.model_prefix(str(out), MODEL))
-    touch_all(prefix, rels, store.SHARD_SUFFIX)
-    real_shard(prefix, min(rels))
-    mark_pending(prefix, rels)
+    if shards:
+        prefix = Path(store.model_prefix(str(out), MODEL))
+        touch_all(prefix, rels, store.SHARD_SUFFIX)
+        real_shard(prefix, min(rels))
+        mark_pending(prefix, rels)
     log(f"built {n:,} archive files and shards in {time.perf_counter() - t0:.1f} s")
     return archive, out, rels
 
@@ -141,9 +147,10 @@ def mark_pending(prefix: Path, rels: list[str]) -> None:
         marks.mark(storage.location(str(prefix)), rels)
 
 
-def compact_standins(out: Path) -> None:
+def compact_standins(out: Path, rels: list[str] | None = None) -> None:
     """Record every stand-in shard in a real segment table (one row a file), as compaction
-    would, and leave the shards in place (the grace period); then retire the pending marks."""
+    would, and leave the shards in place (the grace period); then retire the pending marks.
+    With `rels` (no shards were made): record those files, as if compacted and vacuumed."""
     import numpy as np
     import pyarrow as pa
 
@@ -154,9 +161,12 @@ def compact_standins(out: Path) -> None:
     root = storage.location(store.model_prefix(str(out), MODEL))
     marks = pending_module()
     entries = (marks or catalogue).__dict__.get("list_all_shard_entries", None)
-    entries = (entries or catalogue.list_shard_entries)(root)
-    files = [catalogue.shard_relpath(u, root.uri) for u in entries]
-    mtimes = np.array([m for m, _ in entries.values()], np.float64)
+    if rels is None:
+        entries = (entries or catalogue.list_shard_entries)(root)
+        files = [catalogue.shard_relpath(u, root.uri) for u in entries]
+        mtimes = np.array([m for m, _ in entries.values()], np.float64)
+    else:
+        files, mtimes = sorted(rels), np.full(len(rels), time.time())
     n = len(files)
     schema = segments.segment_schema()
     cols = {f.name: pa.nulls(n, f.type) for f in schema}
@@ -190,15 +200,18 @@ def measure(code: Path, op: str, archive: Path, out: Path, timeout: float) -> di
     return res
 
 
-def run_size(n: int, work: Path, codes: dict, timeout: float) -> dict:
-    archive, out, _ = build(work, n)
-    res = {"files": n}
-    states = (("fresh", None), ("pending", ("plan", "catalogue", "compact_plan")))
-    states += (("compacted", ("plan", "catalogue", "compact_plan")),)
+def run_size(n: int, work: Path, codes: dict, timeout: float, max_shards: int) -> dict:
+    shards = n <= max_shards
+    archive, out, rels = build(work, n, shards)
+    res = {"files": n, "shards_left_on_storage": shards}
+    ops = ("plan", "catalogue", "compact_plan")
+    states = (("fresh", None), ("pending", ops), ("compacted", ops))
+    if not shards:  # the output only as segments (compacted and vacuumed)
+        states = (("fresh", None), ("compacted", ("plan", "catalogue")))
     for state, ops in states:
         if state == "compacted":
             t0 = time.perf_counter()
-            compact_standins(out)
+            compact_standins(out, None if shards else rels)
             log(f"recorded {n:,} files in the segment table in {time.perf_counter() - t0:.1f} s")
         target = work / "none" if state == "fresh" else out
         for op in ops or ("plan",):
@@ -258,6 +271,13 @@ def main(argv=None) -> int:
         help="another code tree to measure side by side (e.g. before=../old-checkout)",
     )
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
+    ap.add_argument(
+        "--max-shards",
+        type=int,
+        default=200_000,
+        help="above this size no stand-in shards are made: states fresh and compacted "
+        "(segments only, as after vacuum)",
+    )
     _record.add_json_argument(ap, "planning")
     args = ap.parse_args(argv)
     codes = {"this": ROOT}
@@ -266,7 +286,8 @@ def main(argv=None) -> int:
         codes[name or Path(path).name] = Path(path).resolve()
     results = []
     for n in args.sizes:
-        results.append(run_size(n, Path(args.workdir) / str(n), codes, args.timeout))
+        work = Path(args.workdir) / str(n)
+        results.append(run_size(n, work, codes, args.timeout, args.max_shards))
     figures = {"sizes": results, "growth": growth(results), "codes": list(codes)}
     table = markdown(results, codes)
     print(table)
