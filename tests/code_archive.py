@@ -9,7 +9,7 @@ import pytest
 
 import kernels
 from pipeline import storage
-from pipeline.codes import catalogue, pending, search, store
+from pipeline.codes import catalogue, search, store
 from pipeline.synth.codes import make_codes, write_code_shards
 
 MODEL = "d" * 64
@@ -19,9 +19,9 @@ NBITS, CLASSES = 12, 3
 class Archive:
     """Synthetic per-minute shards, and the canonical reference the catalogue must equal."""
 
-    def __init__(self, root: str, so: dict | None = None, nbits: int = NBITS, marked=False):
+    def __init__(self, root: str, so: dict | None = None, nbits: int = NBITS, marked=True):
         self.root, self.so = str(root), so or {}
-        self.marked = marked  # write pending marks after the shards, as ingest does
+        self.marked = marked  # pending marks after the shards, as ingest; False: an old root
         self.loc = storage.location(self.root, options=self.so)  # as a job makes it
         self.rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # relpath -> (codes, labels)
         self.nbits = nbits
@@ -37,9 +37,8 @@ class Archive:
             model=MODEL,
             storage_options=self.so,
             codes_labels=(codes, labels),
+            mark=self.marked,
         )
-        if self.marked:
-            pending.mark(self.model_loc(), relpaths)
         for i, rel in enumerate(sorted(relpaths)):
             sl = slice(i * rows, (i + 1) * rows)
             self.rows[rel] = (codes[sl], labels[sl])

@@ -90,7 +90,7 @@ def test_reingested_file_after_retire_replaces_its_rows(arch):
     codes, labels = make_codes(7, NBITS, CLASSES, seed=9)
     time.sleep(0.02)  # a later modification time than the compacted shard's
     write_code_shards(
-        arch.root, [rel], 7, NBITS, CLASSES, model=MODEL, codes_labels=(codes, labels)
+        arch.root, [rel], 7, NBITS, CLASSES, model=MODEL, codes_labels=(codes, labels), mark=False
     )
     # killed before its mark: not visible, and ingest redoes it (its source is newer)
     assert not arch.catalogue().shards
@@ -113,7 +113,7 @@ def test_reingested_file_after_retire_replaces_its_rows(arch):
 def test_unmarked_shard_on_a_marked_root_is_not_done(arch):
     compact_and_retire(arch)
     extra = archive_relpaths(124)[120:]
-    write_code_shards(arch.root, extra, 20, NBITS, CLASSES, model=MODEL)  # no mark: killed
+    write_code_shards(arch.root, extra, 20, NBITS, CLASSES, model=MODEL, mark=False)  # killed
     done = catalogue.committed_files(arch.model_loc())
     assert set(done) == set(RELS)  # ingest plans the four files again
     assert not arch.catalogue().shards
@@ -161,7 +161,7 @@ def test_catalogue_opened_across_a_compaction_sees_every_frame_once(arch, monkey
 
 
 def test_old_root_is_adopted_with_its_pending_shards(tmp_path, listed):
-    a = Archive(tmp_path / "codes")  # written before marks: listed whole
+    a = Archive(tmp_path / "codes", marked=False)  # written before marks: listed whole
     a.write(RELS[:60])
     compact.compact(a.model_loc(), target_rows=400)
     a.write(RELS[60:], seed=2)  # pending, no marks

@@ -8,10 +8,12 @@ A model's codes live under `OUT/<model12>/` in two forms:
                                         each, rows sorted by (file, frame))
 
 The catalogue is the segments (from the Delta log: file names, row counts, file ranges) plus the
-shards not yet compacted (from one listing: name, mtime, size). A shard is "compacted" when the
-segments hold its file with the same shard modification time; a shard rewritten since (its archive
-file was re-ingested) is pending again, and the segment rows of that file are masked until the
-next compaction replaces them. So every frame is read exactly once.
+shards not yet compacted (name, mtime, size from listing only the folders with a pending mark,
+`pipeline.codes.pending`: O(pending), whatever compaction left behind for the grace period).
+A shard is "compacted" when the segments hold its file with the same shard modification time;
+a shard rewritten since (its archive file was re-ingested) is pending again, and the segment
+rows of that file are masked until the next compaction replaces them. So every frame is read
+exactly once.
 
 Canonical order: rows are ordered by (archive relative path, frame index) everywhere. Readers get
 parts in that order and `plan_tasks` cuts them into contiguous row ranges, so index-tie MAP and

@@ -280,7 +280,8 @@ class Committer:
             log.warning("could not write pending marks yet: %s", one_line(exc))
 
     def _write(self, st: FileState, outcome: FileOutcome) -> tuple[int, int, bool, tuple[int, int]]:
-        """Quarantine record first, then the shard (its presence means "done"), atomically."""
+        """Quarantine record first, then the shard, atomically (done once its folder's pending
+        mark follows: `Committer.marks`)."""
         rel, uri, model = st.task.rel, st.task.uri, self.meta.model
         frames, problems, n_problems = outcome.frames, outcome.problems, outcome.n_problems
         q_uri = store.quarantine_uri(self.cfg.out, rel, model)

@@ -1,7 +1,10 @@
 """What a run has to do: list the archive, apply --since, and skip the files already done.
 
-The done set is the model's committed shards (`pipeline.codes.catalogue.committed_files`, one
-listing); a file modified after its shard was written is done again (`files_changed`). Files
+The done set is the model's committed shards (`pipeline.codes.catalogue.committed_files`: the
+segments' records plus the marked folders' shards); a file modified after its shard was written
+is done again (`files_changed`). Cost at archive size: one listing of the archive (os.scandir
+locally), one dict entry per file and one FileTask per file to do (benchmarks/RESULTS.md,
+"Planning at archive size"). Files
 recorded under `_ignored/` (read before and skipped on purpose) are not read again.
 """
 
