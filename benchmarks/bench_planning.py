@@ -18,9 +18,10 @@ and e.g. a copy of the commit before, side by side in the same run):
              grace period (vacuum has not run): every file is done. Also timed here:
              `open_catalogue` (what search/benchmark/export open) and compaction's own plan.
 
-Figures per (state, code): wall seconds of the operation, the process's peak RSS (ru_maxrss) and
-its RSS after imports (so peak - base is what planning itself holds). Growth: the ratio of
-seconds (and of peak - base) from one size to the next, against the 10x in files.
+Figures per (state, code): wall seconds of the operation, its CPU seconds (user + system: on a
+shared machine, less dependent on what else runs than the wall time), the process's peak RSS
+(ru_maxrss) and its RSS after imports (so peak - base is what planning itself holds). Growth:
+the ratio of seconds (and of peak - base) from one size to the next, against the 10x in files.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def rss_mb():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
 base = rss_mb()
+ru0 = resource.getrusage(resource.RUSAGE_SELF)
+cpu0 = ru0.ru_utime + ru0.ru_stime
 t0 = time.perf_counter()
 if op == "plan":
     p = ingest_plan.plan_files(SourceOptions(source=archive, out=out), "MODEL", {}, {})
@@ -70,8 +73,11 @@ else:  # compaction's plan (`pipeline.codes.compact.plan`)
     p = compact.plan(SegmentTable(root))
     what = {"pending": 0 if p is None else len(p.pending)}
 sec = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": sec, "peak_mb": peak, "base_mb": base, **what}))
+ru = resource.getrusage(resource.RUSAGE_SELF)
+cpu = ru.ru_utime + ru.ru_stime - cpu0
+peak = ru.ru_maxrss / 1024
+fig = {"seconds": sec, "cpu_s": round(cpu, 3), "peak_mb": peak, "base_mb": base}
+print(json.dumps({**fig, **what}))
 """.replace("MODEL", MODEL)
 
 
