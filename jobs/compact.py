@@ -113,7 +113,7 @@ def run(args):
 
 
 def _compact_all(args, roots, runner) -> dict:
-    from pipeline.codes import compact, compact_runners, vacuum
+    from pipeline.codes import compact, compact_runners, pending, vacuum
 
     runner = runner or compact_runners.LocalProcesses(args.workers or os.cpu_count() or 1)
     out = {}
@@ -125,6 +125,8 @@ def _compact_all(args, roots, runner) -> dict:
             runner=runner,
             batch_rows=args.batch_rows,
         )
+        # what it consumed is no longer listed by readers: O(pending), not O(unvacuumed)
+        res["pending_marks"] = pending.retire(root)
         if not args.no_vacuum:
             res["vacuum"] = vacuum.vacuum(root, args.grace_hours)
         out[root.uri] = res

@@ -19,8 +19,9 @@ NBITS, CLASSES = 12, 3
 class Archive:
     """Synthetic per-minute shards, and the canonical reference the catalogue must equal."""
 
-    def __init__(self, root: str, so: dict | None = None, nbits: int = NBITS):
+    def __init__(self, root: str, so: dict | None = None, nbits: int = NBITS, marked=True):
         self.root, self.so = str(root), so or {}
+        self.marked = marked  # pending marks after the shards, as ingest; False: an old root
         self.loc = storage.location(self.root, options=self.so)  # as a job makes it
         self.rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # relpath -> (codes, labels)
         self.nbits = nbits
@@ -36,6 +37,7 @@ class Archive:
             model=MODEL,
             storage_options=self.so,
             codes_labels=(codes, labels),
+            mark=self.marked,
         )
         for i, rel in enumerate(sorted(relpaths)):
             sl = slice(i * rows, (i + 1) * rows)

@@ -183,8 +183,10 @@ def test_s3_source_and_output_match_the_local_run(themis_run, model_dir, s3):
     assert summary["files_done"] == 7 and summary["frames"] == local["frames"]
     keys = s3.keys(dst_bucket)
     m12 = local["model"]
-    shard_keys = [k for k in keys if not k.startswith("nightly/_")]
+    shard_keys = [k for k in keys if "/_" not in k]  # not quarantine, not pending marks
     assert shard_keys == [f"nightly/{m12}/{rel}.parquet" for rel in sorted(themis_expected())]
+    assert f"nightly/{m12}/_pending/FORMAT" in keys  # the shards' folder is marked pending
+    assert any(k.startswith(f"nightly/{m12}/_pending/") and k.endswith(".mark") for k in keys)
     remote = read_codes(storage.location(cfg.out, options=s3.storage_options))
     mine = read_codes(str(out), model=m12)
     assert remote.num_rows == mine.num_rows

@@ -3,6 +3,7 @@
 store      the code-shard format (one Parquet file per archive file) and its writer
 segments   the segment table (Delta Lake): its schema, derived from the shard schema, and
            `SegmentTable`, the one handle that opens, creates, reads and commits it
+pending    marks of the folders that may hold shards not yet compacted (what readers list)
 catalogue  segments + shards not yet compacted, as one ordered list of parts
 compact    shards -> search segments, each frame exactly once
 vacuum     removes what compaction superseded, after a grace period

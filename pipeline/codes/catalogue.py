@@ -8,10 +8,12 @@ A model's codes live under `OUT/<model12>/` in two forms:
                                         each, rows sorted by (file, frame))
 
 The catalogue is the segments (from the Delta log: file names, row counts, file ranges) plus the
-shards not yet compacted (from one listing: name, mtime, size). A shard is "compacted" when the
-segments hold its file with the same shard modification time; a shard rewritten since (its archive
-file was re-ingested) is pending again, and the segment rows of that file are masked until the
-next compaction replaces them. So every frame is read exactly once.
+shards not yet compacted (name, mtime, size from listing only the folders with a pending mark,
+`pipeline.codes.pending`: O(pending), whatever compaction left behind for the grace period).
+A shard is "compacted" when the segments hold its file with the same shard modification time;
+a shard rewritten since (its archive file was re-ingested) is pending again, and the segment
+rows of that file are masked until the next compaction replaces them. So every frame is read
+exactly once.
 
 Canonical order: rows are ordered by (archive relative path, frame index) everywhere. Readers get
 parts in that order and `plan_tasks` cuts them into contiguous row ranges, so index-tie MAP and
@@ -26,7 +28,6 @@ through `segments.SegmentTable`, the one handle that compaction and vacuum use t
 from __future__ import annotations
 
 import logging
-import posixpath
 import re
 from dataclasses import dataclass, field, replace
 
@@ -36,6 +37,7 @@ import pyarrow.compute as pc
 
 from pipeline import storage
 from pipeline.codes import segments, store
+from pipeline.codes.pending import candidate_entries, pending_shards, shard_relpath
 from pipeline.codes.segments import SegmentTable
 from pipeline.errors import BadInput
 from pipeline.storage import Location
@@ -144,12 +146,15 @@ def open_catalogue(
     where: Location | str, model: str | None = None, shard_entries: dict | None = None
 ) -> Catalogue:
     """Read the catalogue of one model under `where` (ingest output, model folder, shard dataset
-    folder or one shard file). Opens the Delta log and at most one shard footer."""
+    folder or one shard file). Opens the Delta log and at most one shard footer.
+
+    The shards are listed before the segments are read: a compaction (and the retiring of its
+    pending marks) that lands in between is then in the segments read (`pending`)."""
     loc = storage.location(where)
     root = resolve_root(loc, model)
-    seg = SegmentTable(root).state()
     if shard_entries is None:
         shard_entries = list_shard_entries(root)
+    seg = SegmentTable(root).state()
     pending, drops = pending_shards(root.uri, shard_entries, seg.recorded)
     if seg.meta is not None:
         meta = seg.meta
@@ -175,43 +180,23 @@ def segment_part(s: segments.Segment, drop: frozenset = frozenset()) -> Part:
 
 
 def list_shard_entries(root: Location) -> dict:
-    """{shard uri: (mtime, size)} under `root` (one listing; hidden folders skipped)."""
-    try:
-        return root.list_entries(keep=lambda u: u.endswith(store.SHARD_SUFFIX))
-    except FileNotFoundError:
-        return {}
+    """{shard uri: (mtime, size)} of the shards under `root` that may be pending: those in the
+    folders with a pending mark, or all of them where marks are not kept (`pending`)."""
+    return candidate_entries(root)
 
 
 def committed_files(root: Location | str) -> dict:
-    """{archive relpath: modification time of its shard} for every file with codes, whether
-    its shard is still there or compaction folded it into a segment (and vacuum removed it)."""
+    """{archive relpath: modification time of its shard} for every file with codes that a
+    reader sees: in a segment (whether or not its shard is still there), or in a shard that is
+    pending. A shard written by a run killed before its mark is not one of them (redone)."""
     root = storage.location(root)
     if not root.exists():
         return {}
+    entries = list_shard_entries(root)  # before the segments, as in `open_catalogue`
     done = {f: m for f, (m, _) in SegmentTable(root).state().recorded.items()}
-    for s, (mtime, _) in list_shard_entries(root).items():
+    for s, (mtime, _) in entries.items():
         done[shard_relpath(s, root.uri)] = mtime
     return done
-
-
-def shard_relpath(shard: str, root: str) -> str:
-    if shard.rstrip("/") == str(root).rstrip("/"):
-        return posixpath.basename(shard)[: -len(store.SHARD_SUFFIX)]
-    return store.relpath_of_shard(shard, root)
-
-
-def pending_shards(root: str, entries: dict, recorded: dict):
-    """Shards not (or no longer) in the segments, and the files whose segment rows they mask."""
-    pending, drops = {}, set()
-    for s, (mtime, size) in entries.items():
-        rel = shard_relpath(s, root)
-        rec = recorded.get(rel)
-        if rec is not None and (mtime is None or rec[0] == mtime):
-            continue  # compacted, and not rewritten since
-        pending[s] = (rel, mtime, size)
-        if rec is not None:
-            drops.add(rel)
-    return pending, drops
 
 
 def _rows_estimate(size) -> int:

@@ -29,8 +29,9 @@ files, quarantine).
 
 Commit protocol: a shard is serialised in memory and written with
 `pipeline.storage.atomic_write_bytes` (temp file + rename locally; one whole-object PUT on S3), so
-a shard is either absent or complete; its presence means "this archive file is done for this
-model".
+a shard is either absent or complete. With its folder's pending mark (written after it,
+`pipeline.codes.pending`) or its record in the segments it means "this archive file is done for
+this model".
 """
 
 from __future__ import annotations

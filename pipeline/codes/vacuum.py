@@ -19,7 +19,7 @@ import posixpath
 import time
 
 from pipeline import storage
-from pipeline.codes import catalogue
+from pipeline.codes import pending
 from pipeline.codes.segments import SegmentState, SegmentTable
 from pipeline.storage import Location
 
@@ -37,6 +37,7 @@ def vacuum(root: Location | str, grace_hours: float = DEFAULT_GRACE_HOURS) -> di
     table = SegmentTable(root)
     seg = table.state()
     if seg.version is not None:
+        pending.retire(root)  # marks of folders compacted since (logged, not counted here)
         out["segment_files_removed"] = table.vacuum(grace_hours)
         out["shards_removed"] = _remove_compacted_shards(root, seg, cutoff)
     out["temp_files_removed"] = _remove_temp_files(root, cutoff)
@@ -45,11 +46,11 @@ def vacuum(root: Location | str, grace_hours: float = DEFAULT_GRACE_HOURS) -> di
 
 
 def _remove_compacted_shards(root: Location, seg: SegmentState, cutoff: float) -> int:
-    entries = catalogue.list_shard_entries(root)
+    entries = pending.list_all_shard_entries(root)  # all of them: compacted ones are not marked
     written = seg.modified
     doomed = []
     for uri, (mtime, _) in entries.items():
-        rec = seg.recorded.get(catalogue.shard_relpath(uri, root.uri))
+        rec = seg.recorded.get(pending.shard_relpath(uri, root.uri))
         if rec is None or mtime is None or rec[0] != mtime:
             continue  # not compacted, or rewritten since
         when = written.get(rec[1])

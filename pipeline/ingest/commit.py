@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pipeline import storage
-from pipeline.codes import store
+from pipeline.codes import pending, store
 from pipeline.ingest import shard_rows
 from pipeline.ingest.read import FileTask
 from pipeline.ingest.rows import FileOutcome, RowKind, Verdict, reduce_file
@@ -208,6 +208,8 @@ class Committer:
         self.rows = FileRows(plan.todo, cfg.quarantine_per_file, self.tally)
         self.pool = ThreadPoolExecutor(max_workers=max(1, cfg.commit_threads))
         self.futures: list[Future] = []
+        # shards become visible with their folder's pending mark (pipeline.codes.pending)
+        self.marks = pending.MarkBuffer(storage.location(plan.prefix, options=out_opts))
 
     def consume(self, batch) -> None:
         """One Arrow batch of encoded rows (any files, any order)."""
@@ -222,6 +224,11 @@ class Committer:
         for f in self.futures:
             f.result()
         self.pool.shutdown(wait=True)
+        try:
+            self.marks.flush()
+        except Exception as exc:  # their shards stay invisible; the next run redoes them
+            n = len(self.marks.rels)
+            self.tally.fail(self.plan.prefix, f"pending marks of {n} file(s) not written: {exc}")
         for st in self.rows.leftovers():
             exp = "?" if st.expected is None else st.expected
             self.tally.fail(st.task.uri, f"incomplete: {len(st.rows)} of {exp} rows arrived")
@@ -267,9 +274,14 @@ class Committer:
             )
         self.tally.committed(written, time.perf_counter() - t0)
         log.debug("committed %s: %d frames, %d quarantined", st.task.rel, n_frames, n_q)
+        try:
+            self.marks.add(st.task.rel)
+        except Exception as exc:  # kept buffered: `finish` tries again
+            log.warning("could not write pending marks yet: %s", one_line(exc))
 
     def _write(self, st: FileState, outcome: FileOutcome) -> tuple[int, int, bool, tuple[int, int]]:
-        """Quarantine record first, then the shard (its presence means "done"), atomically."""
+        """Quarantine record first, then the shard, atomically (done once its folder's pending
+        mark follows: `Committer.marks`)."""
         rel, uri, model = st.task.rel, st.task.uri, self.meta.model
         frames, problems, n_problems = outcome.frames, outcome.problems, outcome.n_problems
         q_uri = store.quarantine_uri(self.cfg.out, rel, model)

@@ -1,7 +1,10 @@
 """What a run has to do: list the archive, apply --since, and skip the files already done.
 
-The done set is the model's committed shards (`pipeline.codes.catalogue.committed_files`, one
-listing); a file modified after its shard was written is done again (`files_changed`). Files
+The done set is the model's committed shards (`pipeline.codes.catalogue.committed_files`: the
+segments' records plus the marked folders' shards); a file modified after its shard was written
+is done again (`files_changed`). Cost at archive size: one listing of the archive (os.scandir
+locally), one dict entry per file and one FileTask per file to do (benchmarks/RESULTS.md,
+"Planning at archive size"). Files
 recorded under `_ignored/` (read before and skipped on purpose) are not read again.
 """
 
@@ -126,8 +129,11 @@ def plan_files(cfg: SourceOptions, model_id: str, src_opts: dict, out_opts: dict
         if m.endswith(".json") and m.startswith(ignored_prefix + "/"):
             ignored.add(m[len(ignored_prefix) + 1 : -len(".json")])
     todo, skipped, n_ignored, changed = [], 0, 0, set()
+    base = storage.location(listing.root, options=src_opts).uri + "/"
     for f, mtime in listing.files.items():
-        rel = storage.relative_path(f, listing.root)
+        # the listed URIs start with the root's normal form: a slice, not a normalisation each
+        fast = f.startswith(base)
+        rel = storage.safe_text(f[len(base) :]) if fast else storage.relative_path(f, listing.root)
         if rel in done:
             if not _newer(mtime, done[rel]):
                 skipped += 1
@@ -138,7 +144,7 @@ def plan_files(cfg: SourceOptions, model_id: str, src_opts: dict, out_opts: dict
             continue
         todo.append(FileTask(uri=f, rel=rel))
     return Plan(
-        sizes={t.uri: listing.sizes.get(t.uri) for t in todo},
+        sizes=listing.sizes,  # the listing's own dict: no second one of a million entries
         todo=todo,
         seen=len(listing.files),
         skipped=skipped,

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from pipeline import storage
-from pipeline.codes import store
+from pipeline.codes import pending, store
 from pipeline.synth.writers import FRAMES_PER_MINUTE, stream0_dir
 
 START = datetime(2014, 3, 10, 0, 0, tzinfo=timezone.utc)
@@ -55,9 +55,11 @@ def write_code_shards(
     threads: int = 8,
     codes_labels=None,
     classes: list[str] | None = None,
+    mark: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One shard per relpath under out/<model12>/; returns (codes, labels, ids) in canonical
-    (relpath, frame) order. Class names default to c0, c1, ..."""
+    (relpath, frame) order. Class names default to c0, c1, ... With `mark`, their folders'
+    pending marks follow, as ingest writes them (without: a root from before marks existed)."""
     order = sorted(relpaths)
     n = len(order) * rows_per_file
     codes, labels = codes_labels or make_codes(n, nbits, n_classes, seed)
@@ -86,5 +88,8 @@ def write_code_shards(
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(write, range(len(order))))
+    if mark:
+        root = storage.location(store.model_prefix(out, model), options=storage_options or {})
+        pending.mark(root, order)
     ids = [store.frame_id(rel, j) for rel in order for j in range(rows_per_file)]
     return codes, labels, ids
