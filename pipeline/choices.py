@@ -8,7 +8,7 @@ is defined once, here; those modules import it from here.
 ARCHS = ("compact", "alexnet", "alexnet-sp", "im-alexnet-sp")  # pipeline.model.archs
 AMP_CHOICES = ("auto", "on", "off")  # pipeline.model.precision
 DATASETS = ("cifar10", "synthetic-aurora", "parquet", "folder", "archive")  # training.datasets
-METHODS = ("ours", "dpsh", "dsh", "cnnh", "cibhash", "semi", "classifier")  # pipeline.training.methods
+METHODS = ("ours", "dpsh", "dsh", "cnnh", "cibhash", "semi", "classifier")  # training.methods
 HASH_LOSSES = ("dpsh", "dsh", "none")  # pipeline.training.losses
 POLICIES = ("shift-flip", "allsky", "photo")  # pipeline.training.augment
 RECIPES = ("airbench", "sgd")  # pipeline.training.loop
