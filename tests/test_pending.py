@@ -237,3 +237,25 @@ def test_marks_through_s3(s3):
     assert sorted(p.name for p in a.catalogue().shards) == sorted(RELS[40:60])
     assert_exactly_once(a)
     assert_equals_kernels(a)
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_compaction_lists_only_marked_folders_at_any_group_depth(arch, depth, monkeypatch):
+    """On a marked root the plan lists the marked folders, whatever the grouping; an unmarked
+    shard (its run killed before the mark) waits for its file's re-ingest."""
+    from pipeline.codes import compact_plan
+
+    compact_and_retire(arch)
+    late = archive_relpaths(124)[120:]
+    write_code_shards(arch.root, late[:2], 20, NBITS, CLASSES, model=MODEL)  # marked
+    write_code_shards(arch.root, late[2:], 20, NBITS, CLASSES, model=MODEL, mark=False)
+    listed = []
+    real = pending.folder_entries
+    monkeypatch.setattr(
+        compact_plan.pending, "folder_entries", lambda r, f: listed.extend(f) or real(r, f)
+    )
+    s = compact.compact(arch.model_loc(), target_rows=400, group_depth=depth)
+    assert s["files"] == 2
+    assert set(listed) <= {pending.folder_of(r) for r in late}
+    done = catalogue.committed_files(arch.model_loc())
+    assert set(late[:2]) <= set(done) and not set(late[2:]) & set(done)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.codes import catalogue, segments, store
+from pipeline.codes import catalogue, pending, segments, store
 from pipeline.codes.compact_unit import Unit, group_key, should_cut
 from pipeline.codes.segments import Segment, SegmentState
 from pipeline.storage import Location
@@ -37,22 +37,49 @@ SAMPLE_FOOTERS = 8  # footers read to estimate rows per shard byte
 
 def shard_groups(root: Location, depth: int) -> Iterator[dict]:
     """{shard uri: (mtime, size)} dicts in canonical order, each within one group: one per group
-    folder at `depth`, and one per run of shards in a shallower folder."""
+    folder at `depth`, and one per run of shards in a shallower folder. On a root whose pending
+    marks are authoritative (`pending`), only marked folders are listed: O(pending shards), and
+    a shard whose run was killed before its mark is left for that file's re-ingest."""
     if not root.isdir():
         yield catalogue.list_shard_entries(root)
         return
-    yield from _walk(root, root.path, 0, depth)
+    marked = _Marked(root, depth) if pending.is_marked_root(root) else None
+    yield from _walk(root, root.path, 0, depth, marked)
 
 
-def _walk(root: Location, path: str, level: int, depth: int) -> Iterator[dict]:
+class _Marked:
+    """The marked folders of a root, by the group (first `depth` components) they lie in."""
+
+    def __init__(self, root: Location, depth: int):
+        self.folders = set(pending.list_marks(root))
+        self.ancestors = {posixpath.dirname(f) for f in self.folders}
+        for f in list(self.ancestors):
+            while f:
+                f = posixpath.dirname(f)
+                self.ancestors.add(f)
+        self.groups: dict[str, list[str]] = {}
+        depth = max(1, depth)  # `_walk` makes each top-level folder a group at depth 0 too
+        for f in self.folders:
+            parts = f.split("/")
+            if f and len(parts) >= depth:
+                self.groups.setdefault("/".join(parts[:depth]), []).append(f)
+
+    def holds(self, rel: str) -> bool:
+        """Whether a marked folder is `rel` or lies below it."""
+        return rel in self.folders or rel in self.ancestors
+
+
+def _walk(root: Location, path: str, level: int, depth: int, marked) -> Iterator[dict]:
     keyed = []
+    here = path[len(root.path) :].strip("/")
     for e in root.fs.ls(path, detail=True):
         name = posixpath.basename(e["name"].rstrip("/"))
         if storage.is_hidden(name):
             continue
         if e.get("type") == "directory":
-            keyed.append((name + "/", e))  # its files sort as `name/...` among the loose ones
-        elif name.endswith(store.SHARD_SUFFIX):
+            if marked is None or marked.holds(posixpath.join(here, name)):
+                keyed.append((name + "/", e))  # its files sort as `name/...` among the loose ones
+        elif name.endswith(store.SHARD_SUFFIX) and (marked is None or here in marked.folders):
             keyed.append((name[: -len(store.SHARD_SUFFIX)], e))
     keyed.sort(key=lambda k: k[0])
     loose = {}
@@ -64,10 +91,12 @@ def _walk(root: Location, path: str, level: int, depth: int) -> Iterator[dict]:
         if loose:
             yield loose
             loose = {}
-        if level + 1 >= depth:
+        if level + 1 >= depth and marked is None:
             yield catalogue.list_shard_entries(root.at(uri))
+        elif level + 1 >= depth:
+            yield pending.folder_entries(root, marked.groups.get(posixpath.join(here, key[:-1]), []))
         else:
-            yield from _walk(root, e["name"].rstrip("/"), level + 1, depth)
+            yield from _walk(root, e["name"].rstrip("/"), level + 1, depth, marked)
     if loose:
         yield loose
 
