@@ -94,7 +94,8 @@ def _walk(root: Location, path: str, level: int, depth: int, marked) -> Iterator
         if level + 1 >= depth and marked is None:
             yield catalogue.list_shard_entries(root.at(uri))
         elif level + 1 >= depth:
-            yield pending.folder_entries(root, marked.groups.get(posixpath.join(here, key[:-1]), []))
+            group = posixpath.join(here, key[:-1])
+            yield pending.folder_entries(root, marked.groups.get(group, []))
         else:
             yield from _walk(root, e["name"].rstrip("/"), level + 1, depth, marked)
     if loose:
