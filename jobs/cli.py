@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def exit_now(rc: int) -> NoReturn:
-    """Leave with `rc` without the interpreter's teardown (`pipeline.quick_exit`).
+    """Leave with `rc` without the interpreter's teardown (`pipeline.lifecycle.quick_exit`).
 
     Why here: the job is done and its summary printed. delta-rs's tokio runtime (one per
     process, never shut down: its Python binding has no way to) keeps its threads through the
@@ -118,7 +118,7 @@ def exit_now(rc: int) -> NoReturn:
     library's statics while they are torn down aborts the process: a finished compaction could
     exit with SIGABRT (issue 20). Jobs close their files and shut Ray down before they return.
     """
-    from pipeline.quick_exit import quick_exit
+    from pipeline.lifecycle.quick_exit import quick_exit
 
     quick_exit(rc)
 

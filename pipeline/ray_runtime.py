@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 
-from pipeline import leftovers
+from pipeline.lifecycle import leftovers
 
 log = logging.getLogger("aurorahash.ray")
 LEFTOVER_GRACE_S = 10.0  # how long a session's process may take to end after ray.shutdown()

@@ -21,7 +21,7 @@ from fixtures_ray import REPO, worker_env
 from ingest_helpers import make_model
 
 from jobs.cli import main
-from pipeline import leftovers
+from pipeline.lifecycle import leftovers
 
 TAG = "AURORAHASH_TEST_JOB_TAG"
 

@@ -13,8 +13,8 @@ Ray down while such an actor was still tearing down, and the actor was orphaned.
 
 An encoder has nothing to finalise: its results went back through the object store before its
 core worker shut down. So the first atexit callback (atexit runs the last registered first,
-before module teardown) is `pipeline.quick_exit`: flush the log, then `os._exit(0)`. Only in a
-Ray worker process: where HashEncoder runs in the caller's process (the bare loop, tests)
+before module teardown) is `pipeline.lifecycle.quick_exit`: flush the log, then `os._exit(0)`.
+Only in a Ray worker process: where HashEncoder runs in the caller's process (the bare loop, tests)
 nothing changes.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import atexit
 
-from pipeline.quick_exit import quick_exit
+from pipeline.lifecycle.quick_exit import quick_exit
 
 _registered = False
 
