@@ -54,6 +54,7 @@ _KINDS = {
     "labels": bool,
     "tau": float,
     "beta": float,
+    "sample": bool,
 }
 
 
@@ -104,7 +105,7 @@ def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
     y = torch.as_tensor(np.asarray(labels)).long()
     _require_labels(m, y)
     if m == "cibhash":  # labels are never read
-        loss = cibhash.CIBHashLoss(opts["tau"], opts["beta"])
+        loss = cibhash.CIBHashLoss(opts["tau"], opts["beta"], opts["sample"])
     elif m == "ours":
         loss = HashingLoss(cfg.loss_config())
     elif m == "classifier":  # cross-entropy on the features' logits, nothing on the codes
