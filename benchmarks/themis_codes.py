@@ -144,12 +144,13 @@ def search_report(model: str, rels: list[str], report: str, k: int = 6) -> tuple
     return s["report"], images
 
 
-def run(model: str, report: str | None, shot: str | None, width: int) -> dict:
+def run(model: str, report: str | None, shot: str | None, width: int, ray: str | None) -> dict:
     model = str(Path(model).resolve())
     report = str(Path(report).resolve()) if report else None
     with tempfile.TemporaryDirectory(prefix="themis-codes-") as tmp, _record.inside(tmp):
         rels = lay_out(THEMIS, Path(tmp, "archive"))
-        ing = _job(["ingest", "--source", "archive", "--out", "codes", "--model", model])
+        extra = ["--ray-address", ray] if ray else []
+        ing = _job(["ingest", "--source", "archive", "--out", "codes", "--model", model, *extra])
         _job(["compact", "--codes", "codes", "--grace-hours", "0"])
         bits, secs, ids = stored_codes("codes")
         out = {"model": _record.portable(model), "files": len(rels), "ingested": ing.get("frames")}
@@ -174,11 +175,12 @@ def cli(argv=None) -> int:
     p.add_argument("--report", default=None, help="also write a search report here (a folder)")
     p.add_argument("--screenshot", default=None, help="with --report: a PNG of the page")
     p.add_argument("--width", type=int, default=1280, help="browser window width (px)")
+    p.add_argument("--ray-address", default=None, help="ingest on this Ray cluster")
     _record.add_json_argument(p, "themis-codes")
     a = p.parse_args(argv)
     if a.screenshot and not a.report:
         p.error("--screenshot needs --report")
-    out = run(a.model, a.report, a.screenshot, a.width)
+    out = run(a.model, a.report, a.screenshot, a.width, a.ray_address)
     out["name"] = a.name or Path(a.model).name
     print(json.dumps(out))
     _record.write(a.json, out, machine_extra={"cores_shared": True})
