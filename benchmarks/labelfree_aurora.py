@@ -11,7 +11,8 @@ distinct database codes and the training time. Runs go under --runs/<method>-s<s
 resumed like `train` resumes (a finished run is only re-evaluated).
 
 `--allsky JSON` overrides fields of the all-sky augmentation (pipeline.training.augment.AllSky)
-for an ablation, e.g. '{"crop": [1, 1], "glow": 0}' (the views before 2026-12-07).
+for an ablation, e.g. '{"crop": [0.6, 1], "glow": 0.3}'; `--sample` makes cibhash contrast
+sampled codes (the paper's layer, its default before 2026-12-07).
 
   python benchmarks/labelfree_aurora.py --size 32 --n-train 2000 --epochs 8 \\
       --methods dpsh,cibhash --seeds 0 --runs runs/labelfree-aurora --json
@@ -88,9 +89,10 @@ def train_and_score(splits: dict, method: str, seed: int, a, out: str) -> dict:
     from pipeline.training.methods import needs_labels
 
     data = splits if needs_labels(method) else hide_labels(splits)
+    opts = {"sample": True} if a.sample and method == "cibhash" else {}
     cfg = TrainConfig(
         arch="compact", bits=a.bits, epochs=a.epochs, seed=seed, method=method,
-        threads=a.threads,
+        threads=a.threads, method_options=opts,
     )  # fmt: skip
     t0 = time.perf_counter()
     model, config = train_model(data, cfg, out, splits["info"])
@@ -141,6 +143,7 @@ def cli(argv=None) -> int:
     p.add_argument("--methods", default="dpsh,cibhash")
     p.add_argument("--seeds", default="0")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--sample", action="store_true", help="cibhash: contrast sampled codes")
     p.add_argument("--allsky", default=None, help="JSON: AllSky fields to override (ablation)")
     p.add_argument("--runs", default="runs/labelfree-aurora")
     p.add_argument("--cache", default=None, help="pickle of the rendered splits to reuse")
@@ -160,7 +163,16 @@ def cli(argv=None) -> int:
     figures = {
         "setting": {
             k: getattr(a, k)
-            for k in ("size", "n_train", "n_query", "data_seed", "bits", "epochs", "allsky")
+            for k in (
+                "size",
+                "n_train",
+                "n_query",
+                "data_seed",
+                "bits",
+                "epochs",
+                "allsky",
+                "sample",
+            )
         },
         "data_seconds": round(data_s, 1),
         "rows": rows,
