@@ -75,11 +75,11 @@ def stored_codes(codes: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     import pyarrow as pa
 
     from pipeline.codes import store
-    from pipeline.codes.catalogue import open_catalogue, read_part
+    from pipeline.codes.catalogue import open_catalogue, plan_tasks, read_task
 
     cat = open_catalogue(codes)
     cols = ("file", "frame", "id", "time", "code")
-    t = pa.concat_tables([read_part(p, cat.meta, cat.loc, cols) for p in cat.parts])
+    t = pa.concat_tables([read_task(k, cat.meta, cat.loc, cols) for k in plan_tasks(cat.parts)])
     words = store.codes_to_numpy(t.column("code"), cat.meta.nbits)
     bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, : cat.meta.nbits]
     secs = t.column("time").cast("int64").to_numpy() / 1e6
