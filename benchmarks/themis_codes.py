@@ -147,6 +147,7 @@ def search_report(model: str, rels: list[str], report: str, k: int = 6) -> tuple
 def run(model: str, report: str | None, shot: str | None, width: int, ray: str | None) -> dict:
     model = str(Path(model).resolve())
     report = str(Path(report).resolve()) if report else None
+    shot = str(Path(shot).resolve()) if shot else None  # the run happens in a temporary folder
     with tempfile.TemporaryDirectory(prefix="themis-codes-") as tmp, _record.inside(tmp):
         rels = lay_out(THEMIS, Path(tmp, "archive"))
         extra = ["--ray-address", ray] if ray else []
