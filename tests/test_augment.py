@@ -15,7 +15,9 @@ from pipeline.training.augment import AllSky, Photo
 torch.set_num_threads(1)
 PRE = PreprocessConfig.aurora(32).to_dict()  # mean 0.5, std 0.25, mask radius 0.95
 INSIDE = torch.from_numpy(fov_mask(32, 32, 0.95).copy())
-STILL = dict(brightness=(1.0, 1.0), gamma=(1.0, 1.0), noise=0.0, stars=0, flip=0.0)
+STILL = dict(
+    brightness=(1.0, 1.0), gamma=(1.0, 1.0), noise=0.0, stars=0, flip=0.0, crop=(1.0, 1.0), glow=0.0
+)
 
 
 def _frames(n=8, seed=0):
@@ -136,3 +138,29 @@ def test_photo_grayscale_and_crop_scale():
     xb = board.expand(10, 3, 32, 32).contiguous()
     crop = Photo(mean=(0.5,), std=(0.25,), scale=(0.5, 0.5), jitter_p=0.0, grayscale_p=0.0)
     assert crop(xb, torch.Generator().manual_seed(0)).abs().mean() < 0.9 * xb.abs().mean()
+
+
+def test_crop_magnifies_a_square_inside_the_frame():
+    """crop side s: the view shows s x the frame's side. A linear ramp (display 0.5 + 0.4 x)
+    spans 0.4 x the diameter seen, whatever the rotation: 0.48 over the core (radius 0.6) of
+    the whole view, 0.24 with s = 0.5 (the crop stays inside the disk here)."""
+    xx = torch.linspace(-1, 1, 32).expand(32, 32)
+    x = (0.4 * xx / 0.25).expand(50, 1, 32, 32).masked_fill(~INSIDE, 0.0)
+    out = _allsky(**{**STILL, "crop": (0.5, 0.5)})(x, torch.Generator().manual_seed(0))
+    assert (out[:, :, ~INSIDE] == 0).all()
+    core = torch.from_numpy(fov_mask(32, 32, 0.6).copy())
+    v = _display(out[:, 0])[:, core]
+    span = v.max(1).values - v.min(1).values
+    whole = _display(_allsky(**STILL)(x, torch.Generator().manual_seed(0))[:, 0])[:, core]
+    wspan = whole.max(1).values - whole.min(1).values
+    assert span.max() < 0.3 and span.min() > 0.18 and wspan.min() > 0.4
+
+
+def test_glow_adds_a_ramp_of_at_most_the_asked_slope():
+    x = torch.full((100, 1, 32, 32), 0.0).masked_fill(~INSIDE, 0.0)  # display 0.5
+    out = _allsky(**{**STILL, "glow": 0.2})(x, torch.Generator().manual_seed(0))
+    v = _display(out[:, 0])[:, INSIDE]
+    assert (v - 0.5).abs().max() <= 0.2 * 1.0 + 1e-5  # |slope * distance| within the disk
+    assert abs(float(v.mean()) - 0.5) < 0.01  # symmetric about the zenith on average
+    spread = v.max(1).values - v.min(1).values
+    assert spread.max() > 0.25 and spread.min() < 0.1  # slopes drawn from [0, 0.2]

@@ -67,7 +67,7 @@ def test_cibhash_loss_is_nt_xent_of_sampled_codes_plus_beta_kl():
     p = rng.uniform(0.02, 0.98, (8, 16)).astype(np.float32)  # 4 images, 2 views each
     h = torch.tensor(2 * p - 1, requires_grad=True)
     torch.manual_seed(7)
-    total, parts = CIBHashLoss(tau=0.3, beta=0.25)(h, None, None, None)
+    total, parts = CIBHashLoss(tau=0.3, beta=0.25, sample=True)(h, None, None, None)
     torch.manual_seed(7)
     u = torch.rand(8, 16).numpy()  # the draws the loss made
     z = np.where(u < ((h.detach().numpy() + 1) * 0.5), 1.0, -1.0)
@@ -79,13 +79,31 @@ def test_cibhash_loss_is_nt_xent_of_sampled_codes_plus_beta_kl():
     assert total.item() == pytest.approx(want_c + 0.25 * want_kl, rel=1e-5)
 
 
+def test_the_default_contrasts_the_relaxed_codes_without_drawing():
+    """sample=False (the default, benchmarks/RESULTS.md "Label-free on synthetic aurora"):
+    NT-Xent of h = 2p - 1 itself, so the loss is deterministic and draws nothing."""
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0.02, 0.98, (8, 16)).astype(np.float32)
+    h = torch.tensor(2 * p - 1)
+    torch.manual_seed(0)
+    total, parts = CIBHashLoss(tau=0.3, beta=0.25)(h)
+    assert torch.equal(torch.rand(1), torch.manual_seed(0) and torch.rand(1))  # no draw made
+    hh = h.numpy().astype(np.float64)
+    assert parts["contrast"].item() == pytest.approx(
+        _nt_xent_reference(hh[:4], hh[4:], 0.3), rel=1e-5
+    )
+    pp = (hh + 1) * 0.5
+    want_kl = 0.5 * (_kl_reference(pp[:4], pp[4:]) + _kl_reference(pp[4:], pp[:4]))
+    assert total.item() == pytest.approx(parts["contrast"].item() + 0.25 * want_kl, rel=1e-5)
+
+
 def test_straight_through_gradient_is_the_codes_gradient():
     """d loss / d h = 1/2 (d NT-Xent / d z at the sampled z) + beta d KL / d h: the sign's
     gradient is taken as the identity with respect to p = (h + 1) / 2."""
     rng = np.random.default_rng(2)
     h = torch.tensor(rng.uniform(-0.9, 0.9, (6, 10)).astype(np.float32), requires_grad=True)
     torch.manual_seed(3)
-    CIBHashLoss(tau=0.3, beta=0.5)(h)[0].backward()
+    CIBHashLoss(tau=0.3, beta=0.5, sample=True)(h)[0].backward()
     torch.manual_seed(3)
     p = ((h.detach() + 1) * 0.5).requires_grad_(True)
     z = torch.where(torch.rand(6, 10) < p.detach(), 1.0, -1.0).requires_grad_(True)
@@ -131,7 +149,8 @@ def test_sigmoid_head_bit_is_exactly_probability_over_one_half():
 
 
 def test_options_defaults_and_refusals():
-    assert resolve("cibhash", {}, 32) == {"tau": 0.3, "beta": 0.001}
+    assert resolve("cibhash", {}, 32) == {"tau": 0.3, "beta": 0.001, "sample": False}
+    assert resolve("cibhash", {"sample": 1}, 32)["sample"] is True
     with pytest.raises(BadInput, match="tau must be > 0"):
         resolve("cibhash", {"tau": 0}, 32)
     with pytest.raises(BadInput, match="no options"):

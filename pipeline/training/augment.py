@@ -132,6 +132,8 @@ class AllSky(_Normalised):
     gamma: tuple = (0.7, 1.4)  # v ** gamma, log-uniform
     noise: float = 0.03  # sensor noise: std drawn uniformly in [0, noise] (display units)
     stars: int = 4  # up to this many speckles (uniform 0..stars) per frame
+    crop: tuple = (1.0, 1.0)  # side of the viewed square / the frame's, uniform (1: whole sky)
+    glow: float = 0.0  # a linear sky-glow ramp across the disk: slope uniform in [0, glow]
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -139,7 +141,13 @@ class AllSky(_Normalised):
         sx = torch.where(torch.rand(n, generator=gen) < self.flip, -1.0, 1.0)
         cos, sin = torch.cos(angle), torch.sin(angle)
         theta = _affine(cos * sx, -sin, torch.zeros(n), sin * sx, cos, torch.zeros(n))
+        if tuple(self.crop) != (1.0, 1.0):  # no draws when off: the views stay as they were
+            side = _uniform(gen, n, *self.crop)
+            shift = (1 - side)[:, None] * _uniform(gen, 2 * n, -1.0, 1.0).view(n, 2)
+            theta = torch.cat([theta[:, :, :2] * side.view(n, 1, 1), shift[:, :, None]], 2)
         v = self.to_display(_resample(x, theta, "zeros"))
+        if self.glow > 0:
+            v = v + self._ramp(gen, n, h, w).to(v.device, v.dtype)
         v = v.clamp(0.0, 1.0) ** _per_item(_log_uniform(gen, n, *self.gamma), v)
         v = v * _per_item(_uniform(gen, n, *self.brightness), v)
         sigma = _per_item(_uniform(gen, n, 0.0, self.noise), v)
@@ -149,6 +157,14 @@ class AllSky(_Normalised):
         if self.mask:
             out = out.masked_fill(~self._inside(h, w).to(out.device), 0.0)
         return out
+
+    def _ramp(self, gen, n: int, h: int, w: int) -> torch.Tensor:
+        """(n, 1, h, w) display offsets: slope * (distance along a random azimuth), in
+        [-slope, slope] across the frame, slope uniform in [0, glow]."""
+        slope = _uniform(gen, n, 0.0, self.glow).view(n, 1, 1, 1)
+        phi = _uniform(gen, n, 0.0, 2 * math.pi).view(n, 1, 1, 1)
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        return slope * (torch.cos(phi) * xx + torch.sin(phi) * yy)
 
     def _inside(self, h: int, w: int) -> torch.Tensor:
         from pipeline.model.preprocess import fov_mask

@@ -23,8 +23,9 @@ EMA, the encode path and the shard format are shared, so two rows differ by thei
   accuracy the recipe reaches (with `--spp false --pmt false --head-lr-scale 1`: airbench's own
   network and head).
 - `cibhash`: no labels at all; no class head, bit probabilities (h = 2 sigmoid(u) - 1); two
-  augmented views per image (the loss's `views`), NT-Xent between their sampled codes + beta x
-  the views' bit KL; tau 0.3, beta 0.001 (the paper).
+  augmented views per image (the loss's `views`), NT-Xent between their relaxed codes 2p - 1
+  (option `sample`: the paper's Bernoulli codes) + beta x the views' bit KL; tau 0.3, beta
+  0.001 (the paper).
 
 The modules (`dpsh.py`, `dsh.py`, `cnnh.py`, `cibhash.py`) say what is published and what is
 our reading. `needs_labels(method)`: whether every training image needs a label (all but
@@ -63,6 +64,7 @@ _KINDS = {
     "tau": float,
     "beta": float,
     "weight": float,
+    "sample": bool,
 }
 
 
@@ -113,7 +115,7 @@ def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
     y = torch.as_tensor(np.asarray(labels)).long()
     _require_labels(m, y)
     if m == "cibhash":  # labels are never read
-        loss = cibhash.CIBHashLoss(opts["tau"], opts["beta"])
+        loss = cibhash.CIBHashLoss(opts["tau"], opts["beta"], opts["sample"])
     elif m == "ours":
         loss = HashingLoss(cfg.loss_config())
     elif m == "semi":

@@ -11,9 +11,9 @@ at index time. This method trains on both in one run:
 - Each image comes as two augmented views (the data's own augmentation, as for CIBHash).
   `sup` is `pipeline.training.losses.HashingLoss` (cross-entropy + pairwise + quantisation)
   over both views of the images that have a label (label >= 0); a batch without one adds 0.
-- `CIBHash` is `pipeline.training.methods.cibhash.CIBHashLoss` over both views of every image:
-  NT-Xent between straight-through Bernoulli codes with bit probabilities p = (h + 1) / 2, plus
-  beta x the views' bit KL. With tanh codes p = sigmoid(2u): the same probabilistic layer.
+- `CIBHash` is `pipeline.training.methods.cibhash.CIBHashLoss` (its defaults) over both views
+  of every image: NT-Xent between the views' codes, plus beta x their bit KL, with bit
+  probabilities p = (h + 1) / 2 (with tanh codes p = sigmoid(2u): the same layer).
 - `w` (`--semi-weight`, default 1): the weight of the label-free term.
 
 Results that use the unlabelled database are semi-supervised, a different setting from the

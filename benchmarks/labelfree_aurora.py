@@ -1,0 +1,187 @@
+"""Label-free against supervised on synthetic aurora: same frames, budget and code length.
+
+Why: an observatory without labels trains `--method cibhash`; the issue's target is that its
+codes retrieve the synthetic classes within 0.1 MAP of a supervised method's, with the labels
+hidden in training. One call renders the synthetic-aurora split once (as `train --dataset
+synthetic-aurora` does) and trains every method on it with the same TrainConfig but the method
+(the loop, recipe, epochs, batch size, seed); a label-free method gets the training labels
+replaced by -1, so hiding them is not a promise of the loss but a fact of its input. Each row is
+MAP over the codes the shipped encode path gives (`pipeline.training.evaluate`), plus the
+distinct database codes and the training time. Runs go under --runs/<method>-s<seed> and are
+resumed like `train` resumes (a finished run is only re-evaluated).
+
+`--allsky JSON` overrides fields of the all-sky augmentation (pipeline.training.augment.AllSky)
+for an ablation, e.g. '{"crop": [0.6, 1], "glow": 0.3}'; `--sample` makes cibhash contrast
+sampled codes (the paper's layer, its default before 2026-12-07).
+
+  python benchmarks/labelfree_aurora.py --size 32 --n-train 2000 --epochs 8 \\
+      --methods dpsh,cibhash --seeds 0 --runs runs/labelfree-aurora --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _record  # noqa: E402
+
+
+def load(size: int, n_train: int, n_query: int, data_seed: int, cache: str | None) -> dict:
+    """The synthetic-aurora splits as `train` loads them; `cache`: a pickle of them to reuse
+    across calls (rendering is the slow part), written when missing, checked when read."""
+    from pipeline.training.datasets import load_splits
+
+    want = dict(size=size, n_train=n_train, n_query=n_query, n_database=n_train)
+    if cache and Path(cache).exists():
+        with open(cache, "rb") as f:
+            splits = pickle.load(f)
+        info = splits["info"]
+        if any(info.get(k) != v for k, v in want.items()) or info.get("seed") != data_seed:
+            raise SystemExit(f"{cache}: cached splits of {info}, not {want} seed {data_seed}")
+        return splits
+    splits = load_splits("synthetic-aurora", None, None, data_seed=data_seed, **want)
+    if cache:
+        tmp = Path(cache + ".tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            pickle.dump(splits, f)
+        os.replace(tmp, cache)
+    return splits
+
+
+def hide_labels(splits: dict) -> dict:
+    """The splits with every training label -1 (queries and database keep theirs for MAP)."""
+    x, y = splits["train"]
+    return {**splits, "train": (x, np.full(len(y), -1, dtype=np.int64))}
+
+
+def _allsky_override(fields: dict):
+    """Make `augment.build` return AllSky with `fields` replaced (an ablation)."""
+    from pipeline.training import augment
+
+    build = augment.build
+
+    def patched(policy, pre):
+        t = build(policy, pre)
+        if isinstance(t, augment.AllSky):
+            vals = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+            t = dataclasses.replace(t, **vals)
+        return t
+
+    augment.build = patched
+
+
+def train_and_score(splits: dict, method: str, seed: int, a, out: str) -> dict:
+    """Train (or resume) one method and score its shipped codes."""
+    from pipeline.model.settings import encode_settings
+    from pipeline.training.evaluate import encode_splits, evaluate_encoded
+    from pipeline.training.loop import TrainConfig, train_model
+    from pipeline.training.methods import needs_labels
+
+    data = splits if needs_labels(method) else hide_labels(splits)
+    opts = {"sample": True} if a.sample and method == "cibhash" else {}
+    cfg = TrainConfig(
+        arch="compact", bits=a.bits, epochs=a.epochs, seed=seed, method=method,
+        threads=a.threads, method_options=opts,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    model, config = train_model(data, cfg, out, splits["info"])
+    wall = time.perf_counter() - t0
+    enc = encode_splits(model, splits, encode_settings(config))
+    m = evaluate_encoded(enc, splits, None)
+    db = np.asarray(enc.db_h) > 0
+    return {
+        "method": method,
+        "seed": seed,
+        "map": round(float(m.map), 4),
+        "train_seconds": round(float(config.get("train_seconds", 0.0)), 1),
+        "wall_seconds_this_call": round(wall, 1),
+        "epochs_done": config.get("epochs_done"),
+        "batch_size": config.get("train", {}).get("batch_size"),
+        "augment": config.get("augment"),
+        "distinct_db_codes": int(len(np.unique(db, axis=0))),
+        "bit_balance_min_max": [
+            round(float(db.mean(0).min()), 3),
+            round(float(db.mean(0).max()), 3),
+        ],
+        "last_epoch": config["history"][-1],
+        "out": _record.portable(str(Path(out).resolve())),
+    }
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean and spread of MAP per method, and the label-free minus supervised gap."""
+    out = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        maps = [r["map"] for r in rows if r["method"] == method]
+        out[method] = {
+            "map_mean": round(float(np.mean(maps)), 4),
+            "map_sd": round(float(np.std(maps)), 4),
+            "runs": len(maps),
+        }
+    return out
+
+
+def cli(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--n-train", type=int, default=2000, help="training frames = database")
+    p.add_argument("--n-query", type=int, default=400)
+    p.add_argument("--data-seed", type=int, default=2)
+    p.add_argument("--bits", type=int, default=32)
+    p.add_argument("--epochs", type=float, default=8)
+    p.add_argument("--methods", default="dpsh,cibhash")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--sample", action="store_true", help="cibhash: contrast sampled codes")
+    p.add_argument("--allsky", default=None, help="JSON: AllSky fields to override (ablation)")
+    p.add_argument("--runs", default="runs/labelfree-aurora")
+    p.add_argument("--cache", default=None, help="pickle of the rendered splits to reuse")
+    _record.add_json_argument(p, "labelfree-aurora")
+    a = p.parse_args(argv)
+    if a.allsky:
+        _allsky_override(json.loads(a.allsky))
+    t0 = time.perf_counter()
+    splits = load(a.size, a.n_train, a.n_query, a.data_seed, a.cache)
+    data_s = time.perf_counter() - t0
+    rows = []
+    for seed in (int(s) for s in a.seeds.split(",")):
+        for method in a.methods.split(","):
+            row = train_and_score(splits, method, seed, a, f"{a.runs}/{method}-s{seed}")
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    figures = {
+        "setting": {
+            k: getattr(a, k)
+            for k in (
+                "size",
+                "n_train",
+                "n_query",
+                "data_seed",
+                "bits",
+                "epochs",
+                "allsky",
+                "sample",
+            )
+        },
+        "data_seconds": round(data_s, 1),
+        "rows": rows,
+        "summary": summarise(rows),
+    }
+    print(json.dumps(figures["summary"]))
+    _record.write(a.json, figures, machine_extra={"cores_shared": True})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
