@@ -285,7 +285,7 @@ def test_cli_trains_cibhash_with_the_labels_hidden_and_scores_them(tmp_path, cap
     assert rc == 0 and s["method"] == "cibhash" and 0 <= s["map"] <= 1, s
     assert "accuracy" not in s and "evaluation" not in s  # labelled queries: MAP, no classes
     cfg = read_config(out)
-    assert cfg["train"]["method_options"] == {"tau": 0.5, "beta": 0.001}
+    assert cfg["train"]["method_options"] == {"tau": 0.5, "beta": 0.001, "sample": False}
     assert cfg["augment"]["policy"] == "allsky" and len(cfg["classes"]) == 4
     rc, s = _cli(capsys, [*TINY, "--method", "dsh", "--cibhash-beta", "0.1", "--out", "x"])
     assert rc == 2 and "--cibhash-beta is an option of --method cibhash" in s["error"]
