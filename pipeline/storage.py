@@ -421,7 +421,11 @@ def _scan_local(path: str, hidden: bool, detail: bool):
             for e in it:
                 if not hidden and e.name[:1] in "_.":
                     continue
-                if e.is_dir():
+                try:
+                    is_dir = e.is_dir()
+                except OSError:  # a symlink loop: listed, and the reader says why it is bad
+                    is_dir = False
+                if is_dir:
                     stack.append(e.path)
                     continue
                 if not detail:
@@ -431,6 +435,8 @@ def _scan_local(path: str, hidden: bool, detail: bool):
                     st = e.stat()
                 except FileNotFoundError:  # deleted while listed
                     continue
+                except OSError:  # a symlink loop (ELOOP): the link's own stat, as fsspec gave
+                    st = e.stat(follow_symlinks=False)
                 yield e.path, (float(st.st_mtime), st.st_size)
 
 
