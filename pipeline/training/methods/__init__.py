@@ -16,25 +16,20 @@ EMA, the encode path and the shard format are shared, so two rows differ by thei
   CE; 10 sweeps, labels on.
 - `semi`: ours' head; ours' loss on the labelled images + w x CIBHash's on all of them, two
   views each: a labelled subset and the unlabelled rest in one run (`semi.py`).
-- `classifier`: the backbone as a plain classifier, the ceiling of the supervised rows: the
-  class logits read the features (no bottleneck), cross-entropy only (no pair or quantisation
-  term), logits scaled by 1/9 in the loss as airbench's head does. Its hash layer is never
-  trained, so its codes are a random projection of the features; what it measures is the
-  accuracy the recipe reaches (with `--spp false --pmt false --head-lr-scale 1`: airbench's own
-  network and head).
+- `classifier`: the backbone as a plain classifier, the ceiling of the supervised rows: logits
+  read the features, cross-entropy only (`classifier.py`).
 - `cibhash`: no labels at all; no class head, bit probabilities (h = 2 sigmoid(u) - 1); two
   augmented views per image (the loss's `views`), NT-Xent between their relaxed codes 2p - 1
   (option `sample`: the paper's Bernoulli codes) + beta x the views' bit KL; tau 0.3, beta
   0.001 (the paper).
 
-The modules (`dpsh.py`, `dsh.py`, `cnnh.py`, `cibhash.py`) say what is published and what is
-our reading. `needs_labels(method)`: whether every training image needs a label (all but
-cibhash, which reads none, and semi, which learns from those that have one).
+The modules (`dpsh.py`, `dsh.py`, `cnnh.py`, `cibhash.py`, `semi.py`, `classifier.py`) say
+what is published and what is our reading. `needs_labels(method)`: whether every training
+image needs a label (all but cibhash, which reads none, and semi, which learns from those that
+have one).
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -42,7 +37,7 @@ import torch
 from pipeline.choices import METHODS
 from pipeline.errors import BadInput
 from pipeline.training.losses import HashingLoss
-from pipeline.training.methods import cibhash, cnnh, dpsh, dsh, semi
+from pipeline.training.methods import cibhash, classifier, cnnh, dpsh, dsh, semi
 
 LABEL_FREE = ("cibhash",)  # methods whose loss never reads a label
 PARTLY_LABELLED = ("semi",)  # methods that learn from the labels some training images have
@@ -104,7 +99,7 @@ def head_options(method: str, options: dict) -> dict:
     if method == "cnnh":
         return cnnh.head(options)
     if method == "classifier":
-        return {"classifier": "features"}
+        return dict(classifier.HEAD)
     return {}
 
 
@@ -122,7 +117,7 @@ def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
         sup = HashingLoss(cfg.loss_config())
         loss = semi.SemiLoss(sup, opts["tau"], opts["beta"], opts["weight"])
     elif m == "classifier":  # cross-entropy on the features' logits, nothing on the codes
-        loss = PlainClassifierLoss(cfg.loss_config())
+        loss = classifier.PlainClassifierLoss(cfg.loss_config())
     elif m == "dpsh":
         loss = dpsh.DPSHLoss(y, cfg.bits, opts["eta"])
     elif m == "dsh":
@@ -141,21 +136,6 @@ def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
     except ValueError as exc:
         raise BadInput(f"optimizer.safetensors: {exc}") from None
     return loss.to(device)
-
-
-class PlainClassifierLoss(HashingLoss):
-    """`classifier`: cross-entropy of logits / 9, as airbench's plain head (a linear layer whose
-    output it multiplies by 1/9) trains; nothing on the codes. The checkpoint's logits are 9x
-    airbench's: the same argmax (pred, accuracy), an uncalibrated score. A measuring method,
-    not one to index with."""
-
-    SCALE = 1.0 / 9.0
-
-    def __init__(self, cfg):
-        super().__init__(replace(cfg, hash_loss="none", ce_weight=1.0))
-
-    def forward(self, h, logits, labels, idx=None):
-        return super().forward(h, logits * self.SCALE, labels, idx)
 
 
 def _require_labels(method: str, y: torch.Tensor) -> None:
