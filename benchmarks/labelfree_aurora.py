@@ -7,7 +7,9 @@ synthetic-aurora` does) and trains every method on it with the same TrainConfig 
 (the loop, recipe, epochs, batch size, seed); a label-free method gets the training labels
 replaced by -1, so hiding them is not a promise of the loss but a fact of its input. Each row is
 MAP over the codes the shipped encode path gives (`pipeline.training.evaluate`), plus the
-distinct database codes and the training time. Runs go under --runs/<method>-s<seed> and are
+distinct database codes, the training time, and the MAP of the trunk's MAC descriptors
+(`trunk_mac_map`, cosine) beside that of the untrained model (`untrained_trunk_mac_map`): whether
+the features learned the classes at all. Runs go under --runs/<method>-s<seed> and are
 resumed like `train` resumes (a finished run is only re-evaluated).
 
 `--allsky JSON` overrides fields of the all-sky augmentation (pipeline.training.augment.AllSky)
@@ -90,9 +92,11 @@ def train_and_score(splits: dict, method: str, seed: int, a, out: str) -> dict:
 
     data = splits if needs_labels(method) else hide_labels(splits)
     opts = {"sample": True} if a.sample and method == "cibhash" else {}
+    if method != "dpsh":  # the label-free method's options (an ablation); dpsh keeps its own
+        opts.update(json.loads(a.method_options or "{}"))
     cfg = TrainConfig(
         arch="compact", bits=a.bits, epochs=a.epochs, seed=seed, method=method,
-        threads=a.threads, method_options=opts,
+        threads=a.threads, method_options=opts, **json.loads(a.train or "{}"),
     )  # fmt: skip
     t0 = time.perf_counter()
     model, config = train_model(data, cfg, out, splits["info"])
@@ -110,6 +114,7 @@ def train_and_score(splits: dict, method: str, seed: int, a, out: str) -> dict:
         "batch_size": config.get("train", {}).get("batch_size"),
         "augment": config.get("augment"),
         "distinct_db_codes": int(len(np.unique(db, axis=0))),
+        "trunk_mac_map": trunk_map(model, splits),
         "bit_balance_min_max": [
             round(float(db.mean(0).min()), 3),
             round(float(db.mean(0).max()), 3),
@@ -117,6 +122,32 @@ def train_and_score(splits: dict, method: str, seed: int, a, out: str) -> dict:
         "last_epoch": config["history"][-1],
         "out": _record.portable(str(Path(out).resolve())),
     }
+
+
+def trunk_map(model, splits: dict) -> float:
+    """MAP of the trunk's MAC descriptors (cosine, last conv map): whether training taught the
+    features the classes at all, whatever the hash layer made of them."""
+    from pipeline.baselines.cnn import conv_batches, mac
+    from pipeline.baselines.ranking import cosine_map
+
+    def desc(x):
+        return np.concatenate(
+            [mac(b["maps"][0]) for b in conv_batches(model, x, splits["preprocess"])]
+        )
+
+    (xq, yq), (xd, yd) = splits["query"], splits["db"]
+    return round(cosine_map(desc(xq), desc(xd), yq, yd), 4)
+
+
+def untrained_trunk_map(splits: dict, a) -> float:
+    """trunk_map of the model a run starts from (seed 0): the reference a label-free method's
+    trunk must beat to have learned anything about the classes."""
+    from pipeline.training.loop import TrainConfig, new_model
+
+    cfg = TrainConfig(arch="compact", bits=a.bits, method="cibhash").resolved(
+        len(splits["train"][1])
+    )
+    return trunk_map(new_model(cfg, splits), splits)
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -145,6 +176,10 @@ def cli(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--sample", action="store_true", help="cibhash: contrast sampled codes")
     p.add_argument("--allsky", default=None, help="JSON: AllSky fields to override (ablation)")
+    p.add_argument(
+        "--method-options", default=None, help="JSON: the label-free method's options, e.g. tau"
+    )
+    p.add_argument("--train", default=None, help="JSON: TrainConfig fields, e.g. lr, batch_size")
     p.add_argument("--runs", default="runs/labelfree-aurora")
     p.add_argument("--cache", default=None, help="pickle of the rendered splits to reuse")
     _record.add_json_argument(p, "labelfree-aurora")
@@ -172,9 +207,12 @@ def cli(argv=None) -> int:
                 "epochs",
                 "allsky",
                 "sample",
+                "method_options",
+                "train",
             )
         },
         "data_seconds": round(data_s, 1),
+        "untrained_trunk_mac_map": untrained_trunk_map(splits, a),
         "rows": rows,
         "summary": summarise(rows),
     }

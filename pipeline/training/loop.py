@@ -424,7 +424,9 @@ def _same_run(saved: dict, cfg_dict: dict, data_info: dict, out_dir: str) -> Non
             )
 
 
-def _new_model(cfg: TrainConfig, splits: dict):
+def new_model(cfg: TrainConfig, splits: dict):
+    """The untrained model a run starts from: built, normalised and whitened from the training
+    images (`cfg` resolved). Benchmarks use it as the untrained reference."""
     from pipeline.model.archs import build_model
 
     x_np = splits["train"][0]
@@ -488,7 +490,7 @@ def _start_or_resume(splits, cfg, out_dir, data_info, so, dev, encode_settings) 
         model, saved = load_checkpoint(out_dir, "cpu", so)
         tensors, _ = load_optimizer_state(out_dir, saved, so)
     else:
-        model = _new_model(cfg, splits)
+        model = new_model(cfg, splits)
     config = _checkpoint_config(cfg, splits, model, data_info, encode_settings)
     if cfg.init and saved:
         config["init"] = saved.get("init")
