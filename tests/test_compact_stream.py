@@ -7,6 +7,8 @@ Every check compares against the in-memory kernels on the concatenated codes in 
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 
 import pyarrow.parquet as pq
@@ -181,3 +183,16 @@ def test_worker_exits_when_its_driver_is_gone(tmp_path):
         time.sleep(0.25)
     os.kill(child, 9)
     pytest.fail("the worker outlived its driver")
+
+
+def test_progress_shows_the_shards_planned_so_far(arch, monkeypatch, caplog):
+    """The plan streams, so the total grows: a line says how many shards are planned so far
+    (never "/0"), and the last one, once the plan is complete, the plain total."""
+    monkeypatch.setattr(compact, "Progress", functools.partial(compact.Progress, interval=0))
+    with caplog.at_level(logging.INFO, logger="aurorahash.progress"):
+        compact.compact(arch.root, target_rows=400)
+    lines = [r.getMessage() for r in caplog.records if r.name == "aurorahash.progress"]
+    assert lines[0].startswith("compact: 20/20+ shards planned so far, 400 rows")
+    assert lines[-2].startswith("compact: 120/120+ shards planned so far, 2400 rows")
+    assert lines[-1].startswith("compact: 120/120 shards, 2400 rows")
+    assert not any("/0 " in line for line in lines)
