@@ -87,21 +87,6 @@ def test_the_handler_is_scoped_to_the_job():
 COPIES = 8  # x 6 real PGM minute files = 48 archive files, 960 frames
 
 
-def _themis_archive(root) -> set[str]:
-    """COPIES folders of symlinks to the real minute files; returns the frame ids expected."""
-    from ingest_helpers import THEMIS
-
-    ids = set()
-    pgms = sorted(p for p in THEMIS.iterdir() if p.name.endswith((".pgm", ".pgm.gz")))
-    for k in range(COPIES):
-        d = root / f"night{k:02d}"
-        d.mkdir(parents=True)
-        for p in pgms:
-            os.symlink(p, d / p.name)
-            ids.update(f"night{k:02d}/{p.name}#{i}" for i in range(20))
-    return ids
-
-
 def _visible(root) -> list[str]:
     """Files a reader or a listing would take for data: no path component hidden (_ or .)."""
     out = []
@@ -118,12 +103,12 @@ def test_sigterm_stops_ingest_with_ray_clean_and_a_rerun_completes(tmp_path):
     of the job left, every visible file a whole shard; a re-run does the rest, every frame
     exactly once."""
     import pyarrow.parquet as pq
-    from ingest_helpers import make_model
+    from ingest_helpers import make_model, themis_copies
     from shard_fixtures import read_codes
     from test_leftovers import Watch
 
     archive, codes = tmp_path / "archive", tmp_path / "codes"
-    ids = _themis_archive(archive)
+    ids = themis_copies(archive, COPIES)
     model = make_model(tmp_path / "model", size=32)
     argv = ["ingest", "--source", archive, "--out", codes, "--model", model, "--batch-size", 16]
 
