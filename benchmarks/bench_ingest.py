@@ -263,7 +263,8 @@ def ray_read_only(archive: Path, resources: dict) -> dict:
     import ray
     from ray.data import DataContext
 
-    from pipeline.ingest.read import ArchiveDatasource, FileTask
+    from pipeline.ingest.datasource import ArchiveDatasource
+    from pipeline.ingest.read import FileTask
     from pipeline.readers import list_archive
 
     files = [FileTask(u, u) for u in list_archive(str(archive))]

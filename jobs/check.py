@@ -2,7 +2,8 @@
 
 Reads every archive file under --source through the same readers and preprocessing as
 `aurorahash ingest` (in this process, --workers files at a time; no Ray, no encoder) and reports
-what ingestion would do with each file. Nothing is written anywhere.
+what ingestion would do with each file. Nothing is written anywhere. It imports no Ray; it does
+import torch, with or without --model: the preprocessing it checks frames with is torch code.
 
   --model DIR   validate the checkpoint first (a bad one: exit 2) and preprocess with its
                 settings; without it, the default aurora preprocessing is used

@@ -1,6 +1,8 @@
 """The `aurorahash` console script: one subcommand per job, a JSON summary line on stdout.
 
-Exit codes: 0 done, 1 failed work, 2 bad usage or bad input.
+Exit codes: 0 done, 1 failed work, 2 bad usage or bad input, 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM: the job unwinds as for Ctrl-C, `pipeline.lifecycle.terminate`, and prints a
+summary with ok false).
 
 The summary's `error` is one line (`pipeline.messages.one_line`: the exception type and message,
 no traceback, no terminal colour codes); tracebacks go to the stderr log only.
@@ -19,6 +21,7 @@ from typing import NoReturn
 
 from jobs.common import JobFailed, emit_summary, setup_logging
 from pipeline.errors import BadInput
+from pipeline.lifecycle import terminate
 from pipeline.messages import clean_text, one_line
 
 # Job name -> module. Each module defines HELP, add_arguments(parser) and run(args) -> dict.
@@ -85,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:
-        summary = mods[args.job].run(args)
+        with terminate.raising():
+            summary = mods[args.job].run(args)
     except BadInput as exc:
         log.error("%s", exc)
         emit_summary({"job": args.job, "ok": False, "error": clean_text(exc)})
@@ -99,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         emit_summary({"job": args.job, "ok": False, **exc.summary, "error": clean_text(exc)})
         return 1
     except KeyboardInterrupt:
+        if terminate.received():  # Ray may have turned our Terminated into a plain one
+            log.error("terminated (SIGTERM)")
+            emit_summary({"job": args.job, "ok": False, "error": "terminated (SIGTERM)"})
+            return terminate.EXIT_CODE
         log.error("interrupted")
         return 130
     except Exception as exc:  # the work failed: report it, exit 1

@@ -91,7 +91,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from pipeline.codes import catalogue
+    from pipeline.codes import catalogue, placement
 
     if args.target_rows < 1 or args.group_depth < 0 or args.grace_hours < 0:
         raise UsageError("--target-rows must be >= 1, --group-depth and --grace-hours >= 0")
@@ -100,10 +100,11 @@ def run(args):
     ):
         raise UsageError("--batch-rows and --workers must be >= 1")
     roots = catalogue.select_roots(location(args, args.codes), args.model)
-    use_ray = args.ray or (not args.no_ray and ray_address(args) is not None)
-    log.info("compact: units run on %s", "Ray" if use_ray else "local processes")
-    if not use_ray:
+    choice = placement.forced(args.ray, args.no_ray, ray_address(args))
+    if choice is None or not choice.use_ray:  # no cluster: local processes, whatever the work
+        log.info("compact: units run on local processes")
         return _compact_all(args, roots, None)
+    log.info("compact: units run as %s", choice.reason)
     from pipeline.ray_runtime import ray_session
 
     with ray_session(ray_address(args), ray_storage_env(storage_options(args))):

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 
-from pipeline.lifecycle import leftovers
+from pipeline.lifecycle import leftovers, terminate
 
 log = logging.getLogger("aurorahash.ray")
 LEFTOVER_GRACE_S = 10.0  # how long a session's process may take to end after ray.shutdown()
@@ -42,7 +42,8 @@ def init_ray(address: str | None = None, storage_env: dict | None = None) -> boo
     env = {k: v for k, v in (storage_env or {}).items() if v}
     if env:
         kwargs["runtime_env"] = {"env_vars": env}
-    ray.init(address=address, **kwargs)
+    with terminate.kept():  # ray.init sets SIGTERM handlers of its own
+        ray.init(address=address, **kwargs)
     return True
 
 

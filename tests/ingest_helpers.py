@@ -19,6 +19,20 @@ UTC = dt.timezone.utc
 CLASSES = ["arc", "drapery_corona", "radial_corona", "hot_spot"]
 
 
+def themis_copies(root, copies: int) -> set[str]:
+    """`copies` folders (night00, night01, ...) of symlinks to the real THEMIS minute files (6
+    files of 20 frames each); returns the frame ids an ingest of `root` must store."""
+    ids = set()
+    pgms = sorted(p for p in THEMIS.iterdir() if p.name.endswith((".pgm", ".pgm.gz")))
+    for k in range(copies):
+        d = Path(root) / f"night{k:02d}"
+        d.mkdir(parents=True)
+        for p in pgms:
+            os.symlink(p, d / p.name)
+            ids.update(f"night{k:02d}/{p.name}#{i}" for i in range(20))
+    return ids
+
+
 def make_model(
     path,
     size: int = 32,

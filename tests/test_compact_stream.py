@@ -7,6 +7,8 @@ Every check compares against the in-memory kernels on the concatenated codes in 
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 
 import pyarrow.parquet as pq
@@ -181,3 +183,31 @@ def test_worker_exits_when_its_driver_is_gone(tmp_path):
         time.sleep(0.25)
     os.kill(child, 9)
     pytest.fail("the worker outlived its driver")
+
+
+def test_progress_shows_the_shards_planned_so_far(arch, monkeypatch, caplog):
+    """The plan streams, so the total grows: a line says how many shards are planned so far
+    (never "/0"), and the last one, once the plan is complete, the plain total."""
+    monkeypatch.setattr(compact, "Progress", functools.partial(compact.Progress, interval=0))
+    with caplog.at_level(logging.INFO, logger="aurorahash.progress"):
+        compact.compact(arch.root, target_rows=400)
+    lines = [r.getMessage() for r in caplog.records if r.name == "aurorahash.progress"]
+    assert lines[0].startswith("compact: 20/20+ shards planned so far, 400 rows")
+    assert lines[-2].startswith("compact: 120/120+ shards planned so far, 2400 rows")
+    assert lines[-1].startswith("compact: 120/120 shards, 2400 rows")
+    assert not any("/0 " in line for line in lines)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_job_picks_ray_or_local_processes_as_the_options_say(arch):
+    """`compact --no-ray` stays on local processes even where a cluster is named; `--ray`
+    without one starts a local instance and runs the units as Ray tasks."""
+    no_cluster = {"RAY_ADDRESS": "127.0.0.1:1"}  # nothing listens: joining it would fail
+    rc, s, err = _run(_compact_cmd(arch.root, "--no-ray", "--batch-rows", "800"), no_cluster)
+    assert rc == 0 and s["runner"] == "local-processes", err[-2000:]
+    arch.write([_nights(130, 6)[125]], seed=7)  # something new for the second run
+    rc, s, err = _run(_compact_cmd(arch.root, "--ray"), {"RAY_ADDRESS": ""})  # no cluster
+    assert rc == 0 and s["runner"] == "ray" and s["files"] == 1, err[-2000:]
+    assert "units run as Ray tasks on a local instance (--ray)" in err
+    assert_exactly_once(arch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -249,3 +250,59 @@ def test_readme_says_which_kuberay_each_manifest_needs():
     for name in MANIFESTS:
         line = next(ln for ln in text.splitlines() if f"kuberay/{name}" in ln)
         assert "KubeRay" in line and "1.6.0" in line, line
+
+
+# ------------------------------------------------------- the jobs run where the cluster is
+
+
+GCS = "10.0.0.1:6379"  # Ray's job supervisor sets RAY_ADDRESS to it for a RayJob's entrypoint
+
+
+def _commands(doc: dict) -> list[list[str]]:
+    spec = doc["spec"]["jobTemplate"] if doc["kind"] == "RayCronJob" else doc["spec"]
+    return [shlex.split(part) for part in spec["entrypoint"].split("&&")]
+
+
+def _where(argv: list[str]) -> str:
+    """Where the job runs its work, as the job decides it: "cluster", "local Ray" (a new
+    instance on the head pod) or "this process"."""
+    from jobs.cli import build_parser
+    from jobs.common import ray_address
+    from pipeline.codes import placement
+
+    assert argv[0] == "aurorahash", argv
+    parser, _ = build_parser(argv[1])
+    args = parser.parse_args(argv[1:])
+    address = ray_address(args)
+    if args.job == "ingest":  # always Ray: joins the named cluster, else starts one
+        return "cluster" if address else "local Ray"
+    if args.job in ("search", "benchmark", "compact"):
+        choice = placement.forced(args.ray, args.no_ray, address)
+        if choice is None or not choice.use_ray:  # search/benchmark: the work would decide
+            return "this process"
+        return "cluster" if address else "local Ray"
+    return "this process"  # export, check: no Ray at all
+
+
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_manifest_jobs_run_on_the_cluster(name, monkeypatch):
+    """Inside a RayJob every job that can use Ray joins the cluster (RAY_ADDRESS), whatever the
+    size of the work; export runs in the entrypoint's process on the head, by design (the export
+    manifest has no worker group)."""
+    monkeypatch.setenv("RAY_ADDRESS", GCS)
+    doc = _load(name)
+    where = {argv[1]: _where(argv) for argv in _commands(doc)}
+    expected = {
+        "raycronjob-nightly-ingest.yaml": {
+            "ingest": "cluster",
+            "compact": "cluster",
+            "benchmark": "cluster",
+        },
+        "rayjob-map-benchmark.yaml": {"benchmark": "cluster"},
+        "rayjob-export.yaml": {"export": "this process"},
+    }[name]
+    assert where == expected
+    if where == {"export": "this process"}:
+        assert not _cluster_specs(doc)[0].get("workerGroupSpecs")
+    monkeypatch.delenv("RAY_ADDRESS")  # the check itself can fail: no cluster, no "cluster"
+    assert "cluster" not in {_where(argv) for argv in _commands(doc)}

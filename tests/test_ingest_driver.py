@@ -5,6 +5,7 @@ and the `check` / `--dry-run` vet mode (which reads files in-process, without Ra
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 
@@ -248,6 +249,19 @@ def test_quarantine_under_the_cap_lists_every_problem(tmp_path):
     lines = (out / "_quarantine" / "abababababab" / "few.tar.jsonl").read_text().splitlines()
     assert len(lines) == 100 and all(json.loads(x)["frame"] is not None for x in lines)
     assert c.tally.counts["quarantined"] == 100
+
+
+def test_a_stopped_job_leaves_unfinished_files_for_the_next_run(tmp_path, caplog):
+    """Ctrl-C or SIGTERM (`finish(stopped=True)`): files whose rows had not all arrived are not
+    failures, only left to do; without the stop they count as failed."""
+    for stopped, failed in ((True, 0), (False, 1)):
+        c, _ = _committer(tmp_path / str(stopped), ["a.pgm", "b.pgm"])
+        c.consume(_batch("/archive/a.pgm", [dict(kind=RowKind.FRAME, seq=0, frame=0)]))
+        c.consume(_batch("/archive/b.pgm", [dict(kind=RowKind.END, expected=0)]))
+        with caplog.at_level(logging.WARNING, logger="aurorahash.ingest"):
+            c.finish(stopped=stopped)
+        assert c.tally.counts["failed"] == failed and c.tally.counts["done"] == 1
+    assert "ingest stopped: 1 file(s) not finished, for the next run" in caplog.text
 
 
 def test_failed_file_reason_is_one_clean_line(tmp_path):

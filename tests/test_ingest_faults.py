@@ -18,7 +18,7 @@ import time
 
 import pytest
 from fixtures_ray import REPO, worker_env
-from ingest_helpers import THEMIS, make_model
+from ingest_helpers import make_model, themis_copies
 from shard_fixtures import read_codes
 
 from pipeline import storage
@@ -32,19 +32,6 @@ COPIES = 8  # x 6 real PGM minute files = 48 archive files, 960 frames
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return make_model(tmp_path_factory.mktemp("fault_model") / "ckpt", size=32, bits=32)
-
-
-def _archive(root) -> set[str]:
-    """COPIES folders of symlinks to the real PGM minute files; returns the expected ids."""
-    ids = set()
-    pgms = sorted(p for p in THEMIS.iterdir() if p.name.endswith((".pgm", ".pgm.gz")))
-    for k in range(COPIES):
-        d = root / f"night{k:02d}"
-        d.mkdir(parents=True)
-        for p in pgms:
-            os.symlink(p, d / p.name)
-            ids.update(f"night{k:02d}/{p.name}#{i}" for i in range(20))
-    return ids
 
 
 def _start(address: str, src, out, model_dir, *extra) -> subprocess.Popen:
@@ -82,7 +69,7 @@ def _assert_exactly_once(out, expected_ids):
 
 def test_driver_killed_mid_run_then_rerun_completes_only_the_rest(ray_cluster, model_dir, tmp_path):
     c, _ = ray_cluster
-    expected = _archive(tmp_path / "archive")
+    expected = themis_copies(tmp_path / "archive", COPIES)
     n_files = len({i.split("#")[0] for i in expected})
     out = tmp_path / "out"
     proc = _start(c.address, tmp_path / "archive", out, model_dir)
@@ -108,7 +95,7 @@ def test_driver_killed_mid_run_then_rerun_completes_only_the_rest(ray_cluster, m
 
 def test_worker_node_lost_mid_run_job_still_completes(ray_cluster, model_dir, tmp_path):
     c, workers = ray_cluster
-    expected = _archive(tmp_path / "archive")
+    expected = themis_copies(tmp_path / "archive", COPIES)
     n_files = len({i.split("#")[0] for i in expected})
     out = tmp_path / "out"
     proc = _start(c.address, tmp_path / "archive", out, model_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -117,10 +118,12 @@ def test_shutdown_kills_a_worker_that_left_the_raylet():
 
 
 class Watch:
-    """Run `aurorahash ARGV` as a subprocess with a tag; note every tagged process meanwhile."""
+    """Run `aurorahash ARGV` as a subprocess with a tag; note every tagged process meanwhile.
+    With `sigterm_when`, send the job SIGTERM once `sigterm_when(self)` holds (as a scheduler
+    stops a job); `self.sigterm_sent` says whether it did."""
 
-    def __init__(self, *argv, timeout: float = 600):
-        self.tag = uuid.uuid4().hex
+    def __init__(self, *argv, timeout: float = 600, sigterm_when=None):
+        self.tag, self.sigterm_when, self.sigterm_sent = uuid.uuid4().hex, sigterm_when, False
         env = {**os.environ, **worker_env(), TAG: self.tag}
         env.pop("RAY_ADDRESS", None)  # a local Ray of its own, as a job on a bare machine
         cmd = [sys.executable, "-m", "jobs.cli", *map(str, argv)]
@@ -128,6 +131,7 @@ class Watch:
         stop = threading.Event()
         watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True)
         p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._proc = p
         watcher.start()
         try:
             out, err = p.communicate(timeout=timeout)
@@ -148,12 +152,15 @@ class Watch:
         while not stop.wait(0.2):
             for q in leftovers.with_env(TAG, self.tag):
                 self.seen.setdefault(q, set()).add(leftovers.describe(q))
+            if self.sigterm_when and not self.sigterm_sent and self.sigterm_when(self):
+                self._proc.send_signal(signal.SIGTERM)
+                self.sigterm_sent = True
 
     def ray_workers(self) -> list[str]:
         return [name for names in self.seen.values() for name in names if "ray::" in name]
 
-    def assert_clean(self) -> None:
-        assert self.rc == 0, self.stderr[-3000:]
+    def assert_clean(self, rc: int = 0) -> None:
+        assert self.rc == rc, self.stderr[-3000:]
         names = [self.seen.get(q) or {leftovers.describe(q)} for q in self.left]
         assert not self.left, f"outlived the job: {names}"
 

@@ -1,5 +1,7 @@
 """Jobs that do not encode start without torch (and --help without Ray): each runs in a fresh
-interpreter, which then reports the heavy modules it imported."""
+interpreter, which then reports the heavy modules it imported. `check` reads and preprocesses
+frames as ingest does: it needs torch (preprocessing is torch code), with or without a model,
+but no Ray."""
 
 from __future__ import annotations
 
@@ -81,3 +83,15 @@ def test_jobs_that_do_not_encode_import_no_torch(tmp_path):
 def test_the_guard_sees_torch_when_something_imports_it():
     (r,) = _imports(["--help"], preload=["pipeline.model.precision"])
     assert r["rc"] == 0 and "torch" in r["heavy"]
+
+
+@pytest.mark.slow  # check preprocesses frames, so it imports torch: seconds
+def test_check_imports_no_ray(tmp_path):
+    from ingest_helpers import THEMIS
+
+    (tmp_path / "night").mkdir()
+    name = "20140310_0600_gill_themis19_full.pgm.gz"
+    os.symlink(THEMIS / name, tmp_path / "night" / name)
+    (r,) = _imports(["check", "--source", str(tmp_path / "night")])
+    assert r["rc"] == 0
+    assert "ray" not in r["heavy"] and "torch" in r["heavy"], r

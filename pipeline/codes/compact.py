@@ -179,13 +179,15 @@ def compact(
 def _run_units(table: SegmentTable, job: Job, units, runner, batch_rows: int, totals) -> None:
     """Run the units as the planner yields them; commit their segments whenever a batch holds
     `batch_rows` rows, and at the end."""
-    progress = Progress("compact", total=0, unit="shards")
+    progress = Progress("compact", total=None, unit="shards")  # the plan streams
     version, batch, taken = job.version, _Batch(), {}
 
     def calls():
         for u in units:
             taken[u.index] = u
+            progress.plan(len(u.shards))
             yield job, u
+        progress.planned()
 
     for res in runner.run(run_unit, calls()):
         batch.take(res, taken.pop(res["index"]))

@@ -218,8 +218,9 @@ class Committer:
             self._dispatch(st)
         self.tally.progress()
 
-    def finish(self) -> None:
-        """Wait for outstanding commits; files never completed count as failed."""
+    def finish(self, stopped: bool = False) -> None:
+        """Wait for outstanding commits; files never completed count as failed, unless the job
+        was `stopped` (Ctrl-C, SIGTERM): then they are only left for the next run."""
         self.tally.stop_ticker()
         for f in self.futures:
             f.result()
@@ -229,7 +230,12 @@ class Committer:
         except Exception as exc:  # their shards stay invisible; the next run redoes them
             n = len(self.marks.rels)
             self.tally.fail(self.plan.prefix, f"pending marks of {n} file(s) not written: {exc}")
-        for st in self.rows.leftovers():
+        left = self.rows.leftovers()
+        if stopped:
+            if left:
+                log.warning("ingest stopped: %d file(s) not finished, for the next run", len(left))
+            return
+        for st in left:
             exp = "?" if st.expected is None else st.expected
             self.tally.fail(st.task.uri, f"incomplete: {len(st.rows)} of {exp} rows arrived")
 

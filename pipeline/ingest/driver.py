@@ -2,7 +2,7 @@
 
     plan:    list the archive (fsspec), apply --since, list this model's shards once and skip
              every archive file that already has one (unless the file is newer than its shard)
-    read:    one Ray read task per archive file (pipeline.ingest.read): frames decoded only
+    read:    one Ray read task per archive file (pipeline.ingest.datasource): frames decoded only
              (uint16 as read), in blocks of batch_size frames; smallest files first
              (`read_order`)
     encode:  map_batches(HashEncoder, compute=ActorPoolStrategy), one block (one file's rows)
@@ -43,7 +43,7 @@ from pipeline.errors import BadInput
 from pipeline.ingest.commit import Committer, IngestTally
 from pipeline.ingest.config import IngestConfig, IngestFailed
 from pipeline.ingest.plan import Plan, plan_files, read_order
-from pipeline.ingest.read import ArchiveDatasource, FileTask
+from pipeline.ingest.read import FileTask
 from pipeline.messages import one_line
 from pipeline.model.checkpoint import Checkpoint, open_model
 
@@ -89,6 +89,8 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: Checkpoint, ep, src_opts
     import ray
     from ray.data import DataContext
 
+    from pipeline.ingest.datasource import ArchiveDatasource
+
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = cfg.ray_progress_bars
     ctx.print_on_execution_start = cfg.ray_progress_bars
@@ -123,7 +125,7 @@ def _run_pipeline(cfg: IngestConfig, plan: Plan, model: Checkpoint, ep, src_opts
     return {**ep.to_dict(), "block_bytes": block_bytes}
 
 
-def _encoded(source: ArchiveDatasource, ep, model_ref, rows: int, n_files: int):
+def _encoded(source, ep, model_ref, rows: int, n_files: int):
     """The Ray Data chain read -> HashEncoder actors (not started until iterated)."""
     import ray
 
@@ -292,15 +294,18 @@ def run_ingest(cfg: IngestConfig) -> dict:
     committer = Committer(cfg, plan, model, out_opts)
     tally = committer.tally
     error = resources = None
+    stopped = True  # until the pipeline returns or fails: Ctrl-C, SIGTERM
     t_pipe = tally.t0 = time.monotonic()
     tally.start_ticker()
     try:
         resources = _run_pipeline(cfg, plan, model, ep, src_opts, committer)
+        stopped = False
     except Exception as exc:  # the pipeline broke: keep what was committed, report the rest
+        stopped = False
         log.error("pipeline failed", exc_info=True)  # the whole traceback: stderr only
         error = f"pipeline failed: {one_line(exc)}"  # the summary: one clean line
     finally:
-        committer.finish()
+        committer.finish(stopped)
         if started:
             from pipeline.ray_runtime import shutdown_ray
 

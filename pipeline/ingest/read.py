@@ -1,10 +1,12 @@
-"""Ray Data source for archive files: one read task per file, one row per frame, as read.
+"""The read task of ingestion: one archive file's rows, one row per frame, as read.
 
-Each read task opens one archive file with `pipeline.readers.read_frames` and only decodes: a
-frame travels as read (uint16 stays uint16) in the pixel columns of `pipeline.ingest.frame_rows`,
-and the encoder actors preprocess it on their device (`pipeline.ingest.frame_rows.model_inputs`),
-so the read CPUs do the reading. Read tasks yield Arrow blocks of `ROW_SCHEMA`, whose `kind`
-column holds a `pipeline.ingest.rows.RowKind`:
+Ray runs it as one read task per file (`pipeline.ingest.datasource.ArchiveDatasource`); `check`
+and the training datasets run it in process, without importing Ray. Each read task opens one
+archive file with `pipeline.readers.read_frames` and only decodes: a frame travels as read
+(uint16 stays uint16) in the pixel columns of `pipeline.ingest.frame_rows`, and the encoder
+actors preprocess it on their device (`pipeline.ingest.frame_rows.model_inputs`), so the read
+CPUs do the reading. Read tasks yield Arrow blocks of `ROW_SCHEMA`, whose `kind` column holds a
+`pipeline.ingest.rows.RowKind`:
 
     frame    a readable frame: `pixels`, `shape`, `dtype` (pipeline.ingest.frame_rows)
     error    a frame the reader rejected, or that preprocessing cannot take (its shape or
@@ -37,8 +39,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from ray.data.block import BlockMetadata
-from ray.data.datasource import Datasource, ReadTask
 
 from pipeline.ingest.frame_rows import PIXEL_COLUMNS, PIXEL_FIELDS, pixel_columns
 from pipeline.ingest.rows import RowKind
@@ -246,44 +246,3 @@ def frame_bytes_hint(files: list[FileTask], storage_options: dict | None = None)
         except Exception:  # the read task will say what is wrong with it
             continue
     return None
-
-
-class ArchiveDatasource(Datasource):
-    """One ReadTask per archive file; rows as described in the module docstring."""
-
-    def __init__(
-        self,
-        files: list[FileTask],
-        storage_options: dict | None = None,
-        rows_per_block: int = 32,
-    ):
-        super().__init__()
-        self.files = list(files)
-        self.storage_options = storage_options or {}
-        self.rows_per_block = int(rows_per_block)
-
-    def get_name(self) -> str:
-        return "ArchiveRead"
-
-    def estimate_inmemory_data_size(self) -> int | None:
-        return None
-
-    def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
-        tasks = []
-        for f in self.files:
-            args = (f, self.storage_options, self.rows_per_block)
-            meta = BlockMetadata(
-                num_rows=None, size_bytes=None, exec_stats=None, input_files=[f.uri]
-            )
-            tasks.append(ReadTask(_ReadFn(*args), meta, schema=ROW_SCHEMA))
-        return tasks
-
-
-class _ReadFn:
-    """A picklable read function (a closure over loop variables would bind the last file)."""
-
-    def __init__(self, *args):
-        self.args = args
-
-    def __call__(self):
-        return read_file_rows(*self.args)
