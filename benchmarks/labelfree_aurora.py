@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -144,6 +145,7 @@ def untrained_trunk_map(splits: dict, a) -> float:
     trunk must beat to have learned anything about the classes."""
     from pipeline.training.loop import TrainConfig, new_model
 
+    torch.manual_seed(0)  # the conv init draws from the global generator: the same reference
     cfg = TrainConfig(arch="compact", bits=a.bits, method="cibhash").resolved(
         len(splits["train"][1])
     )
