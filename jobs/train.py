@@ -173,7 +173,8 @@ def _add_training_arguments(p) -> None:
         "--recipe",
         choices=RECIPES,
         default=None,
-        help="optimiser recipe (default airbench; sgd: the classic AlexNet schedule)",
+        help="optimiser recipe (default airbench; muon: airbench with Muon on the conv filters, "
+        "batch 2000, linear decay, no EMA; sgd: the classic AlexNet schedule)",
     )
     g.add_argument("--batch-size", type=int, default=None, help="batch size (recipe default)")
     g.add_argument("--lr", type=float, default=None, help="learning rate (recipe's units)")

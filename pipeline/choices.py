@@ -11,4 +11,4 @@ DATASETS = ("cifar10", "synthetic-aurora", "parquet", "folder", "archive")  # tr
 METHODS = ("ours", "dpsh", "dsh", "cnnh", "cibhash", "semi", "classifier")  # training.methods
 HASH_LOSSES = ("dpsh", "dsh", "none")  # pipeline.training.losses
 POLICIES = ("shift-flip", "allsky", "photo")  # pipeline.training.augment
-RECIPES = ("airbench", "sgd")  # pipeline.training.loop
+RECIPES = ("airbench", "muon", "sgd")  # pipeline.training.loop
