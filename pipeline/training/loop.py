@@ -81,14 +81,6 @@ _RECIPE_DEFAULTS = {  # what a TrainConfig left at None gets (`TrainConfig.resol
         head_lr_scale=0.3,
         label_smoothing=0.2,
     ),
-    "muon": dict(  # airbench94_muon: airbench's, with Muon on the filters (training.muon)
-        batch_size=2000,
-        lr=11.5,
-        momentum=0.85,
-        weight_decay=0.0153,
-        head_lr_scale=0.3,
-        label_smoothing=0.2,
-    ),
     "sgd": dict(
         batch_size=128,
         lr=0.01,
@@ -98,6 +90,8 @@ _RECIPE_DEFAULTS = {  # what a TrainConfig left at None gets (`TrainConfig.resol
         label_smoothing=0.0,
     ),
 }
+# airbench94_muon: airbench's, with Muon on the filters (training.muon) and batches of 2000
+_RECIPE_DEFAULTS["muon"] = dict(_RECIPE_DEFAULTS["airbench"], batch_size=2000)
 
 
 @dataclass(frozen=True)
