@@ -25,10 +25,13 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.codes import store
+from pipeline.codes.filerecords import FileRecords
 from pipeline.errors import BadInput
 from pipeline.storage import Location
 
@@ -77,7 +80,7 @@ class SegmentState:
     version: int | None
     meta: store.ShardMeta | None
     segments: list[Segment]
-    recorded: dict  # file -> (shard mtime, segment name)
+    recorded: FileRecords  # file -> (shard mtime, segment name), as sorted columns
 
     @property
     def modified(self) -> dict:
@@ -144,12 +147,12 @@ class SegmentTable:
         """The current segments from the Delta log; with_files also reads each segment's
         (file, shard_mtime) column pair, which says which shards it holds."""
         if not self.exists():
-            return SegmentState(None, None, [], {})
+            return SegmentState(None, None, [], FileRecords.empty())
         dt = self.open()
         meta = meta_from_description(dt.metadata().description, self.loc.uri)
         actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
         segments = [_segment(self.loc, a) for a in actions]
-        recorded = _recorded_files(self.loc, segments) if with_files else {}
+        recorded = _recorded_files(self.loc, segments) if with_files else FileRecords.empty()
         return SegmentState(dt.version(), meta, segments, recorded)
 
     def commit(self, adds: list, replaced: list[Segment], read_version: int, files: int) -> int:
@@ -201,16 +204,24 @@ class SegmentTable:
         return len(removed)
 
 
-def _recorded_files(table: Location, segments: list[Segment]) -> dict:
-    """file -> (shard mtime, segment name), from each segment's (file, shard_mtime) columns."""
-    out = {}
-    for s in segments:
+def _recorded_files(table: Location, segments: list[Segment]) -> FileRecords:
+    """file -> (shard mtime, segment name), from each segment's (file, shard_mtime) columns,
+    kept as columns (a later segment's record of a file wins, as before in a dict)."""
+    files, mtimes, index = [], [], []
+    for i, s in enumerate(segments):
         t = read_parquet(table.at(s.uri), columns=["file", "shard_mtime"])
         t = t.group_by(["file", "shard_mtime"]).aggregate([])
-        files, mtimes = t.column("file").to_pylist(), t.column("shard_mtime").to_pylist()
-        for f, m in zip(files, mtimes, strict=True):
-            out[f] = (m, s.name)
-    return out
+        files.append(pc.cast(t.column("file"), pa.string()))
+        mtimes.append(pc.cast(t.column("shard_mtime"), pa.float64()).to_numpy())
+        index.append(np.full(t.num_rows, i, np.int32))
+    if not files:
+        return FileRecords.empty()
+    return FileRecords.build(
+        pa.chunked_array(files, pa.string()),
+        np.concatenate(mtimes),
+        np.concatenate(index),
+        [s.name for s in segments],
+    )
 
 
 _ADD_FIELDS = ("path", "size", "partition_values", "modification_time", "data_change", "stats")

@@ -1,0 +1,131 @@
+"""Archive files that have codes, as sorted columns: the segments' records and ingest's done-set.
+
+Why columns: at archive size these maps hold a million files. As Python dicts of strings, floats
+and tuples they cost ~600 bytes a file, and a re-plan over 1M compacted files peaked at 1.13 GB
+(benchmarks/RESULTS.md, "Planning at archive size"). Here the relative paths are one sorted
+Arrow string array with NumPy columns beside it (~80 bytes a file), and a listing is matched
+against them in one vectorised call (`find`, Arrow's hash lookup) instead of a lookup per file.
+The Mapping interface (a binary search over the sorted paths) serves the few single lookups.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+class FileRecords(Mapping):
+    """{archive relpath: (shard mtime or None, segment name or None)}, sorted by relpath:
+    which files the segments hold, from the shard written when (`segments.SegmentTable.state`).
+    """
+
+    def __init__(self, files: pa.Array, mtimes: np.ndarray, segment: np.ndarray, names=()):
+        self.files = files  # pa.string(), sorted, unique (`build` makes them so)
+        self.mtimes = mtimes  # float64 POSIX s, NaN where none was recorded
+        self.segment = segment  # int32 index into `names`, -1 for none
+        self.names = tuple(names)
+
+    @classmethod
+    def empty(cls) -> FileRecords:
+        return cls(pa.array([], pa.string()), np.zeros(0), np.zeros(0, np.int32))
+
+    @classmethod
+    def build(cls, files, mtimes, segment=None, names: Sequence[str] = ()) -> FileRecords:
+        """From unsorted columns in which a file may repeat: its last row wins, as in a dict
+        filled in row order. `files`: strings (list or Arrow); `mtimes`: floats (None: NaN)."""
+        files = _string_array(files)
+        files = files.combine_chunks() if isinstance(files, pa.ChunkedArray) else files
+        mtimes = np.asarray(mtimes, np.float64)
+        n = len(files)
+        segment = np.full(n, -1, np.int32) if segment is None else np.asarray(segment, np.int32)
+        if not n:
+            return cls.empty()
+        t = pa.table({"f": files, "o": np.arange(n)})
+        order = pc.sort_indices(t, [("f", "ascending"), ("o", "ascending")]).to_numpy()
+        ordered = files.take(pa.array(order))
+        last = np.ones(n, bool)
+        last[:-1] = pc.not_equal(ordered[:-1], ordered[1:]).to_numpy(zero_copy_only=False)
+        order = order[last]
+        return cls(files.take(pa.array(order)), mtimes[order], segment[order], names)
+
+    def updated(self, files: list[str], mtimes: list) -> FileRecords:
+        """These records with `files` set to these mtimes (no segment): ingest's done-set, where
+        a pending shard stands for its file whether or not a segment holds it too."""
+        if not files:
+            return self
+        return FileRecords.build(
+            pa.chunked_array([self.files, _string_array(files)], pa.string()),
+            np.concatenate([self.mtimes, np.array(mtimes, np.float64)]),
+            np.concatenate([self.segment, np.full(len(files), -1, np.int32)]),
+            self.names,
+        )
+
+    def find(self, rels) -> np.ndarray:
+        """Row of each of `rels` (strings, list or Arrow), -1 where absent: one hash lookup."""
+        at = pc.index_in(_string_array(rels), value_set=self.files)
+        return np.asarray(pc.fill_null(at, -1).to_numpy(), np.int64)
+
+    def lookup(self, rels: list[str]) -> list[tuple | None]:
+        """(mtime, segment name) of each of `rels`, None where absent (vectorised `get`)."""
+        return [self.record(i) if i >= 0 else None for i in self.find(rels).tolist()]
+
+    def record(self, i: int) -> tuple:
+        m, s = self.mtimes[i], int(self.segment[i])
+        return (None if np.isnan(m) else float(m), self.names[s] if s >= 0 else None)
+
+    def index(self, rel: str) -> int:
+        """Row of `rel`, -1 where absent (a binary search: O(log n) Arrow scalars)."""
+        i = bisect.bisect_left(_Keys(self.files), rel)
+        return i if i < len(self.files) and self.files[i].as_py() == rel else -1
+
+    def __getitem__(self, rel: str) -> tuple:
+        i = self.index(rel) if isinstance(rel, str) else -1
+        if i < 0:
+            raise KeyError(rel)
+        return self.record(i)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files.to_pylist())
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+class FileTimes(Mapping):
+    """The same records as {archive relpath: shard mtime}: ingest's done-set
+    (`catalogue.committed_files`); `records` is what the planner matches a listing against."""
+
+    def __init__(self, records: FileRecords):
+        self.records = records
+
+    def __getitem__(self, rel: str):
+        return self.records[rel][0]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+class _Keys(Sequence):
+    """The sorted paths as a sequence of str, for `bisect` (only the probes are converted)."""
+
+    def __init__(self, files: pa.Array):
+        self.files = files
+
+    def __getitem__(self, i):
+        return self.files[i].as_py()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def _string_array(values) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return pc.cast(values, pa.string())
+    return pa.array(list(values), pa.string())
