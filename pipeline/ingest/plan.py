@@ -2,10 +2,11 @@
 
 The done set is the model's committed shards (`pipeline.codes.catalogue.committed_files`: the
 segments' records plus the marked folders' shards); a file modified after its shard was written
-is done again (`files_changed`). Cost at archive size: one listing of the archive (os.scandir
-locally), one dict entry per file and one FileTask per file to do (benchmarks/RESULTS.md,
-"Planning at archive size"). Files
-recorded under `_ignored/` (read before and skipped on purpose) are not read again.
+is done again (`files_changed`). Files recorded under `_ignored/` (read before and skipped on
+purpose) are not read again. Cost at archive size: one listing of the archive (os.scandir
+locally), kept as columns (`storage.Entries`), the relative paths as one Arrow array matched
+against the done-set's columns in one lookup, and one FileTask per file to do; no Python object
+per file done (benchmarks/RESULTS.md, "Planning at archive size").
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import datetime as _dt
 import posixpath
 import re
 from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline import storage
 from pipeline.codes import catalogue, store
@@ -72,10 +77,9 @@ class Plan:
 
 @dataclass
 class Listing:
-    files: dict  # uri -> modification time (or None), after --since and --out exclusion
+    entries: storage.Entries  # the archive files in URI order, after --since and --out exclusion
     root: str  # the archive root: frame ids and shard names are paths relative to it
     not_since: int = 0
-    sizes: dict = field(default_factory=dict)  # uri -> size in bytes (or None), same listing
 
 
 def list_source(
@@ -92,73 +96,99 @@ def list_source(
         raise BadInput(f"--source {source}: not found")
     # pipeline.readers.list_archive's listing (the same storage call and filter; a test keeps
     # the two equal), with the sizes that the same single listing gives (to read small first)
-    entries = storage.list_entries(source, src_opts, keep=lambda f: format_of(f) is not None)
-    files = list(entries)
+    entries = storage.Location(source, src_opts or {}).list_columns(
+        keep=lambda f: format_of(f) is not None
+    )
     root = source if fs.isdir(src_path) else posixpath.dirname(source.rstrip("/"))
 
+    rows = range(len(entries.uris))
     if out:  # never ingest our own output when --out lies inside --source
         _, out_path, out_proto = storage.split_uri(out, out_opts or {})
         out_full = storage.join_uri(out_proto, out_path).rstrip("/") + "/"
-        files = [f for f in files if not f.startswith(out_full)]
+        rows = [i for i in rows if not entries.uris[i].startswith(out_full)]
 
     not_since = 0
     if since is not None:
         kept = []
-        for f in files:
+        for i in rows:
+            f = entries.uris[i]
             d = date_from_name(f) or _mtime_date(f, src_opts)
             if d is not None and d < since:
                 not_since += 1
                 continue
-            kept.append(f)
-        files = kept
-    return Listing(
-        {f: entries[f][0] for f in files}, root, not_since, {f: entries[f][1] for f in files}
-    )
+            kept.append(i)
+        rows = kept
+    if len(rows) < len(entries.uris):
+        entries = entries.take(rows)
+    return Listing(entries, root, not_since)
 
 
 def plan_files(cfg: SourceOptions, model_id: str, src_opts: dict, out_opts: dict) -> Plan:
     """The files under cfg.source still to do for this model in cfg.out (ingest, and check
-    with --out: both pass their own config, the options they share)."""
+    with --out: both pass their own config, the options they share).
+
+    A listed file is skipped when the done-set holds it and it is not newer than its shard,
+    redone (`changed`) when it is newer, not read when recorded as ignored, else new. The
+    listing is matched against the done-set as columns, in one lookup (`FileRecords.find`)."""
     listing = list_source(cfg.source, cfg.since, src_opts, cfg.out, out_opts)
     prefix = store.model_prefix(cfg.out, model_id)
-    out_root = storage.location(prefix, options=out_opts)
-    done = catalogue.committed_files(out_root)  # relpath -> its shard's mtime
-    ignored_prefix = store.ignored_uri(cfg.out, "x", model_id)[: -len("/x.json")]
-    ignored = set()
-    for m in _list_quiet(ignored_prefix, out_opts):
-        if m.endswith(".json") and m.startswith(ignored_prefix + "/"):
-            ignored.add(m[len(ignored_prefix) + 1 : -len(".json")])
-    todo, skipped, n_ignored, changed = [], 0, 0, set()
-    base = storage.location(listing.root, options=src_opts).uri + "/"
-    for f, mtime in listing.files.items():
-        # the listed URIs start with the root's normal form: a slice, not a normalisation each
-        fast = f.startswith(base)
-        rel = storage.safe_text(f[len(base) :]) if fast else storage.relative_path(f, listing.root)
-        if rel in done:
-            if not _newer(mtime, done[rel]):
-                skipped += 1
-                continue
-            changed.add(rel)
-        elif rel in ignored:
-            n_ignored += 1
-            continue
-        todo.append(FileTask(uri=f, rel=rel))
+    done = catalogue.committed_files(storage.location(prefix, options=out_opts)).records
+    ent = listing.entries
+    rels = _relpaths(ent.uris, listing.root, src_opts)
+    at = done.find(rels)
+    held = at >= 0
+    shard_mtime = np.full(len(at), np.nan)  # NaN: not held or unknown, never newer
+    shard_mtime[held] = done.mtimes[at[held]]
+    # newer than its shard: an archive still being synced when an earlier run read it (its
+    # missing frames would otherwise be lost for good)
+    with np.errstate(invalid="ignore"):
+        newer = np.frombuffer(ent.mtimes, np.float64) > shard_mtime
+    new = ~held
+    ignored = _ignored(cfg.out, model_id, out_opts)
+    if ignored:
+        new &= ~pc.is_in(rels, value_set=pa.array(ignored, pa.string())).to_numpy()
+    rows = np.flatnonzero((held & newer) | new)
+    todo_rels = rels.take(pa.array(rows)).to_pylist()
+    todo = [FileTask(uri=ent.uris[i], rel=r) for i, r in zip(rows.tolist(), todo_rels, strict=True)]
     return Plan(
-        sizes=listing.sizes,  # the listing's own dict: no second one of a million entries
         todo=todo,
-        seen=len(listing.files),
-        skipped=skipped,
+        seen=len(ent.uris),
+        skipped=int(np.count_nonzero(held & ~newer)),
         prefix=prefix,
         not_since=listing.not_since,
-        ignored=n_ignored,
-        changed=changed,
+        ignored=int(np.count_nonzero(~held)) - int(np.count_nonzero(new)),
+        changed=set(rels.take(pa.array(np.flatnonzero(held & newer))).to_pylist()),
+        sizes={ent.uris[i]: ent.entry(i)[1] for i in rows.tolist()},  # to read small first
     )
 
 
-def _newer(source_mtime: float | None, shard_mtime: float | None) -> bool:
-    """The archive file was modified after its shard was written: an archive still being synced
-    when an earlier run read it (its missing frames would otherwise be lost for good)."""
-    return source_mtime is not None and shard_mtime is not None and source_mtime > shard_mtime
+_CHUNK = 65_536  # relative paths made a chunk at a time: no list of a million str at once
+
+
+def _relpaths(uris: list[str], root: str, src_opts: dict) -> pa.ChunkedArray:
+    """Each listed file's path relative to the archive root, as safe text (Arrow strings)."""
+    base = storage.location(root, options=src_opts).uri + "/"
+    chunks = []
+    for a in range(0, len(uris), _CHUNK):
+        # the listed URIs start with the root's normal form: a slice, not a normalisation each
+        chunk = [
+            storage.safe_text(f[len(base) :])
+            if f.startswith(base)
+            else storage.relative_path(f, root)
+            for f in uris[a : a + _CHUNK]
+        ]
+        chunks.append(pa.array(chunk, pa.string()))
+    return pa.chunked_array(chunks, pa.string())
+
+
+def _ignored(out: str, model_id: str, out_opts: dict) -> list[str]:
+    """The relative paths recorded under `_ignored/` (read before, skipped on purpose)."""
+    ignored_prefix = store.ignored_uri(out, "x", model_id)[: -len("/x.json")]
+    found = set()
+    for m in _list_quiet(ignored_prefix, out_opts):
+        if m.endswith(".json") and m.startswith(ignored_prefix + "/"):
+            found.add(m[len(ignored_prefix) + 1 : -len(".json")])
+    return sorted(f for f in found if f == storage.safe_text(f))  # no other can be listed
 
 
 def _list_quiet(uri: str, opts: dict) -> list[str]:
