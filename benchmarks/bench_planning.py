@@ -66,12 +66,14 @@ if op == "plan":
 elif op == "catalogue":
     cat = catalogue.open_catalogue(store.model_prefix(out, "MODEL"))
     what = {"parts": len(cat.parts), "pending": len(cat.pending)}
-else:  # compaction's plan (`pipeline.codes.compact.plan`)
+else:  # compaction's plan: its planner's units, a group at a time (writes nothing)
     from pipeline.codes import compact
+    from pipeline.codes.compact_plan import Planner
     from pipeline.codes.segments import SegmentTable
     root = storage.location(store.model_prefix(out, "MODEL"))
-    p = compact.plan(SegmentTable(root))
-    what = {"pending": 0 if p is None else len(p.pending)}
+    seg = SegmentTable(root).state(with_files=False)
+    planner = Planner(root, seg, compact.DEFAULT_TARGET_ROWS, compact.DEFAULT_GROUP_DEPTH)
+    what = {"units": sum(1 for _ in planner.units()), "pending": planner.shards}
 sec = time.perf_counter() - t0
 ru = resource.getrusage(resource.RUSAGE_SELF)
 cpu = ru.ru_utime + ru.ru_stime - cpu0
@@ -185,7 +187,9 @@ def compact_standins(out: Path, rels: list[str] | None = None) -> None:
     data = pa.table(cols, schema=schema)
     table = SegmentTable(root)
     table.create(store.ShardMeta(nbits=64, model=MODEL, classes=tuple(f"c{i}" for i in range(10))))
-    table.commit(table.write_files(data), [], 0, files=n)
+    writer = segments.SegmentWriter(table.loc, "v000001-0000-bench")  # rows in canonical order
+    writer.write(data.remove_column(0))  # `segment` is the partition, not a column
+    table.commit([writer.close()], [], 0, files=n)
     if marks is not None:
         marks.retire(root)
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import time
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline import storage
 from pipeline.codes import compact, pending, store
-from pipeline.codes.filerecords import FileRecords
+from pipeline.codes.filerecords import FileRecords, last_of_runs
 from pipeline.codes.segments import SegmentTable
 from pipeline.ingest.config import SourceOptions
 from pipeline.ingest.plan import plan_files
@@ -128,3 +129,8 @@ def test_file_records_are_a_dict_filled_in_row_order():
     assert len(FileRecords.empty()) == 0 and FileRecords.empty().lookup(["a"]) == [None]
     with pytest.raises(KeyError):
         rec["missing"]
+    # the segments' files read in order of their ranges: kept as they are when sorted, unique
+    assert FileRecords.if_sorted(["a", "b", "ü"], [1, 2, 3], [0, 0, 0]) is not None
+    assert FileRecords.if_sorted(["a", "a"], [1, 2], [0, 0]) is None
+    assert FileRecords.if_sorted(["b", "a"], [1, 2], [0, 0]) is None
+    assert last_of_runs(pa.array(["a", "a", "b", "c", "c"])).tolist() == [0, 1, 1, 0, 1]

@@ -37,20 +37,31 @@ class FileRecords(Mapping):
     def build(cls, files, mtimes, segment=None, names: Sequence[str] = ()) -> FileRecords:
         """From unsorted columns in which a file may repeat: its last row wins, as in a dict
         filled in row order. `files`: strings (list or Arrow); `mtimes`: floats (None: NaN)."""
-        files = _string_array(files)
-        files = files.combine_chunks() if isinstance(files, pa.ChunkedArray) else files
+        files = _one_array(_string_array(files))
         mtimes = np.asarray(mtimes, np.float64)
         n = len(files)
         segment = np.full(n, -1, np.int32) if segment is None else np.asarray(segment, np.int32)
         if not n:
             return cls.empty()
-        t = pa.table({"f": files, "o": np.arange(n)})
-        order = pc.sort_indices(t, [("f", "ascending"), ("o", "ascending")]).to_numpy()
-        ordered = files.take(pa.array(order))
-        last = np.ones(n, bool)
-        last[:-1] = pc.not_equal(ordered[:-1], ordered[1:]).to_numpy(zero_copy_only=False)
-        order = order[last]
-        return cls(files.take(pa.array(order)), mtimes[order], segment[order], names)
+        done = cls.if_sorted(files, mtimes, segment, names)
+        if done is not None:  # already sorted and unique: no sort, no copy
+            return done
+        order = pc.sort_indices(
+            pa.table({"f": files, "o": np.arange(n)}), [("f", "ascending"), ("o", "ascending")]
+        )
+        ordered = files.take(order)
+        last = last_of_runs(ordered)
+        rows = order.to_numpy()[last]
+        return cls(ordered.filter(pa.array(last)), mtimes[rows], segment[rows], names)
+
+    @classmethod
+    def if_sorted(cls, files, mtimes, segment, names: Sequence[str] = ()) -> FileRecords | None:
+        """The records as given when `files` are strictly increasing (sorted, unique), else
+        None: the segments' files read in order of their ranges usually are."""
+        files = _one_array(_string_array(files))
+        if len(files) > 1 and not pc.all(pc.less(files[:-1], files[1:])).as_py():
+            return None
+        return cls(files, np.asarray(mtimes, np.float64), np.asarray(segment, np.int32), names)
 
     def updated(self, files: list[str], mtimes: list) -> FileRecords:
         """These records with `files` set to these mtimes (no segment): ingest's done-set, where
@@ -123,6 +134,21 @@ class _Keys(Sequence):
 
     def __len__(self) -> int:
         return len(self.files)
+
+
+def last_of_runs(files: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Mask of the rows whose next row holds another file (and the last row): in rows sorted
+    by file, the last row of each file."""
+    last = np.ones(len(files), bool)
+    if len(files) > 1:
+        last[:-1] = pc.not_equal(files[:-1], files[1:]).to_numpy(zero_copy_only=False)
+    return last
+
+
+def _one_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if not isinstance(values, pa.ChunkedArray):
+        return values
+    return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
 
 
 def _string_array(values) -> pa.Array | pa.ChunkedArray:

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.codes import store
-from pipeline.codes.filerecords import FileRecords
+from pipeline.codes.filerecords import FileRecords, last_of_runs
 from pipeline.errors import BadInput
 from pipeline.storage import Location
 
@@ -206,22 +206,34 @@ class SegmentTable:
 
 def _recorded_files(table: Location, segments: list[Segment]) -> FileRecords:
     """file -> (shard mtime, segment name), from each segment's (file, shard_mtime) columns,
-    kept as columns (a later segment's record of a file wins, as before in a dict)."""
-    files, mtimes, index = [], [], []
-    for i, s in enumerate(segments):
+    kept as columns. A segment's rows are in canonical order, so its last row of each file is
+    its record; read in the order of their file ranges, segments that do not overlap give the
+    files sorted as they are (no sort). Where they overlap, a later segment's record of a file
+    wins, as it did in the dict this was."""
+    files, mtimes = [], []
+    for s in segments:
         t = read_parquet(table.at(s.uri), columns=["file", "shard_mtime"])
-        t = t.group_by(["file", "shard_mtime"]).aggregate([])
-        files.append(pc.cast(t.column("file"), pa.string()))
-        mtimes.append(pc.cast(t.column("shard_mtime"), pa.float64()).to_numpy())
-        index.append(np.full(t.num_rows, i, np.int32))
-    if not files:
-        return FileRecords.empty()
-    return FileRecords.build(
-        pa.chunked_array(files, pa.string()),
-        np.concatenate(mtimes),
-        np.concatenate(index),
-        [s.name for s in segments],
+        f = pc.cast(t.column("file"), pa.string())
+        last = last_of_runs(f)
+        keep = None if last.all() else pa.array(last)
+        files.append(f if keep is None else f.filter(keep))
+        m = pc.cast(t.column("shard_mtime"), pa.float64())
+        mtimes.append((m if keep is None else m.filter(keep)).to_numpy())
+
+    def columns(order):
+        index = [np.full(len(files[i]), i, np.int32) for i in order]
+        return (
+            pa.chunked_array([files[i] for i in order], pa.string()),
+            np.concatenate([mtimes[i] for i in order] or [np.zeros(0)]),
+            np.concatenate(index or [np.zeros(0, np.int32)]),
+            [s.name for s in segments],
+        )
+
+    by_range = sorted(
+        range(len(segments)), key=lambda i: (segments[i].lo or "", segments[i].hi or "")
     )
+    records = FileRecords.if_sorted(*columns(by_range))
+    return records if records is not None else FileRecords.build(*columns(range(len(segments))))
 
 
 _ADD_FIELDS = ("path", "size", "partition_values", "modification_time", "data_change", "stats")
