@@ -4,7 +4,8 @@ Why columns: at archive size these maps hold a million files. As Python dicts of
 and tuples they cost ~600 bytes a file, and a re-plan over 1M compacted files peaked at 1.13 GB
 (benchmarks/RESULTS.md, "Planning at archive size"). Here the relative paths are one sorted
 Arrow string array with NumPy columns beside it (~80 bytes a file), and a listing is matched
-against them in one vectorised call (`find`, Arrow's hash lookup) instead of a lookup per file.
+against them a chunk at a time (`find`: Arrow's hash lookup against the chunk's range of the
+sorted paths) instead of a lookup per file.
 The Mapping interface (a binary search over the sorted paths) serves the few single lookups.
 """
 
@@ -75,10 +76,17 @@ class FileRecords(Mapping):
             self.names,
         )
 
-    def find(self, rels) -> np.ndarray:
-        """Row of each of `rels` (strings, list or Arrow), -1 where absent: one hash lookup."""
-        at = pc.index_in(_string_array(rels), value_set=self.files)
-        return np.asarray(pc.fill_null(at, -1).to_numpy(), np.int64)
+    def find(self, rels: list[str]) -> np.ndarray:
+        """Row of each of `rels`, -1 where absent: one hash lookup against only the rows in
+        the range of `rels` (a binary search at each end), so a chunk of a sorted listing costs
+        its own size, not a hash of every file recorded."""
+        if not rels or not len(self.files):
+            return np.full(len(rels), -1, np.int64)
+        keys = _Keys(self.files)
+        lo, hi = bisect.bisect_left(keys, min(rels)), bisect.bisect_right(keys, max(rels))
+        at = pc.index_in(pa.array(rels, pa.string()), value_set=self.files[lo:hi])
+        at = np.asarray(pc.fill_null(at, -1).to_numpy(zero_copy_only=False), np.int64)
+        return np.where(at >= 0, at + lo, -1)
 
     def lookup(self, rels: list[str]) -> list[tuple | None]:
         """(mtime, segment name) of each of `rels`, None where absent (vectorised `get`)."""

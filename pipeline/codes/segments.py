@@ -212,13 +212,9 @@ def _recorded_files(table: Location, segments: list[Segment]) -> FileRecords:
     wins, as it did in the dict this was."""
     files, mtimes = [], []
     for s in segments:
-        t = read_parquet(table.at(s.uri), columns=["file", "shard_mtime"])
-        f = pc.cast(t.column("file"), pa.string())
-        last = last_of_runs(f)
-        keep = None if last.all() else pa.array(last)
-        files.append(f if keep is None else f.filter(keep))
-        m = pc.cast(t.column("shard_mtime"), pa.float64())
-        mtimes.append((m if keep is None else m.filter(keep)).to_numpy())
+        f, m = _last_records(table.at(s.uri))
+        files.append(f)
+        mtimes.append(m)
 
     def columns(order):
         index = [np.full(len(files[i]), i, np.int32) for i in order]
@@ -234,6 +230,33 @@ def _recorded_files(table: Location, segments: list[Segment]) -> FileRecords:
     )
     records = FileRecords.if_sorted(*columns(by_range))
     return records if records is not None else FileRecords.build(*columns(range(len(segments))))
+
+
+def _last_records(loc: Location) -> tuple[pa.Array, np.ndarray]:
+    """A segment's (file, shard_mtime) at its last row of each file, read a row group at a
+    time: memory holds one row group and one record a file, whatever its rows a file."""
+    files, mtimes = [], []
+    with loc.open("rb") as fh:
+        batches = pq.ParquetFile(fh).iter_batches(SEGMENT_ROW_GROUP, columns=_RECORD_COLUMNS)
+        for b in batches:
+            f, m = _last_of_each(pc.cast(b.column(0), pa.string()), b.column(1))
+            files.append(f)
+            mtimes.append(m)
+    if not files:
+        return pa.array([], pa.string()), np.zeros(0)
+    return _last_of_each(pa.concat_arrays(files), pa.array(np.concatenate(mtimes)))
+
+
+_RECORD_COLUMNS = ["file", "shard_mtime"]
+
+
+def _last_of_each(files: pa.Array, mtimes: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The rows (in canonical order) that are the last of their file."""
+    last = last_of_runs(files)
+    if not last.all():
+        keep = pa.array(last)
+        files, mtimes = files.filter(keep), mtimes.filter(keep)
+    return files, pc.cast(mtimes, pa.float64()).to_numpy(zero_copy_only=False)
 
 
 _ADD_FIELDS = ("path", "size", "partition_values", "modification_time", "data_change", "stats")

@@ -4,9 +4,9 @@ The done set is the model's committed shards (`pipeline.codes.catalogue.committe
 segments' records plus the marked folders' shards); a file modified after its shard was written
 is done again (`files_changed`). Files recorded under `_ignored/` (read before and skipped on
 purpose) are not read again. Cost at archive size: one listing of the archive (os.scandir
-locally), kept as columns (`storage.Entries`), the relative paths as one Arrow array matched
-against the done-set's columns in one lookup, and one FileTask per file to do; no Python object
-per file done (benchmarks/RESULTS.md, "Planning at archive size").
+locally), kept as columns (`storage.Entries`), matched against the done-set's columns a chunk
+of relative paths at a time, and one FileTask per file to do; no Python object per file done
+(benchmarks/RESULTS.md, "Planning at archive size").
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline import storage
 from pipeline.codes import catalogue, store
@@ -129,66 +127,60 @@ def plan_files(cfg: SourceOptions, model_id: str, src_opts: dict, out_opts: dict
 
     A listed file is skipped when the done-set holds it and it is not newer than its shard,
     redone (`changed`) when it is newer, not read when recorded as ignored, else new. The
-    listing is matched against the done-set as columns, in one lookup (`FileRecords.find`)."""
+    listing is matched against the done-set's columns a chunk at a time (`FileRecords.find`)."""
     listing = list_source(cfg.source, cfg.since, src_opts, cfg.out, out_opts)
     prefix = store.model_prefix(cfg.out, model_id)
     done = catalogue.committed_files(storage.location(prefix, options=out_opts)).records
-    ent = listing.entries
-    rels = _relpaths(ent.uris, listing.root, src_opts)
+    ignored = _ignored(cfg.out, model_id, out_opts)
+    base = storage.location(listing.root, options=src_opts).uri + "/"
+    plan = Plan(todo=[], seen=len(listing.entries.uris), skipped=0, prefix=prefix)
+    plan.not_since = listing.not_since
+    for a in range(0, len(listing.entries.uris), _CHUNK):
+        _plan_chunk(plan, listing, range(a, min(a + _CHUNK, plan.seen)), base, done, ignored)
+    return plan
+
+
+_CHUNK = 65_536  # files matched at a time: bounded memory, one vectorised lookup each
+
+
+def _plan_chunk(plan: Plan, listing: Listing, rows: range, base: str, done, ignored) -> None:
+    """Add the files of these listing rows to the plan (to do, skipped, changed, ignored)."""
+    uris = listing.entries.uris[rows.start : rows.stop]
+    # the listed URIs start with the root's normal form: a slice, not a normalisation each
+    rels = [
+        storage.safe_text(f[len(base) :])
+        if f.startswith(base)
+        else storage.relative_path(f, listing.root)
+        for f in uris
+    ]
     at = done.find(rels)
     held = at >= 0
     shard_mtime = np.full(len(at), np.nan)  # NaN: not held or unknown, never newer
     shard_mtime[held] = done.mtimes[at[held]]
+    mtimes = np.frombuffer(listing.entries.mtimes, np.float64)[rows.start : rows.stop]
     # newer than its shard: an archive still being synced when an earlier run read it (its
     # missing frames would otherwise be lost for good)
     with np.errstate(invalid="ignore"):
-        newer = np.frombuffer(ent.mtimes, np.float64) > shard_mtime
-    new = ~held
-    ignored = _ignored(cfg.out, model_id, out_opts)
-    if ignored:
-        new &= ~pc.is_in(rels, value_set=pa.array(ignored, pa.string())).to_numpy()
-    rows = np.flatnonzero((held & newer) | new)
-    todo_rels = rels.take(pa.array(rows)).to_pylist()
-    todo = [FileTask(uri=ent.uris[i], rel=r) for i, r in zip(rows.tolist(), todo_rels, strict=True)]
-    return Plan(
-        todo=todo,
-        seen=len(ent.uris),
-        skipped=int(np.count_nonzero(held & ~newer)),
-        prefix=prefix,
-        not_since=listing.not_since,
-        ignored=int(np.count_nonzero(~held)) - int(np.count_nonzero(new)),
-        changed=set(rels.take(pa.array(np.flatnonzero(held & newer))).to_pylist()),
-        sizes={ent.uris[i]: ent.entry(i)[1] for i in rows.tolist()},  # to read small first
-    )
+        newer = mtimes > shard_mtime
+    plan.skipped += int(np.count_nonzero(held & ~newer))
+    for i in np.flatnonzero(held & newer).tolist():
+        plan.changed.add(rels[i])
+    for i in np.flatnonzero(newer | ~held).tolist():
+        if not held[i] and rels[i] in ignored:
+            plan.ignored += 1
+            continue
+        plan.todo.append(FileTask(uri=uris[i], rel=rels[i]))
+        plan.sizes[uris[i]] = listing.entries.entry(rows.start + i)[1]  # to read small first
 
 
-_CHUNK = 65_536  # relative paths made a chunk at a time: no list of a million str at once
-
-
-def _relpaths(uris: list[str], root: str, src_opts: dict) -> pa.ChunkedArray:
-    """Each listed file's path relative to the archive root, as safe text (Arrow strings)."""
-    base = storage.location(root, options=src_opts).uri + "/"
-    chunks = []
-    for a in range(0, len(uris), _CHUNK):
-        # the listed URIs start with the root's normal form: a slice, not a normalisation each
-        chunk = [
-            storage.safe_text(f[len(base) :])
-            if f.startswith(base)
-            else storage.relative_path(f, root)
-            for f in uris[a : a + _CHUNK]
-        ]
-        chunks.append(pa.array(chunk, pa.string()))
-    return pa.chunked_array(chunks, pa.string())
-
-
-def _ignored(out: str, model_id: str, out_opts: dict) -> list[str]:
+def _ignored(out: str, model_id: str, out_opts: dict) -> set[str]:
     """The relative paths recorded under `_ignored/` (read before, skipped on purpose)."""
     ignored_prefix = store.ignored_uri(out, "x", model_id)[: -len("/x.json")]
     found = set()
     for m in _list_quiet(ignored_prefix, out_opts):
         if m.endswith(".json") and m.startswith(ignored_prefix + "/"):
             found.add(m[len(ignored_prefix) + 1 : -len(".json")])
-    return sorted(f for f in found if f == storage.safe_text(f))  # no other can be listed
+    return found
 
 
 def _list_quiet(uri: str, opts: dict) -> list[str]:
