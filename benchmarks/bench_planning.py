@@ -20,7 +20,9 @@ and e.g. a copy of the commit before, side by side in the same run):
 
 Figures per (state, code): wall seconds of the operation, its CPU seconds (user + system: on a
 shared machine, less dependent on what else runs than the wall time), the process's peak RSS
-(ru_maxrss) and its RSS after imports (so peak - base is what planning itself holds). Growth:
+(VmHWM: ru_maxrss would keep the bench's own RSS across fork and exec, a floor that hid
+smaller peaks before 2026-12-07's re-plan rows) and its RSS after imports (so peak - base is
+what planning itself holds). Growth:
 the ratio of seconds (and of peak - base) from one size to the next, against the 10x in files.
 """
 
@@ -51,10 +53,10 @@ from pipeline.ingest import plan as ingest_plan
 from pipeline.codes import catalogue, store
 from pipeline import storage
 import deltalake  # noqa: F401  (imported by every state's work; not charged to it)
-def rss_mb():
+def rss_mb(field="VmRSS:"):
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
 base = rss_mb()
 ru0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -66,16 +68,18 @@ if op == "plan":
 elif op == "catalogue":
     cat = catalogue.open_catalogue(store.model_prefix(out, "MODEL"))
     what = {"parts": len(cat.parts), "pending": len(cat.pending)}
-else:  # compaction's plan (`pipeline.codes.compact.plan`)
+else:  # compaction's plan: its planner's units, a group at a time (writes nothing)
     from pipeline.codes import compact
+    from pipeline.codes.compact_plan import Planner
     from pipeline.codes.segments import SegmentTable
     root = storage.location(store.model_prefix(out, "MODEL"))
-    p = compact.plan(SegmentTable(root))
-    what = {"pending": 0 if p is None else len(p.pending)}
+    seg = SegmentTable(root).state(with_files=False)
+    planner = Planner(root, seg, compact.DEFAULT_TARGET_ROWS, compact.DEFAULT_GROUP_DEPTH)
+    what = {"units": sum(1 for _ in planner.units()), "pending": planner.shards}
 sec = time.perf_counter() - t0
 ru = resource.getrusage(resource.RUSAGE_SELF)
 cpu = ru.ru_utime + ru.ru_stime - cpu0
-peak = ru.ru_maxrss / 1024
+peak = rss_mb("VmHWM:")  # this process's own high-water mark (ru_maxrss keeps the parent's)
 fig = {"seconds": sec, "cpu_s": round(cpu, 3), "peak_mb": peak, "base_mb": base}
 print(json.dumps({**fig, **what}))
 """.replace("MODEL", MODEL)
@@ -185,7 +189,9 @@ def compact_standins(out: Path, rels: list[str] | None = None) -> None:
     data = pa.table(cols, schema=schema)
     table = SegmentTable(root)
     table.create(store.ShardMeta(nbits=64, model=MODEL, classes=tuple(f"c{i}" for i in range(10))))
-    table.commit(table.write_files(data), [], 0, files=n)
+    writer = segments.SegmentWriter(table.loc, "v000001-0000-bench")  # rows in canonical order
+    writer.write(data.remove_column(0))  # `segment` is the partition, not a column
+    table.commit([writer.close()], [], 0, files=n)
     if marks is not None:
         marks.retire(root)
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 import os
 import posixpath
 import re
 import uuid
+from array import array
 from dataclasses import dataclass, field
 
 import fsspec
@@ -373,18 +375,60 @@ class Location:
         from one listing. Skips files under hidden names (_ or .) unless `hidden`, files without
         one of `suffixes`, and URIs for which `keep(uri)` is false. FileNotFoundError if absent.
         """
+        return self.list_columns(suffixes, keep, detail, hidden).as_dict()
+
+    def list_columns(self, suffixes=None, keep=None, detail=True, hidden=False) -> Entries:
+        """The same listing as `Entries` (parallel columns), for callers that hold millions."""
         if self.is_local:
             found = _scan_local(self.path, hidden, detail)
         else:
             found = _scan_remote(self.fs, self.path, hidden, detail)
-        out = {}
+        out = Entries([], detail=detail)
         for p, entry in found:
             if suffixes and not p.lower().endswith(tuple(suffixes)):
                 continue
             u = join_uri(self.protocol, p)
             if keep is None or keep(u):
-                out[u] = entry
-        return dict(sorted(out.items()))
+                out.append(u, entry)
+        return out.take(sorted(range(len(out.uris)), key=out.uris.__getitem__))
+
+
+@dataclass
+class Entries:
+    """A listing as parallel columns (`Location.list_columns`). Why: at a million files a dict
+    {uri: (mtime, size)} costs ~300 bytes a file beside the URI (a tuple, a float, an int and
+    its slot); these columns cost 16 (benchmarks/RESULTS.md, "Planning at archive size")."""
+
+    uris: list[str]
+    mtimes: array = field(default_factory=lambda: array("d"))  # POSIX s; NaN: none given
+    sizes: array = field(default_factory=lambda: array("q"))  # bytes; -1: none given
+    detail: bool = True  # False: names only (mtimes and sizes stay empty)
+
+    def append(self, uri: str, entry) -> None:
+        self.uris.append(uri)
+        if self.detail:
+            mtime, size = entry
+            self.mtimes.append(math.nan if mtime is None else mtime)
+            self.sizes.append(-1 if size is None else int(size))
+
+    def entry(self, i: int):
+        """(mtime or None, size or None) of row i, as `list_entries` gives it (None: no
+        detail)."""
+        if not self.detail:
+            return None
+        m, size = self.mtimes[i], self.sizes[i]
+        return (None if math.isnan(m) else m, None if size < 0 else size)
+
+    def take(self, rows) -> Entries:
+        """These rows (indices), in this order."""
+        out = Entries([self.uris[i] for i in rows], detail=self.detail)
+        if self.detail:
+            out.mtimes = array("d", (self.mtimes[i] for i in rows))
+            out.sizes = array("q", (self.sizes[i] for i in rows))
+        return out
+
+    def as_dict(self) -> dict:
+        return {u: self.entry(i) for i, u in enumerate(self.uris)}
 
 
 def _list_folder(loc: Location, keep=None) -> dict:

@@ -495,8 +495,9 @@ def test_listing_is_the_readers_listing_with_sizes(tmp_path):
         (root / name).write_bytes(b"1" * len(name))
     for src in (str(root), str(THEMIS), str(THEMIS / GOOD)):
         listing = list_source(src, None, {})
-        assert listing.files == list_archive(src, detail=True)
-        assert all(listing.sizes[f] == os.path.getsize(f) for f in listing.files)
+        listed = listing.entries.as_dict()
+        assert {f: m for f, (m, _) in listed.items()} == list_archive(src, detail=True)
+        assert all(size == os.path.getsize(f) for f, (_, size) in listed.items())
 
 
 def test_read_order_is_smallest_first():

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from pipeline import storage
 from pipeline.codes import segments, store
+from pipeline.codes.filerecords import FileRecords, FileTimes
 from pipeline.codes.pending import candidate_entries, pending_shards, shard_relpath
 from pipeline.codes.segments import SegmentTable
 from pipeline.errors import BadInput
@@ -72,7 +73,7 @@ class Catalogue:
     meta: store.ShardMeta
     parts: list[Part]  # canonical order of `lo`
     table_version: int | None = None  # Delta version of the segments read (None: no table)
-    recorded: dict = field(default_factory=dict)  # file -> (shard mtime, segment) in segments
+    recorded: FileRecords = field(default_factory=FileRecords.empty)  # file -> (mtime, segment)
     pending: dict = field(default_factory=dict)  # shard uri -> (relpath, mtime, size)
 
     @property
@@ -168,8 +169,9 @@ def open_catalogue(
         Part(uri=s, kind="shard", rows=_rows_estimate(size), lo=rel, hi=rel, name=rel)
         for s, (rel, _, size) in pending.items()
     ]
+    held = dict(zip(sorted(drops), seg.recorded.lookup(sorted(drops)), strict=True))
     for s in seg.segments:
-        dropped = frozenset(f for f in drops if seg.recorded[f][1] == s.name)
+        dropped = frozenset(f for f, rec in held.items() if rec[1] == s.name)
         parts.append(segment_part(s, dropped))
     parts.sort(key=lambda p: (p.lo, p.hi, p.kind))
     return Catalogue(root, meta, parts, seg.version, seg.recorded, pending)
@@ -185,18 +187,18 @@ def list_shard_entries(root: Location) -> dict:
     return candidate_entries(root)
 
 
-def committed_files(root: Location | str) -> dict:
+def committed_files(root: Location | str) -> FileTimes:
     """{archive relpath: modification time of its shard} for every file with codes that a
     reader sees: in a segment (whether or not its shard is still there), or in a shard that is
-    pending. A shard written by a run killed before its mark is not one of them (redone)."""
+    pending. A shard written by a run killed before its mark is not one of them (redone).
+    Columns, not a dict (`filerecords`): ingest matches a listing of millions against it."""
     root = storage.location(root)
     if not root.exists():
-        return {}
+        return FileTimes(FileRecords.empty())
     entries = list_shard_entries(root)  # before the segments, as in `open_catalogue`
-    done = {f: m for f, (m, _) in SegmentTable(root).state().recorded.items()}
-    for s, (mtime, _) in entries.items():
-        done[shard_relpath(s, root.uri)] = mtime
-    return done
+    recorded = SegmentTable(root).state().recorded
+    rels = [shard_relpath(s, root.uri) for s in entries]
+    return FileTimes(recorded.updated(rels, [m for m, _ in entries.values()]))
 
 
 def _rows_estimate(size) -> int:

@@ -96,13 +96,15 @@ def shard_relpath(shard: str, root: str) -> str:
     return store.relpath_of_shard(shard, root)
 
 
-def pending_shards(root: str, entries: dict, recorded: dict):
+def pending_shards(root: str, entries: dict, recorded):
     """Shards not (or no longer) in the segments, and the files whose segment rows they mask.
-    `entries`: {shard uri: (mtime, size)}; `recorded`: the segments' {file: (mtime, segment)}."""
+    `entries`: {shard uri: (mtime, size)}; `recorded`: the segments' `FileRecords` (matched
+    in one vectorised lookup)."""
     pending, drops = {}, set()
-    for s, (mtime, size) in entries.items():
-        rel = shard_relpath(s, root)
-        rec = recorded.get(rel)
+    rels = [shard_relpath(s, root) for s in entries]
+    for (s, (mtime, size)), rel, rec in zip(
+        entries.items(), rels, recorded.lookup(rels), strict=True
+    ):
         if rec is not None and (mtime is None or rec[0] == mtime):
             continue  # compacted, and not rewritten since
         pending[s] = (rel, mtime, size)

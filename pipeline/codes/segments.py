@@ -25,10 +25,13 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.codes import store
+from pipeline.codes.filerecords import FileRecords, last_of_runs
 from pipeline.errors import BadInput
 from pipeline.storage import Location
 
@@ -77,7 +80,7 @@ class SegmentState:
     version: int | None
     meta: store.ShardMeta | None
     segments: list[Segment]
-    recorded: dict  # file -> (shard mtime, segment name)
+    recorded: FileRecords  # file -> (shard mtime, segment name), as sorted columns
 
     @property
     def modified(self) -> dict:
@@ -144,12 +147,12 @@ class SegmentTable:
         """The current segments from the Delta log; with_files also reads each segment's
         (file, shard_mtime) column pair, which says which shards it holds."""
         if not self.exists():
-            return SegmentState(None, None, [], {})
+            return SegmentState(None, None, [], FileRecords.empty())
         dt = self.open()
         meta = meta_from_description(dt.metadata().description, self.loc.uri)
         actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
         segments = [_segment(self.loc, a) for a in actions]
-        recorded = _recorded_files(self.loc, segments) if with_files else {}
+        recorded = _recorded_files(self.loc, segments) if with_files else FileRecords.empty()
         return SegmentState(dt.version(), meta, segments, recorded)
 
     def commit(self, adds: list, replaced: list[Segment], read_version: int, files: int) -> int:
@@ -201,16 +204,59 @@ class SegmentTable:
         return len(removed)
 
 
-def _recorded_files(table: Location, segments: list[Segment]) -> dict:
-    """file -> (shard mtime, segment name), from each segment's (file, shard_mtime) columns."""
-    out = {}
+def _recorded_files(table: Location, segments: list[Segment]) -> FileRecords:
+    """file -> (shard mtime, segment name), from each segment's (file, shard_mtime) columns,
+    kept as columns. A segment's rows are in canonical order, so its last row of each file is
+    its record; read in the order of their file ranges, segments that do not overlap give the
+    files sorted as they are (no sort). Where they overlap, a later segment's record of a file
+    wins, as it did in the dict this was."""
+    files, mtimes = [], []
     for s in segments:
-        t = read_parquet(table.at(s.uri), columns=["file", "shard_mtime"])
-        t = t.group_by(["file", "shard_mtime"]).aggregate([])
-        files, mtimes = t.column("file").to_pylist(), t.column("shard_mtime").to_pylist()
-        for f, m in zip(files, mtimes, strict=True):
-            out[f] = (m, s.name)
-    return out
+        f, m = _last_records(table.at(s.uri))
+        files.append(f)
+        mtimes.append(m)
+
+    def columns(order):
+        index = [np.full(len(files[i]), i, np.int32) for i in order]
+        return (
+            pa.chunked_array([files[i] for i in order], pa.string()),
+            np.concatenate([mtimes[i] for i in order] or [np.zeros(0)]),
+            np.concatenate(index or [np.zeros(0, np.int32)]),
+            [s.name for s in segments],
+        )
+
+    by_range = sorted(
+        range(len(segments)), key=lambda i: (segments[i].lo or "", segments[i].hi or "")
+    )
+    records = FileRecords.if_sorted(*columns(by_range))
+    return records if records is not None else FileRecords.build(*columns(range(len(segments))))
+
+
+def _last_records(loc: Location) -> tuple[pa.Array, np.ndarray]:
+    """A segment's (file, shard_mtime) at its last row of each file, read a row group at a
+    time: memory holds one row group and one record a file, whatever its rows a file."""
+    files, mtimes = [], []
+    with loc.open("rb") as fh:
+        batches = pq.ParquetFile(fh).iter_batches(SEGMENT_ROW_GROUP, columns=_RECORD_COLUMNS)
+        for b in batches:
+            f, m = _last_of_each(pc.cast(b.column(0), pa.string()), b.column(1))
+            files.append(f)
+            mtimes.append(m)
+    if not files:
+        return pa.array([], pa.string()), np.zeros(0)
+    return _last_of_each(pa.concat_arrays(files), pa.array(np.concatenate(mtimes)))
+
+
+_RECORD_COLUMNS = ["file", "shard_mtime"]
+
+
+def _last_of_each(files: pa.Array, mtimes: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The rows (in canonical order) that are the last of their file."""
+    last = last_of_runs(files)
+    if not last.all():
+        keep = pa.array(last)
+        files, mtimes = files.filter(keep), mtimes.filter(keep)
+    return files, pc.cast(mtimes, pa.float64()).to_numpy(zero_copy_only=False)
 
 
 _ADD_FIELDS = ("path", "size", "partition_values", "modification_time", "data_change", "stats")

@@ -49,8 +49,8 @@ def _remove_compacted_shards(root: Location, seg: SegmentState, cutoff: float) -
     entries = pending.list_all_shard_entries(root)  # all of them: compacted ones are not marked
     written = seg.modified
     doomed = []
-    for uri, (mtime, _) in entries.items():
-        rec = seg.recorded.get(pending.shard_relpath(uri, root.uri))
+    rels = [pending.shard_relpath(uri, root.uri) for uri in entries]
+    for (uri, (mtime, _)), rec in zip(entries.items(), seg.recorded.lookup(rels), strict=True):
         if rec is None or mtime is None or rec[0] != mtime:
             continue  # not compacted, or rewritten since
         when = written.get(rec[1])

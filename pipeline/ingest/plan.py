@@ -2,10 +2,11 @@
 
 The done set is the model's committed shards (`pipeline.codes.catalogue.committed_files`: the
 segments' records plus the marked folders' shards); a file modified after its shard was written
-is done again (`files_changed`). Cost at archive size: one listing of the archive (os.scandir
-locally), one dict entry per file and one FileTask per file to do (benchmarks/RESULTS.md,
-"Planning at archive size"). Files
-recorded under `_ignored/` (read before and skipped on purpose) are not read again.
+is done again (`files_changed`). Files recorded under `_ignored/` (read before and skipped on
+purpose) are not read again. Cost at archive size: one listing of the archive (os.scandir
+locally), kept as columns (`storage.Entries`), matched against the done-set's columns a chunk
+of relative paths at a time, and one FileTask per file to do; no Python object per file done
+(benchmarks/RESULTS.md, "Planning at archive size").
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import datetime as _dt
 import posixpath
 import re
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from pipeline import storage
 from pipeline.codes import catalogue, store
@@ -72,10 +75,9 @@ class Plan:
 
 @dataclass
 class Listing:
-    files: dict  # uri -> modification time (or None), after --since and --out exclusion
+    entries: storage.Entries  # the archive files in URI order, after --since and --out exclusion
     root: str  # the archive root: frame ids and shard names are paths relative to it
     not_since: int = 0
-    sizes: dict = field(default_factory=dict)  # uri -> size in bytes (or None), same listing
 
 
 def list_source(
@@ -92,73 +94,93 @@ def list_source(
         raise BadInput(f"--source {source}: not found")
     # pipeline.readers.list_archive's listing (the same storage call and filter; a test keeps
     # the two equal), with the sizes that the same single listing gives (to read small first)
-    entries = storage.list_entries(source, src_opts, keep=lambda f: format_of(f) is not None)
-    files = list(entries)
+    entries = storage.Location(source, src_opts or {}).list_columns(
+        keep=lambda f: format_of(f) is not None
+    )
     root = source if fs.isdir(src_path) else posixpath.dirname(source.rstrip("/"))
 
+    rows = range(len(entries.uris))
     if out:  # never ingest our own output when --out lies inside --source
         _, out_path, out_proto = storage.split_uri(out, out_opts or {})
         out_full = storage.join_uri(out_proto, out_path).rstrip("/") + "/"
-        files = [f for f in files if not f.startswith(out_full)]
+        rows = [i for i in rows if not entries.uris[i].startswith(out_full)]
 
     not_since = 0
     if since is not None:
         kept = []
-        for f in files:
+        for i in rows:
+            f = entries.uris[i]
             d = date_from_name(f) or _mtime_date(f, src_opts)
             if d is not None and d < since:
                 not_since += 1
                 continue
-            kept.append(f)
-        files = kept
-    return Listing(
-        {f: entries[f][0] for f in files}, root, not_since, {f: entries[f][1] for f in files}
-    )
+            kept.append(i)
+        rows = kept
+    if len(rows) < len(entries.uris):
+        entries = entries.take(rows)
+    return Listing(entries, root, not_since)
 
 
 def plan_files(cfg: SourceOptions, model_id: str, src_opts: dict, out_opts: dict) -> Plan:
     """The files under cfg.source still to do for this model in cfg.out (ingest, and check
-    with --out: both pass their own config, the options they share)."""
+    with --out: both pass their own config, the options they share).
+
+    A listed file is skipped when the done-set holds it and it is not newer than its shard,
+    redone (`changed`) when it is newer, not read when recorded as ignored, else new. The
+    listing is matched against the done-set's columns a chunk at a time (`FileRecords.find`)."""
     listing = list_source(cfg.source, cfg.since, src_opts, cfg.out, out_opts)
     prefix = store.model_prefix(cfg.out, model_id)
-    out_root = storage.location(prefix, options=out_opts)
-    done = catalogue.committed_files(out_root)  # relpath -> its shard's mtime
-    ignored_prefix = store.ignored_uri(cfg.out, "x", model_id)[: -len("/x.json")]
-    ignored = set()
+    done = catalogue.committed_files(storage.location(prefix, options=out_opts)).records
+    ignored = _ignored(cfg.out, model_id, out_opts)
+    base = storage.location(listing.root, options=src_opts).uri + "/"
+    plan = Plan(todo=[], seen=len(listing.entries.uris), skipped=0, prefix=prefix)
+    plan.not_since = listing.not_since
+    for a in range(0, len(listing.entries.uris), _CHUNK):
+        _plan_chunk(plan, listing, range(a, min(a + _CHUNK, plan.seen)), base, done, ignored)
+    return plan
+
+
+_CHUNK = 65_536  # files matched at a time: bounded memory, one vectorised lookup each
+
+
+def _plan_chunk(plan: Plan, listing: Listing, rows: range, base: str, done, ignored) -> None:
+    """Add the files of these listing rows to the plan (to do, skipped, changed, ignored)."""
+    uris = listing.entries.uris[rows.start : rows.stop]
+    # the listed URIs start with the root's normal form: a slice, not a normalisation each
+    rels = [
+        storage.safe_text(f[len(base) :])
+        if f.startswith(base)
+        else storage.relative_path(f, listing.root)
+        for f in uris
+    ]
+    at = done.find(rels)
+    held = at >= 0
+    shard_mtime = np.full(len(at), np.nan)  # NaN: not held or unknown, never newer
+    shard_mtime[held] = done.mtimes[at[held]]
+    mtimes = np.frombuffer(listing.entries.mtimes, np.float64)[rows.start : rows.stop]
+    # newer than its shard: an archive still being synced when an earlier run read it (its
+    # missing frames would otherwise be lost for good)
+    with np.errstate(invalid="ignore"):
+        newer = mtimes > shard_mtime
+    plan.skipped += int(np.count_nonzero(held & ~newer))
+    for i in np.flatnonzero(held & newer).tolist():
+        plan.changed.add(rels[i])
+    for i in np.flatnonzero(newer | ~held).tolist():
+        if not held[i] and rels[i] in ignored:
+            plan.ignored += 1
+            continue
+        plan.todo.append(FileTask(uri=uris[i], rel=rels[i]))
+        plan.sizes[uris[i]] = listing.entries.entry(rows.start + i)[1]  # to read small first
+
+
+def _ignored(out: str, model_id: str, out_opts: dict) -> set[str]:
+    """The relative paths recorded under `_ignored/` (read before, skipped on purpose)."""
+    ignored_prefix = store.ignored_uri(out, "x", model_id)[: -len("/x.json")]
+    found = set()
     for m in _list_quiet(ignored_prefix, out_opts):
         if m.endswith(".json") and m.startswith(ignored_prefix + "/"):
-            ignored.add(m[len(ignored_prefix) + 1 : -len(".json")])
-    todo, skipped, n_ignored, changed = [], 0, 0, set()
-    base = storage.location(listing.root, options=src_opts).uri + "/"
-    for f, mtime in listing.files.items():
-        # the listed URIs start with the root's normal form: a slice, not a normalisation each
-        fast = f.startswith(base)
-        rel = storage.safe_text(f[len(base) :]) if fast else storage.relative_path(f, listing.root)
-        if rel in done:
-            if not _newer(mtime, done[rel]):
-                skipped += 1
-                continue
-            changed.add(rel)
-        elif rel in ignored:
-            n_ignored += 1
-            continue
-        todo.append(FileTask(uri=f, rel=rel))
-    return Plan(
-        sizes=listing.sizes,  # the listing's own dict: no second one of a million entries
-        todo=todo,
-        seen=len(listing.files),
-        skipped=skipped,
-        prefix=prefix,
-        not_since=listing.not_since,
-        ignored=n_ignored,
-        changed=changed,
-    )
-
-
-def _newer(source_mtime: float | None, shard_mtime: float | None) -> bool:
-    """The archive file was modified after its shard was written: an archive still being synced
-    when an earlier run read it (its missing frames would otherwise be lost for good)."""
-    return source_mtime is not None and shard_mtime is not None and source_mtime > shard_mtime
+            found.add(m[len(ignored_prefix) + 1 : -len(".json")])
+    return found
 
 
 def _list_quiet(uri: str, opts: dict) -> list[str]:

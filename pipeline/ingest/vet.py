@@ -109,7 +109,7 @@ def _tasks(cfg: CheckConfig, model, src_opts: dict) -> tuple[list[FileTask], dic
         }
         return plan.todo, info
     listing = list_source(cfg.source, cfg.since, src_opts, cfg.out)
-    todo = [FileTask(f, storage.relative_path(f, listing.root)) for f in listing.files]
+    todo = [FileTask(f, storage.relative_path(f, listing.root)) for f in listing.entries.uris]
     return todo, {"files_seen": len(todo), "files_skipped": 0}
 
 
