@@ -20,10 +20,11 @@ HEAVY = ("torch", "torchvision", "ray", "numba", "pyarrow", "numpy", "deltalake"
 
 # Imports the modules named after the two JSON arguments, then runs each argv (a JSON list of
 # lists) through jobs.cli.main in this one interpreter and prints, after each, which of HEAVY are
-# imported by then: {"argv": ..., "rc": ..., "heavy": [...]}.
+# imported by then: {"argv": ..., "rc": ..., "heavy": [...]}; then leaves as the console script
+# does (`jobs.cli.exit_now`).
 RUNNER = """
 import importlib, json, sys
-from jobs.cli import main
+from jobs.cli import exit_now, main
 for name in sys.argv[3:]:
     importlib.import_module(name)
 for argv in json.loads(sys.argv[1]):
@@ -33,6 +34,7 @@ for argv in json.loads(sys.argv[1]):
         rc = exc.code
     heavy = [m for m in json.loads(sys.argv[2]) if m in sys.modules]
     print("@@" + json.dumps({"argv": argv, "rc": rc, "heavy": heavy}), flush=True)
+exit_now(0)  # as the console script leaves: no teardown, where delta-rs's threads can abort
 """
 
 
