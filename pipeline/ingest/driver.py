@@ -294,16 +294,17 @@ def run_ingest(cfg: IngestConfig) -> dict:
     committer = Committer(cfg, plan, model, out_opts)
     tally = committer.tally
     error = resources = None
-    stopped = True  # until the pipeline returns or fails: Ctrl-C, SIGTERM
+    stopped = False
     t_pipe = tally.t0 = time.monotonic()
     tally.start_ticker()
     try:
         resources = _run_pipeline(cfg, plan, model, ep, src_opts, committer)
-        stopped = False
     except Exception as exc:  # the pipeline broke: keep what was committed, report the rest
-        stopped = False
         log.error("pipeline failed", exc_info=True)  # the whole traceback: stderr only
         error = f"pipeline failed: {one_line(exc)}"  # the summary: one clean line
+    except BaseException:  # stopped (Ctrl-C, SIGTERM): unfinished files are for the next run
+        stopped = True
+        raise
     finally:
         committer.finish(stopped)
         if started:
