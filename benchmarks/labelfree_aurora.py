@@ -14,7 +14,9 @@ resumed like `train` resumes (a finished run is only re-evaluated).
 
 `--allsky JSON` overrides fields of the all-sky augmentation (pipeline.training.augment.AllSky)
 for an ablation, e.g. '{"crop": [0.6, 1], "glow": 0.3}'; `--sample` makes cibhash contrast
-sampled codes (the paper's layer, its default before 2026-12-07).
+sampled codes (the paper's layer, its default before 2026-12-07); `--preprocess JSON` overrides
+fields of the aurora preprocessing (PreprocessConfig), e.g. '{"flatten": 0.25}' to remove each
+frame's smooth sky before every method sees it.
 
   python benchmarks/labelfree_aurora.py --size 32 --n-train 2000 --epochs 8 \\
       --methods dpsh,cibhash --seeds 0 --runs runs/labelfree-aurora --json
@@ -39,20 +41,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _record  # noqa: E402
 
 
-def load(size: int, n_train: int, n_query: int, data_seed: int, cache: str | None) -> dict:
-    """The synthetic-aurora splits as `train` loads them; `cache`: a pickle of them to reuse
-    across calls (rendering is the slow part), written when missing, checked when read."""
+def load(
+    size: int, n_train: int, n_query: int, data_seed: int, cache: str | None, pre: dict | None
+) -> dict:
+    """The synthetic-aurora splits as `train` loads them; `pre`: PreprocessConfig fields to
+    override (an ablation). `cache`: a pickle of them to reuse across calls (rendering is the
+    slow part), written when missing, checked when read."""
+    from pipeline.model.preprocess import PreprocessConfig
     from pipeline.training.datasets import load_splits
 
+    pcfg = dataclasses.replace(PreprocessConfig.aurora(size), **(pre or {})).to_dict()
     want = dict(size=size, n_train=n_train, n_query=n_query, n_database=n_train)
     if cache and Path(cache).exists():
         with open(cache, "rb") as f:
             splits = pickle.load(f)
-        info = splits["info"]
+        info, had = splits["info"], PreprocessConfig.from_dict(splits["preprocess"]).to_dict()
         if any(info.get(k) != v for k, v in want.items()) or info.get("seed") != data_seed:
             raise SystemExit(f"{cache}: cached splits of {info}, not {want} seed {data_seed}")
+        if had != pcfg:
+            raise SystemExit(f"{cache}: cached splits preprocessed with {had}, not {pcfg}")
         return splits
-    splits = load_splits("synthetic-aurora", None, None, data_seed=data_seed, **want)
+    want.pop("size")
+    splits = load_splits(
+        "synthetic-aurora", None, None, data_seed=data_seed, preprocess=pcfg, **want
+    )
     if cache:
         tmp = Path(cache + ".tmp")
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +193,9 @@ def cli(argv=None) -> int:
     p.add_argument(
         "--method-options", default=None, help="JSON: the label-free method's options, e.g. tau"
     )
+    p.add_argument(
+        "--preprocess", default=None, help='JSON: PreprocessConfig fields, e.g. {"flatten": 0.25}'
+    )
     p.add_argument("--train", default=None, help="JSON: TrainConfig fields, e.g. lr, batch_size")
     p.add_argument("--runs", default="runs/labelfree-aurora")
     p.add_argument("--cache", default=None, help="pickle of the rendered splits to reuse")
@@ -189,7 +204,8 @@ def cli(argv=None) -> int:
     if a.allsky:
         _allsky_override(json.loads(a.allsky))
     t0 = time.perf_counter()
-    splits = load(a.size, a.n_train, a.n_query, a.data_seed, a.cache)
+    pre = json.loads(a.preprocess) if a.preprocess else None
+    splits = load(a.size, a.n_train, a.n_query, a.data_seed, a.cache, pre)
     data_s = time.perf_counter() - t0
     rows = []
     for seed in (int(s) for s in a.seeds.split(",")):
@@ -208,6 +224,7 @@ def cli(argv=None) -> int:
                 "bits",
                 "epochs",
                 "allsky",
+                "preprocess",
                 "sample",
                 "method_options",
                 "train",

@@ -165,3 +165,34 @@ def test_mask_cache_is_bounded_by_bytes(monkeypatch):
     big = fov_mask(2048, 2048, 0.95)  # 4 MB > the whole budget: computed, never kept
     assert big.shape == (2048, 2048) and pp.mask_cache_bytes() <= 1 << 20
     assert all(k[0] != 2048 for k in pp._masks)
+
+
+def test_flatten_removes_the_smooth_sky_and_keeps_narrow_aurora():
+    """A frame = sky brightening to the horizon + a narrow arc. With `flatten`, the sky's
+    radial trend inside the disk is (nearly) gone, the arc stands out as before, outside is 0."""
+    s = 128
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
+    rho = np.hypot(yy - (s - 1) / 2, xx - (s - 1) / 2) / (s / 2)
+    sky = 3000 + 4000 * np.clip(rho, 0, 1) ** 3  # dark + sky, brighter toward the rim
+    arc = 6000 * np.exp(-0.5 * ((yy - 50) / 1.5) ** 2) * (rho < 0.8)
+    frame = (sky + arc).astype(np.uint16)
+    plain = PreprocessConfig(size=64, mean=(0.0,), std=(1.0,))
+    flat = PreprocessConfig(size=64, mean=(0.0,), std=(1.0,), flatten=0.25)
+    a, b = preprocess(frame, plain)[0], preprocess(frame, flat)[0]
+    m = fov_mask(64, 64, 0.95)
+    r = np.hypot(*(np.mgrid[0:64, 0:64] - 31.5)) / 32
+    off_arc = m & (np.abs(np.arange(64)[:, None] - 25) > 4)
+    rise = lambda x: x[off_arc & (r > 0.8)].mean() - x[off_arc & (r < 0.3)].mean()  # noqa: E731
+    assert rise(a) > 0.4 and abs(rise(b)) < rise(a) / 4  # the sky's rise to the rim is gone
+    assert b[off_arc].std() < a[off_arc].std() / 3
+    row = b[25, 20:44]
+    assert row.mean() > 0.3 and row.mean() > 10 * np.abs(b[off_arc]).mean()  # the arc stays
+    assert (b[~m] == 0).all()
+    np.testing.assert_array_equal(
+        preprocess(frame, PreprocessConfig(size=64)),
+        preprocess(frame, PreprocessConfig.from_dict(PreprocessConfig(size=64).to_dict())),
+    )
+    assert PreprocessConfig.from_dict(flat.to_dict()) == flat
+    for bad in (0, -0.1, 1.5):
+        with pytest.raises(BadInput, match="flatten"):
+            PreprocessConfig(flatten=bad)

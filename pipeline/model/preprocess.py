@@ -12,6 +12,7 @@ steps, in order:
 3. (x - background) / (white - background), clipped to [0, 1], then an asinh or log stretch that
    keeps faint aurora visible next to bright arcs in 16-bit counts (or linear for photos);
 4. resize to size x size (torch, bilinear with antialiasing: aliasing-free downsampling);
+   then, when `flatten` is set (off by default), the frame's smooth sky is subtracted (`_flatten`);
 5. per-channel mean/std normalisation;
 6. the circular field-of-view mask at the output size, applied last so that everything outside
    the sky disk is exactly 0.
@@ -66,6 +67,7 @@ class PreprocessConfig:
     stretch_scale: float = 0.1  # asinh/log softening, as a fraction of the white level
     mask: bool = True
     mask_radius: float = 0.95  # field-of-view radius as a fraction of half the shorter side
+    flatten: float | None = None  # sky removal window, a fraction of `size` (None: off)
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.25,)
 
@@ -86,6 +88,8 @@ class PreprocessConfig:
             raise BadInput("preprocess mean/std need 1 or `channels` values")
         if any(s <= 0 for s in self.std):
             raise BadInput("preprocess std values must be positive")
+        if self.flatten is not None and not 0 < float(self.flatten) <= 1:
+            raise BadInput(f"preprocess flatten must be in (0, 1] or None, not {self.flatten!r}")
         if not 0 < self.mask_radius <= 2 or self.stretch_scale <= 0:
             raise BadInput("preprocess mask_radius must be in (0, 2], stretch_scale > 0")
 
@@ -310,6 +314,8 @@ def preprocess_tensor(frames: torch.Tensor, cfg: PreprocessConfig) -> torch.Tens
     s, c = cfg.size, cfg.channels
     if x.shape[-2:] != (s, s):
         x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+    if cfg.flatten:
+        x = _flatten(x, cfg)
     if x.shape[1] != c:
         x = x.expand(-1, c, -1, -1)
     mean = torch.tensor(cfg.mean, dtype=torch.float32, device=dev).expand(c).view(1, c, 1, 1)
@@ -319,6 +325,30 @@ def preprocess_tensor(frames: torch.Tensor, cfg: PreprocessConfig) -> torch.Tens
         outside = torch.from_numpy(~fov_mask(s, s, cfg.mask_radius)).to(dev)
         x = x.masked_fill(outside, 0.0)
     return x.contiguous()
+
+
+def _flatten(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """x minus its sky: a grey opening (a minimum, then a maximum filter of k x k pixels, k =
+    flatten x size) taken inside the field of view, smoothed by a k x k mean.
+
+    Why: the sky under the aurora (airglow brightening to the horizon, moonlight, vignetting,
+    a town's glow) changes slowly across the disk and differs from frame to frame far more than
+    the auroral form does; left in, it is what a label-free method learns to tell frames apart
+    by. An opening keeps the floor the aurora sits on and drops anything narrower than k (arcs,
+    rays, patches, stars), as astronomy's background estimators do."""
+    s = x.shape[-1]
+    k = max(3, round(float(cfg.flatten) * s) | 1)
+    inside = torch.ones((s, s), dtype=torch.bool, device=x.device)
+    if cfg.mask:
+        inside = torch.from_numpy(fov_mask(s, s, cfg.mask_radius).copy()).to(x.device)
+    big = torch.finfo(torch.float32).max
+    low = -F.max_pool2d(-x.masked_fill(~inside, big), k, 1, k // 2)
+    seen = low < big  # windows that hold a pixel of the sky: also just outside the rim, so
+    # that the maximum filter at the rim sees the rim's own floor, not one half a window in
+    floor = F.max_pool2d(low.masked_fill(~seen, -big), k, 1, k // 2).masked_fill(~seen, 0.0)
+    weight = F.avg_pool2d(seen.float(), k, 1, k // 2, count_include_pad=False)
+    sky = F.avg_pool2d(floor, k, 1, k // 2, count_include_pad=False) / weight.clamp_min(1e-6)
+    return (x - sky).masked_fill_(~inside, 0.0)
 
 
 def preprocess_frames(
