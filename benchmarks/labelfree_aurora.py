@@ -61,7 +61,6 @@ def load(
         if had != pcfg:
             raise SystemExit(f"{cache}: cached splits preprocessed with {had}, not {pcfg}")
         return splits
-    want.pop("size")
     splits = load_splits(
         "synthetic-aurora", None, None, data_seed=data_seed, preprocess=pcfg, **want
     )

@@ -329,26 +329,28 @@ def preprocess_tensor(frames: torch.Tensor, cfg: PreprocessConfig) -> torch.Tens
 
 def _flatten(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
     """x minus its sky: a grey opening (a minimum, then a maximum filter of k x k pixels, k =
-    flatten x size) taken inside the field of view, smoothed by a k x k mean.
+    flatten x size) taken inside the field of view, smoothed by a k x k mean. Outside the field
+    of view the result is left to the mask step.
 
     Why: the sky under the aurora (airglow brightening to the horizon, moonlight, vignetting,
-    a town's glow) changes slowly across the disk and differs from frame to frame far more than
-    the auroral form does; left in, it is what a label-free method learns to tell frames apart
-    by. An opening keeps the floor the aurora sits on and drops anything narrower than k (arcs,
-    rays, patches, stars), as astronomy's background estimators do."""
+    a town's glow) changes slowly across the disk and from frame to frame, and was the suspected
+    cue by which a label-free method tells frames apart; removing it did not change CIBHash's MAP
+    on synthetic aurora (benchmarks/RESULTS.md), so it is off by default. An opening keeps the
+    floor the aurora sits on and drops anything narrower than k (arcs, rays, patches, stars), as
+    astronomy's background estimators do."""
     s = x.shape[-1]
     k = max(3, round(float(cfg.flatten) * s) | 1)
-    inside = torch.ones((s, s), dtype=torch.bool, device=x.device)
+    outside = torch.zeros((s, s), dtype=torch.bool, device=x.device)
     if cfg.mask:
-        inside = torch.from_numpy(fov_mask(s, s, cfg.mask_radius).copy()).to(x.device)
+        outside = torch.from_numpy(~fov_mask(s, s, cfg.mask_radius)).to(x.device)
     big = torch.finfo(torch.float32).max
-    low = -F.max_pool2d(-x.masked_fill(~inside, big), k, 1, k // 2)
+    low = -F.max_pool2d(-x.masked_fill(outside, big), k, 1, k // 2)
     seen = low < big  # windows that hold a pixel of the sky: also just outside the rim, so
     # that the maximum filter at the rim sees the rim's own floor, not one half a window in
     floor = F.max_pool2d(low.masked_fill(~seen, -big), k, 1, k // 2).masked_fill(~seen, 0.0)
     weight = F.avg_pool2d(seen.float(), k, 1, k // 2, count_include_pad=False)
     sky = F.avg_pool2d(floor, k, 1, k // 2, count_include_pad=False) / weight.clamp_min(1e-6)
-    return (x - sky).masked_fill_(~inside, 0.0)
+    return x - sky
 
 
 def preprocess_frames(
