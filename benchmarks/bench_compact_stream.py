@@ -248,14 +248,16 @@ def main(argv=None):
     sizes = sorted(int(s) for s in a.sizes.split(","))
     os.makedirs(a.workdir, exist_ok=True)
     base = make_base(a.workdir, sizes[-1])
+    load_start = [round(x, 2) for x in os.getloadavg()]
     rows = [measure(base, a.workdir, n, a.procs, a.job_args.split()) for n in sizes]
     rss = [r["peak_rss_mb"] for r in rows]
     figures = {
         "sizes": rows,
         "rss_growth_smallest_to_largest": round(rss[-1] / rss[0] - 1, 3),
         "projection": project(rows),
-        "note": "2-core machine, cores shared with other work (a training run and other "
-        "sessions); ratios are taken within this run",
+        "note": "ratios are taken within this run; whether other work shared the cores: "
+        "machine.load_average at the end, load_average_start here",
+        "load_average_start": load_start,
     }
     print(json.dumps(figures, indent=1))
     _record.write(a.json, figures)

@@ -33,7 +33,16 @@ import logging
 import time
 
 from jobs.common import UsageError, add_s3_options, storage_options
-from pipeline.choices import AMP_CHOICES, ARCHS, DATASETS, HASH_LOSSES, METHODS, POLICIES, RECIPES
+from pipeline.choices import (
+    AMP_CHOICES,
+    ARCHS,
+    DATASETS,
+    DEFAULT_RECIPE,
+    HASH_LOSSES,
+    METHODS,
+    POLICIES,
+    RECIPES,
+)
 
 HELP = __doc__
 log = logging.getLogger("aurorahash.train")
@@ -173,8 +182,9 @@ def _add_training_arguments(p) -> None:
         "--recipe",
         choices=RECIPES,
         default=None,
-        help="optimiser recipe (default airbench; muon: airbench with Muon on the conv filters, "
-        "batch 2000, linear decay, no EMA; sgd: the classic AlexNet schedule)",
+        help=f"optimiser recipe (default {DEFAULT_RECIPE}; muon: airbench with Muon on the conv "
+        "filters, batch 2000, linear decay, no EMA; airbench: Keller Jordan's CIFAR-10 "
+        "speed-run recipe; sgd: the classic AlexNet schedule)",
     )
     g.add_argument("--batch-size", type=int, default=None, help="batch size (recipe default)")
     g.add_argument("--lr", type=float, default=None, help="learning rate (recipe's units)")

@@ -12,3 +12,4 @@ METHODS = ("ours", "dpsh", "dsh", "cnnh", "cibhash", "semi", "classifier")  # tr
 HASH_LOSSES = ("dpsh", "dsh", "none")  # pipeline.training.losses
 POLICIES = ("shift-flip", "allsky", "photo")  # pipeline.training.augment
 RECIPES = ("airbench", "muon", "sgd")  # pipeline.training.loop
+DEFAULT_RECIPE = "muon"  # what `train` runs without --recipe (benchmarks/RESULTS.md: why)

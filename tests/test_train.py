@@ -105,11 +105,16 @@ def test_lr_schedules():
 
 def test_airbench_batch_size_follows_the_training_set():
     # 1024 suits 50,000 images; 2,000 synthetic frames would get one step per epoch and no learning
-    assert TrainConfig(arch="compact").resolved(n_train=50000).batch_size == 1024
-    assert TrainConfig(arch="compact").resolved(n_train=5000).batch_size == 128
-    assert TrainConfig(arch="compact").resolved(n_train=2000).batch_size == 64
-    assert TrainConfig(arch="compact").resolved(n_train=10).batch_size == 64
+    air = TrainConfig(arch="compact", recipe="airbench")
+    assert air.resolved(n_train=50000).batch_size == 1024
+    assert air.resolved(n_train=5000).batch_size == 128
+    assert air.resolved(n_train=2000).batch_size == 64
+    assert air.resolved(n_train=10).batch_size == 64
     assert TrainConfig(arch="compact", batch_size=512).resolved(n_train=2000).batch_size == 512
+    # the default recipe is muon: batch 2000 on CIFAR-10's 50,000, the same small-set floor
+    assert TrainConfig(arch="compact").resolved(n_train=50000).recipe == "muon"
+    assert TrainConfig(arch="compact").resolved(n_train=50000).batch_size == 2000
+    assert TrainConfig(arch="compact").resolved(n_train=2000).batch_size == 64
     assert TrainConfig(arch="alexnet", recipe="sgd").resolved(n_train=2000).batch_size == 128
     with pytest.raises(BadInput, match="--pmt-p"):
         TrainConfig(pmt_p=1.5).resolved()  # the library checks it too, not only the CLI
@@ -139,9 +144,7 @@ def test_resolving_leaves_the_config_as_given():
     cfg = TrainConfig(arch="compact", pmt_p=0.5)
     done = cfg.resolved(n_train=2000)
     assert cfg.batch_size is None and cfg.recipe is None and cfg.model_options == {}
-    assert (
-        done.batch_size == 64 and done.recipe == "airbench" and done.model_options["pmt_p"] == 0.5
-    )
+    assert done.batch_size == 64 and done.recipe == "muon" and done.model_options["pmt_p"] == 0.5
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.bits = 0
 

@@ -23,8 +23,9 @@ def _splits(n=64, size=16, n_classes=4):
 def _cfg():
     # 64 images / batch 16: 4 steps an epoch, the EMA steps at 15 (epoch 4) and 20 (epoch 5)
     return TrainConfig(
-        arch="compact", bits=8, epochs=5, batch_size=16, widths=(8, 8, 8), log_every=0
-    )
+        arch="compact", bits=8, epochs=5, batch_size=16, widths=(8, 8, 8), log_every=0,
+        recipe="airbench",  # the one recipe with an EMA
+    )  # fmt: skip
 
 
 def _tensors(d):
