@@ -235,7 +235,7 @@ def cli(argv=None) -> int:
         "summary": summarise(rows),
     }
     print(json.dumps(figures["summary"]))
-    _record.write(a.json, figures)  # machine.load_avg says whether the cores were shared
+    _record.write(a.json, figures)  # machine.load_average says whether the cores were shared
     return 0
 
 
