@@ -314,23 +314,24 @@ def preprocess_tensor(frames: torch.Tensor, cfg: PreprocessConfig) -> torch.Tens
     s, c = cfg.size, cfg.channels
     if x.shape[-2:] != (s, s):
         x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+    outside = torch.from_numpy(~fov_mask(s, s, cfg.mask_radius)).to(dev) if cfg.mask else None
     if cfg.flatten:
-        x = _flatten(x, cfg)
+        x = _flatten(x, cfg, outside)
     if x.shape[1] != c:
         x = x.expand(-1, c, -1, -1)
     mean = torch.tensor(cfg.mean, dtype=torch.float32, device=dev).expand(c).view(1, c, 1, 1)
     std = torch.tensor(cfg.std, dtype=torch.float32, device=dev).expand(c).view(1, c, 1, 1)
     x = (x - mean) / std
-    if cfg.mask:
-        outside = torch.from_numpy(~fov_mask(s, s, cfg.mask_radius)).to(dev)
+    if outside is not None:
         x = x.masked_fill(outside, 0.0)
     return x.contiguous()
 
 
-def _flatten(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+def _flatten(x: torch.Tensor, cfg: PreprocessConfig, outside: torch.Tensor | None) -> torch.Tensor:
     """x minus its sky: a grey opening (a minimum, then a maximum filter of k x k pixels, k =
-    flatten x size) taken inside the field of view, smoothed by a k x k mean. Outside the field
-    of view the result is left to the mask step.
+    flatten x size) taken inside the field of view (`outside`: the pixels beyond it, None: no
+    mask, the mask step's own tensor), smoothed by a k x k mean. Outside the field of view the
+    result is left to the mask step.
 
     Why: the sky under the aurora (airglow brightening to the horizon, moonlight, vignetting,
     a town's glow) changes slowly across the disk and from frame to frame, and was the suspected
@@ -340,11 +341,9 @@ def _flatten(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
     astronomy's background estimators do."""
     s = x.shape[-1]
     k = max(3, round(float(cfg.flatten) * s) | 1)
-    outside = torch.zeros((s, s), dtype=torch.bool, device=x.device)
-    if cfg.mask:
-        outside = torch.from_numpy(~fov_mask(s, s, cfg.mask_radius)).to(x.device)
     big = torch.finfo(torch.float32).max
-    low = -F.max_pool2d(-x.masked_fill(outside, big), k, 1, k // 2)
+    sky_only = x if outside is None else x.masked_fill(outside, big)
+    low = -F.max_pool2d(-sky_only, k, 1, k // 2)
     seen = low < big  # windows that hold a pixel of the sky: also just outside the rim, so
     # that the maximum filter at the rim sees the rim's own floor, not one half a window in
     floor = F.max_pool2d(low.masked_fill(~seen, -big), k, 1, k // 2).masked_fill(~seen, 0.0)
