@@ -1,37 +1,39 @@
 """Numba/NumPy compute for aurorahash: packed binary codes, exact Hamming k-NN, AP/MAP.
 
-Imports only numpy and numba. Compiled kernels are cached (``cache=True``) next to the sources.
+Imports only numpy and numba, and numba only when a compiled kernel is first used: the names
+below load their module on first access (PEP 562), so a job that packs codes or searches a few
+queries never pays numba's start (most of a second). Compiled kernels are cached
+(``cache=True``) next to the sources; `_layout` starts numba's threads when it is imported.
 """
 
-from ._layout import start_threads_keeping_torchs
-from .knn import hamming_knn, merge_knn
-from .metrics import (
-    ap_from_neighbors,
-    ap_index_partial,
-    ap_tie_aware_from_histograms,
-    average_precision,
-    distance_histograms,
-    mean_average_precision,
-    pr_curve_from_histograms,
-    precision_at_k,
-    precision_at_k_from_histograms,
-)
-from .packing import pack_codes, unpack_codes
+import importlib
 
-start_threads_keeping_torchs()
+_WHERE = {
+    "hamming_knn": "knn",
+    "merge_knn": "knn",
+    "pack_codes": "packing",
+    "unpack_codes": "packing",
+    "ap_from_neighbors": "metrics",
+    "ap_index_partial": "metrics",
+    "ap_tie_aware_from_histograms": "metrics",
+    "average_precision": "metrics",
+    "distance_histograms": "metrics",
+    "mean_average_precision": "metrics",
+    "pr_curve_from_histograms": "metrics",
+    "precision_at_k": "metrics",
+    "precision_at_k_from_histograms": "metrics",
+}
 
-__all__ = [
-    "ap_from_neighbors",
-    "ap_index_partial",
-    "ap_tie_aware_from_histograms",
-    "average_precision",
-    "distance_histograms",
-    "hamming_knn",
-    "mean_average_precision",
-    "merge_knn",
-    "pack_codes",
-    "pr_curve_from_histograms",
-    "precision_at_k",
-    "precision_at_k_from_histograms",
-    "unpack_codes",
-]
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

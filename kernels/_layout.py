@@ -71,3 +71,6 @@ def start_threads_keeping_torchs():
     numba.get_num_threads()
     if torch is not None and torch.get_num_threads() != before:
         torch.set_num_threads(before)
+
+
+start_threads_keeping_torchs()

@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 from test_kernels_ref import LENGTHS, dist_matrix, knn, random_codes
 
+import kernels.knn
 from kernels import hamming_knn, merge_knn
+
+
+@pytest.fixture(autouse=True, params=["numpy", "compiled"])
+def path(request, monkeypatch):
+    """Every case through each implementation: NumPy for small work, the compiled scan above it."""
+    small = 1 << 62 if request.param == "numpy" else -1
+    monkeypatch.setattr(kernels.knn, "SMALL_WORK", small)
+    return request.param
 
 
 @pytest.mark.parametrize("nbits", LENGTHS)
