@@ -38,6 +38,10 @@ JOBS = {
     "synth": "jobs.synth",
 }
 
+# Jobs whose process hands pyarrow no pandas objects: their console script keeps pandas out
+# (`jobs.no_pandas` says why). Not ingest, demo or check: Ray Data's driver uses pandas.
+WITHOUT_PANDAS = frozenset({"search", "benchmark", "compact", "export"})
+
 log = logging.getLogger("aurorahash")
 VERBOSE_HELP = "debug-level progress on stderr"
 
@@ -51,6 +55,10 @@ def _available_jobs() -> dict:
             if exc.name != modname:
                 raise
     return mods
+
+
+def _job_name(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict]:
@@ -83,7 +91,7 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    job = next((a for a in argv if not a.startswith("-")), None)
+    job = _job_name(argv)
     parser, mods = build_parser(job if job in JOBS else "")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -131,8 +139,18 @@ def exit_now(rc: int) -> NoReturn:
     quick_exit(rc)
 
 
+def prepare_process(argv: list[str]) -> None:
+    """What the console script does to its process before the job: keep pandas out of the jobs
+    in WITHOUT_PANDAS."""
+    if _job_name(argv) in WITHOUT_PANDAS:
+        from jobs import no_pandas
+
+        no_pandas.keep_out()
+
+
 def cli() -> NoReturn:
     """The console script: run the job named in sys.argv, then `exit_now` with its code."""
+    prepare_process(sys.argv[1:])
     exit_now(main())
 
 
