@@ -1,20 +1,38 @@
 """Exact Hamming k-NN over packed codes, ordered by (distance, database index).
 
-Two implementations of one contract, chosen by the size of the work. Small work (up to
-`SMALL_WORK` query x code x word comparisons, such as one query against a million 64-bit codes)
-runs in NumPy: a compiled kernel's first call in a process costs more than the whole scan,
-because loading numba and its cached code takes most of a second, and a search by id is that one
-call. Larger work runs the compiled scan of `kernels._knn_scan`, imported on first use. Both
-return the same arrays (tests/test_kernels_knn.py runs every case through each).
+Two implementations of one contract. The compiled scan (`kernels._knn_scan`, imported on first
+use) is 10-50x faster per call, but its first call in a process loads numba and its cached code:
+~1 s here, more than a NumPy scan of one query against a million 64-bit codes (0.03 s), and a
+search by id is that one call. So the choice is rent or buy: a process scans in NumPy until
+its NumPy work would pass `SMALL_WORK` query x code x word comparisons (about what the load
+costs; benchmarks/bench_knn_first_call.py measures both), then loads the compiled scan and keeps
+it. Many small calls therefore never cost more than about twice the better choice. Both return
+the same arrays (tests/test_kernels_knn.py runs every case through each).
 """
+
+import sys
 
 import numpy as np
 
 from . import _checks
 
-# query x code x word comparisons below which NumPy's scan beats loading the compiled one:
-# NumPy does ~1e8 a second here, numba's first call costs ~0.5-1 s in a fresh process
-SMALL_WORK = 1 << 23
+# NumPy comparisons a process does before it loads the compiled scan: at ~3-9e7 a second here,
+# about the ~1 s that the load costs (benchmarks/RESULTS.md, "Jobs that start fast")
+SMALL_WORK = 1 << 25
+# "numpy" or "compiled" pins one path (tests, benchmarks); None: the rule above
+FORCE: str | None = None
+_numpy_done = 0  # comparisons this process has scanned in NumPy
+
+
+def _numpy_path(work: int) -> bool:
+    """Whether this call scans in NumPy (the rent-or-buy rule of the module docstring)."""
+    global _numpy_done
+    if FORCE is not None:
+        return FORCE == "numpy"
+    if "kernels._knn_scan" in sys.modules or _numpy_done + work > SMALL_WORK:
+        return False
+    _numpy_done += work
+    return True
 
 
 def hamming_knn(queries, database, k):
@@ -29,7 +47,7 @@ def hamming_knn(queries, database, k):
     kk = min(k, n)
     if nq == 0 or n == 0:
         return np.zeros((nq, kk), np.int32), np.zeros((nq, kk), np.int64)
-    if nq * n * Q.shape[1] <= SMALL_WORK:
+    if _numpy_path(nq * n * Q.shape[1]):
         return _knn_numpy(Q, X, kk)
     from ._knn_scan import scan
 

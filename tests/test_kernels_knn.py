@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 from test_kernels_ref import LENGTHS, dist_matrix, knn, random_codes
@@ -8,10 +10,23 @@ from kernels import hamming_knn, merge_knn
 
 @pytest.fixture(autouse=True, params=["numpy", "compiled"])
 def path(request, monkeypatch):
-    """Every case through each implementation: NumPy for small work, the compiled scan above it."""
-    small = 1 << 62 if request.param == "numpy" else -1
-    monkeypatch.setattr(kernels.knn, "SMALL_WORK", small)
+    """Every case through each implementation: the NumPy scan and the compiled one."""
+    monkeypatch.setattr(kernels.knn, "FORCE", request.param)
     return request.param
+
+
+def test_rent_or_buy(monkeypatch):
+    """NumPy until its work would pass SMALL_WORK, then the compiled scan for good."""
+    monkeypatch.setattr(kernels.knn, "FORCE", None)
+    monkeypatch.setattr(kernels.knn, "SMALL_WORK", 1000)
+    monkeypatch.setattr(kernels.knn, "_numpy_done", 0)
+    monkeypatch.delitem(sys.modules, "kernels._knn_scan", raising=False)
+    assert kernels.knn._numpy_path(600) and kernels.knn._numpy_path(400)
+    assert not kernels.knn._numpy_path(1)  # the budget is spent
+    assert kernels.knn._numpy_done == 1000
+    monkeypatch.setattr(kernels.knn, "_numpy_done", 0)
+    monkeypatch.setitem(sys.modules, "kernels._knn_scan", object())
+    assert not kernels.knn._numpy_path(1)  # once loaded, always compiled
 
 
 @pytest.mark.parametrize("nbits", LENGTHS)
