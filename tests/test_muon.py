@@ -79,6 +79,10 @@ def test_muon_recipe_groups_and_schedule():
     rest = [p for n in ("other", "bn_bias", "head") for p in groups[n]["params"]]
     assert [named[id(p)] for p in rest if p.dim() == 4] == ["body.whiten.weight"]  # frozen
     assert [lr_factor(s, 100, "muon") for s in (0, 50, 100)] == [1.0, 0.5, 0.0]
+    half = TrainConfig(arch="compact", bits=12, recipe="muon", widths=(8, 16, 16), lr=5.75)
+    halved = {g["name"]: g["lr"] for g in _param_groups(model, half.resolved(50000))}
+    for name, lr in halved.items():  # --lr scales every group, the filters' Muon rate too
+        assert lr == pytest.approx(groups[name]["lr"] / 2)
     small = TrainConfig(arch="compact", recipe="muon").resolved(2000)
     assert small.batch_size == 64  # small sets keep ~24+ steps an epoch, as airbench does
 

@@ -280,7 +280,9 @@ def _param_groups(model, cfg: TrainConfig):
         if filters:
             from pipeline.training import muon
 
-            mu = dict(lr=muon.FILTER_LR, momentum=muon.FILTER_MOMENTUM, muon=True)
+            # --lr scales the filters' rate alike (a fine-tuning run asks for a fraction of both)
+            scale = cfg.lr / _RECIPE_DEFAULTS["muon"]["lr"]
+            mu = dict(lr=muon.FILTER_LR * scale, momentum=muon.FILTER_MOMENTUM, muon=True)
             groups.append(dict(params=filters, name="filters", **mu))
     else:
         lr = cfg.lr * bs / 256
