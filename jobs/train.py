@@ -315,6 +315,19 @@ def add_method_arguments(p, hash_losses) -> None:
         help="semi: weight of the label-free (CIBHash) term beside ours on the labelled (1)",
     )
     g.add_argument(
+        "--semi-pseudo-weight",
+        type=float,
+        default=None,
+        help="semi: weight of the pseudo-label term on the unlabelled images (FixMatch's: each "
+        "view learns the other view's confident class; 1; 0 leaves it out)",
+    )
+    g.add_argument(
+        "--semi-confidence",
+        type=float,
+        default=None,
+        help="semi: softmax confidence a view's class needs to become a pseudo-label (0.95)",
+    )
+    g.add_argument(
         "--cibhash-beta",
         type=float,
         default=None,
@@ -335,6 +348,8 @@ _METHOD_OPTIONS = {  # CLI option -> (method, option name); ours' go to TrainCon
     "cibhash_tau": ("cibhash", "tau"),
     "cibhash_beta": ("cibhash", "beta"),
     "semi_weight": ("semi", "weight"),
+    "semi_pseudo_weight": ("semi", "pseudo"),
+    "semi_confidence": ("semi", "confidence"),
 }
 
 

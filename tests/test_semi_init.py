@@ -22,7 +22,7 @@ from pipeline.training.loop import TrainConfig, train_model
 from pipeline.training.losses import HashingLoss, LossConfig
 from pipeline.training.methods import build_loss, needs_labels
 from pipeline.training.methods.cibhash import CIBHashLoss
-from pipeline.training.methods.semi import SemiLoss
+from pipeline.training.methods.semi import SemiLoss, pseudo_label_loss
 from pipeline.training.warm_start import in_head
 
 torch.set_num_threads(1)
@@ -62,11 +62,64 @@ def test_unlabelled_images_reach_the_codes_only_through_the_label_free_term():
     u = torch.randn(8, 8, requires_grad=True)
     logits = torch.randn(8, 3, requires_grad=True)
     y = torch.full((4,), -1)
-    total, parts = SemiLoss(HashingLoss(), 0.3, 0.001, 1.0)(torch.tanh(u), logits, y)
+    total, parts = SemiLoss(HashingLoss(), 0.3, 0.001, 1.0, pseudo=0.0)(torch.tanh(u), logits, y)
     total.backward()
-    assert "ce" not in parts and parts["labelled"].item() == 0.0
+    assert "ce" not in parts and "pseudo" not in parts and parts["labelled"].item() == 0.0
     assert logits.grad is None or not logits.grad.any()  # no label: the classifier learns nothing
     assert u.grad.abs().sum() > 0  # ... but the codes do
+
+
+def _pseudo_reference(logits, unlabelled, confidence):
+    """Row by row: each unlabelled row's view learns the other view's class where that view is
+    confident; summed, over all unlabelled rows of both views."""
+    b, total, rows, accepted = len(unlabelled), 0.0, 0, 0
+    for i in range(b):
+        if not unlabelled[i]:
+            continue
+        for student, teacher in ((i, b + i), (b + i, i)):
+            rows += 1
+            p = torch.softmax(logits[teacher], 0)
+            if p.max() >= confidence:
+                accepted += 1
+                total += -torch.log_softmax(logits[student], 0)[int(p.argmax())].item()
+    return total / rows, accepted / rows
+
+
+def test_pseudo_labels_are_the_other_views_confident_class_over_all_unlabelled_rows():
+    torch.manual_seed(0)
+    b = 12
+    logits = (torch.randn(2 * b, 4) * 3).requires_grad_()
+    y = torch.tensor([0, -1, -1, 2, -1, -1, 1, -1, -1, -1, 3, -1])
+    got, accepted = pseudo_label_loss(logits, y < 0, 0.9)
+    want, want_accepted = _pseudo_reference(logits.detach(), (y < 0).tolist(), 0.9)
+    assert 0 < want_accepted < 1  # some views confident, some not
+    assert got.item() == pytest.approx(want, rel=1e-5)
+    assert accepted.item() == pytest.approx(want_accepted)
+    got.backward()
+    p = torch.softmax(logits.detach(), 1).max(1).values
+    for i in range(b):  # a view learns only where the other view is a confident teacher
+        for student, teacher in ((i, b + i), (b + i, i)):
+            learns = bool(y[i] < 0 and p[teacher] >= 0.9)
+            assert bool(logits.grad[student].abs().sum() > 0) == learns
+    # through the semi loss: weighted, logged, and nothing when every row has a label
+    h = torch.tanh(torch.randn(2 * b, 8))
+    loss = SemiLoss(HashingLoss(), 0.3, 0.001, 1.0, pseudo=2.0, confidence=0.9)
+    without = SemiLoss(HashingLoss(), 0.3, 0.001, 1.0, pseudo=0.0)
+    torch.manual_seed(1)
+    total, parts = loss(h, logits.detach(), y)
+    torch.manual_seed(1)
+    base, _ = without(h, logits.detach(), y)
+    assert total.item() == pytest.approx(base.item() + 2.0 * want, rel=1e-5)
+    assert parts["accepted"].item() == pytest.approx(want_accepted)
+    assert "pseudo" not in loss(h, logits.detach(), y.clamp_min(0))[1]
+
+
+def test_semi_options_are_checked():
+    cfg = _cfg("semi").resolved(64)
+    assert cfg.method_options["pseudo"] == 1.0 and cfg.method_options["confidence"] == 0.95
+    for bad in ({"confidence": 1.5}, {"pseudo": -1.0}):
+        with pytest.raises(BadInput, match="method semi"):
+            replace(_cfg("semi"), method_options=bad).resolved(64)
 
 
 def test_who_needs_which_labels():

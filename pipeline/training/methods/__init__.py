@@ -14,8 +14,9 @@ EMA, the encode path and the shard format are shared, so two rows differ by thei
   alpha x binary regulariser, per pair and per bit; m = 2 x bits, alpha 0.01 (the paper).
 - `cnnh`: class units beside the hash units (CNNH+), tanh; stage-1 codes, then squared error +
   CE; 10 sweeps, labels on.
-- `semi`: ours' head; ours' loss on the labelled images + w x CIBHash's on all of them, two
-  views each: a labelled subset and the unlabelled rest in one run (`semi.py`).
+- `semi`: ours' head; ours' loss on the labelled images + w x CIBHash's on all of them + u x
+  FixMatch's pseudo-label term on the unlabelled, two views each: a labelled subset and the
+  unlabelled rest in one run (`semi.py`).
 - `classifier`: the backbone as a plain classifier, the ceiling of the supervised rows: logits
   read the features, cross-entropy only (`classifier.py`).
 - `cibhash`: no labels at all; no class head, bit probabilities (h = 2 sigmoid(u) - 1); two
@@ -60,6 +61,8 @@ _KINDS = {
     "beta": float,
     "weight": float,
     "sample": bool,
+    "pseudo": float,
+    "confidence": float,
 }
 
 
@@ -80,11 +83,13 @@ def resolve(method: str, options: dict | None, bits: int) -> dict:
     out = {**DEFAULTS[method], **{k: _KINDS[k](v) for k, v in given.items()}}
     if method == "dsh" and out["margin"] is None:
         out["margin"] = 2.0 * int(bits)
-    for k in ("eta", "alpha", "margin", "beta", "weight"):
+    for k in ("eta", "alpha", "margin", "beta", "weight", "pseudo"):
         if k in out and not out[k] >= 0:
             raise BadInput(f"method {method}: {k} must be >= 0, not {out[k]}")
     if "tau" in out and not out["tau"] > 0:
         raise BadInput(f"method {method}: tau must be > 0, not {out['tau']}")
+    if "confidence" in out and not 0 <= out["confidence"] <= 1:
+        raise BadInput(f"method {method}: confidence must be in [0, 1], not {out['confidence']}")
     if method == "cnnh" and not 0 <= out["sweeps"] <= 1000:
         raise BadInput(f"method cnnh: sweeps must be in 0..1000, not {out['sweeps']}")
     return out
@@ -115,7 +120,9 @@ def build_loss(cfg, labels: np.ndarray, device, state: dict | None = None):
         loss = HashingLoss(cfg.loss_config())
     elif m == "semi":
         sup = HashingLoss(cfg.loss_config())
-        loss = semi.SemiLoss(sup, opts["tau"], opts["beta"], opts["weight"])
+        loss = semi.SemiLoss(
+            sup, opts["tau"], opts["beta"], opts["weight"], opts["pseudo"], opts["confidence"]
+        )
     elif m == "classifier":  # cross-entropy on the features' logits, nothing on the codes
         loss = classifier.PlainClassifierLoss(cfg.loss_config())
     elif m == "dpsh":

@@ -4,7 +4,7 @@ An archive has millions of unlabelled frames and, at best, a few thousand labels
 `cifar10-1` has 5,000 labelled training images and 54,000 more database images that are there
 at index time. This method trains on both in one run:
 
-    L = sup(labelled rows) + w x CIBHash(all rows)
+    L = sup(labelled rows) + w x CIBHash(all rows) + u x pseudo(unlabelled rows)
 
 - The head is ours (`HEAD`: the classifier reads the codes, batch norm, tanh), so the codes are
   the class-aware ones of `--method ours` and every downstream job treats the checkpoint alike.
@@ -15,6 +15,15 @@ at index time. This method trains on both in one run:
   of every image: NT-Xent between the views' codes, plus beta x their bit KL, with bit
   probabilities p = (h + 1) / 2 (with tanh codes p = sigmoid(2u): the same layer).
 - `w` (`--semi-weight`, default 1): the weight of the label-free term.
+- `pseudo`: FixMatch's consistency term (Sohn et al., NeurIPS 2020) on the unlabelled images:
+  where one view's class prediction is confident (max softmax >= `c`, `--semi-confidence`,
+  FixMatch's 0.95), its class is the other view's cross-entropy target (no gradient through the
+  target), both ways, averaged over all unlabelled rows as FixMatch does (an unconfident row adds
+  0). Why: the contrastive term alone teaches invariance, not classes, and our codes are
+  class-aware (the classifier reads them); pseudo-labels carry the few thousand labels to the
+  54,000 images nobody labelled. FixMatch pairs a weak view with a strong one; here both views are
+  the data's own augmentation, so the target is the other view's, symmetric. `u`
+  (`--semi-pseudo-weight`, default 1, FixMatch's lambda_u; 0 leaves the term out).
 
 Results that use the unlabelled database are semi-supervised, a different setting from the
 paper's supervised one, and RESULTS.md labels them so.
@@ -23,11 +32,12 @@ paper's supervised one, and RESULTS.md labels them so.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from pipeline.training.losses import HashingLoss, MethodLoss
 from pipeline.training.methods.cibhash import CIBHashLoss
 
-DEFAULTS = {"tau": 0.3, "beta": 0.001, "weight": 1.0}
+DEFAULTS = {"tau": 0.3, "beta": 0.001, "weight": 1.0, "pseudo": 1.0, "confidence": 0.95}
 HEAD: dict = {}  # ours: classifier on the codes, batch norm, tanh
 
 
@@ -36,11 +46,20 @@ class SemiLoss(MethodLoss):
 
     views = 2
 
-    def __init__(self, supervised: HashingLoss, tau: float, beta: float, weight: float):
+    def __init__(
+        self,
+        supervised: HashingLoss,
+        tau: float,
+        beta: float,
+        weight: float,
+        pseudo: float = 0.0,
+        confidence: float = 0.95,
+    ):
         super().__init__()
         self.supervised = supervised
         self.unsupervised = CIBHashLoss(tau, beta)
         self.weight = float(weight)
+        self.pseudo, self.confidence = float(pseudo), float(confidence)
 
     def forward(self, h, logits, labels, idx=None):
         b = len(labels)
@@ -55,5 +74,27 @@ class SemiLoss(MethodLoss):
             sup, sup_parts = self.supervised(h[known], logits[known], y)
             total = total + sup
             parts.update(sup_parts)
+        if self.pseudo and not known.all():
+            pseudo, accepted = pseudo_label_loss(logits, ~known[:b], self.confidence)
+            total = total + self.pseudo * pseudo
+            parts.update(pseudo=pseudo, accepted=accepted)
         parts["labelled"] = known[:b].float().mean()
         return total, parts
+
+
+def pseudo_label_loss(logits: torch.Tensor, unlabelled: torch.Tensor, confidence: float):
+    """FixMatch's term over two views (rows view by view): each view's cross-entropy against the
+    other view's confident class (no gradient), summed over the confident unlabelled rows and
+    divided by all unlabelled rows of both views. Returns (loss, share of rows accepted)."""
+    b = len(unlabelled)
+    z = logits.float()
+    views = (z[:b][unlabelled], z[b:][unlabelled])
+    rows = 2 * len(views[0])
+    loss, accepted = z.new_zeros(()), 0
+    for student, teacher in ((views[0], views[1]), (views[1], views[0])):
+        p, target = torch.softmax(teacher.detach(), dim=1).max(dim=1)
+        keep = p >= confidence
+        accepted += int(keep.sum())
+        if keep.any():
+            loss = loss + F.cross_entropy(student[keep], target[keep], reduction="sum")
+    return loss / rows, z.new_tensor(accepted / rows)
