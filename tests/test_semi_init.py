@@ -69,7 +69,7 @@ def test_unlabelled_images_reach_the_codes_only_through_the_label_free_term():
     assert u.grad.abs().sum() > 0  # ... but the codes do
 
 
-def _pseudo_reference(logits, unlabelled, confidence):
+def _pseudo_reference(logits, unlabelled, confidence, smoothing=0.0):
     """Row by row: each unlabelled row's view learns the other view's class where that view is
     confident; summed, over all unlabelled rows of both views."""
     b, total, rows, accepted = len(unlabelled), 0.0, 0, 0
@@ -81,7 +81,10 @@ def _pseudo_reference(logits, unlabelled, confidence):
             p = torch.softmax(logits[teacher], 0)
             if p.max() >= confidence:
                 accepted += 1
-                total += -torch.log_softmax(logits[student], 0)[int(p.argmax())].item()
+                logp = torch.log_softmax(logits[student], 0)
+                target = torch.full_like(logp, smoothing / len(logp))
+                target[int(p.argmax())] += 1 - smoothing
+                total += -(target * logp).sum().item()
     return total / rows, accepted / rows
 
 
@@ -95,15 +98,26 @@ def test_pseudo_labels_are_the_other_views_confident_class_over_all_unlabelled_r
     assert 0 < want_accepted < 1  # some views confident, some not
     assert got.item() == pytest.approx(want, rel=1e-5)
     assert accepted.item() == pytest.approx(want_accepted)
+    smoothed, _ = pseudo_label_loss(logits, y < 0, 0.9, 0.2)
+    assert smoothed.item() == pytest.approx(_pseudo_reference(logits.detach(), y < 0, 0.9, 0.2)[0])
     got.backward()
     p = torch.softmax(logits.detach(), 1).max(1).values
     for i in range(b):  # a view learns only where the other view is a confident teacher
         for student, teacher in ((i, b + i), (b + i, i)):
             learns = bool(y[i] < 0 and p[teacher] >= 0.9)
             assert bool(logits.grad[student].abs().sum() > 0) == learns
-    # through the semi loss: weighted, logged, and nothing when every row has a label
+    # through the semi loss: weighted, logged, and nothing when every row has a label; with
+    # label smoothing eps the threshold is c x (1 - eps + eps / K) and the targets are smoothed
     h = torch.tanh(torch.randn(2 * b, 8))
     loss = SemiLoss(HashingLoss(), 0.3, 0.001, 1.0, pseudo=2.0, confidence=0.9)
+    smooth = SemiLoss(HashingLoss(LossConfig(label_smoothing=0.2)), 0.3, 0.001, 1.0, 2.0, 0.9)
+    torch.manual_seed(1)
+    smooth_total = smooth(h, logits.detach(), y)[0]
+    torch.manual_seed(1)
+    sup_smooth = SemiLoss(HashingLoss(LossConfig(label_smoothing=0.2)), 0.3, 0.001, 1.0, 0.0)
+    base_smooth = sup_smooth(h, logits.detach(), y)[0]
+    ref = _pseudo_reference(logits.detach(), y < 0, 0.9 * (1 - 0.2 + 0.2 / 4), 0.2)[0]
+    assert smooth_total.item() == pytest.approx(base_smooth.item() + 2.0 * ref, rel=1e-5)
     without = SemiLoss(HashingLoss(), 0.3, 0.001, 1.0, pseudo=0.0)
     torch.manual_seed(1)
     total, parts = loss(h, logits.detach(), y)
