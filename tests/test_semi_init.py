@@ -70,13 +70,13 @@ def test_unlabelled_images_reach_the_codes_only_through_the_label_free_term():
 
 
 def _pseudo_reference(logits, unlabelled, confidence, smoothing=0.0):
-    """Row by row: each unlabelled row's view learns the other view's class where that view is
-    confident; summed, over all unlabelled rows of both views."""
+    """Row by row: each unlabelled row's strong view (second) learns the weak view's (first)
+    class where the weak view is confident; summed, over all unlabelled rows."""
     b, total, rows, accepted = len(unlabelled), 0.0, 0, 0
     for i in range(b):
         if not unlabelled[i]:
             continue
-        for student, teacher in ((i, b + i), (b + i, i)):
+        for student, teacher in ((b + i, i),):
             rows += 1
             p = torch.softmax(logits[teacher], 0)
             if p.max() >= confidence:
@@ -88,7 +88,7 @@ def _pseudo_reference(logits, unlabelled, confidence, smoothing=0.0):
     return total / rows, accepted / rows
 
 
-def test_pseudo_labels_are_the_other_views_confident_class_over_all_unlabelled_rows():
+def test_pseudo_labels_are_the_weak_views_confident_class_over_all_unlabelled_rows():
     torch.manual_seed(0)
     b = 12
     logits = (torch.randn(2 * b, 4) * 3).requires_grad_()
@@ -102,10 +102,10 @@ def test_pseudo_labels_are_the_other_views_confident_class_over_all_unlabelled_r
     assert smoothed.item() == pytest.approx(_pseudo_reference(logits.detach(), y < 0, 0.9, 0.2)[0])
     got.backward()
     p = torch.softmax(logits.detach(), 1).max(1).values
-    for i in range(b):  # a view learns only where the other view is a confident teacher
-        for student, teacher in ((i, b + i), (b + i, i)):
-            learns = bool(y[i] < 0 and p[teacher] >= 0.9)
-            assert bool(logits.grad[student].abs().sum() > 0) == learns
+    for i in range(b):  # the strong view learns where the weak one is a confident teacher
+        learns = bool(y[i] < 0 and p[i] >= 0.9)
+        assert bool(logits.grad[b + i].abs().sum() > 0) == learns
+        assert not logits.grad[i].any()  # the weak view is never a student
     # through the semi loss: weighted, logged, and nothing when every row has a label; with
     # label smoothing eps the threshold is c x (1 - eps + eps / K) and the targets are smoothed
     h = torch.tanh(torch.randn(2 * b, 8))
@@ -161,6 +161,49 @@ def test_a_partly_labelled_run_trains_resumes_exactly_and_scores_the_labelled(tm
     assert last["images"] == 64 and {"contrast", "ce", "pair", "labelled"} <= set(last)
     assert 0 <= last["train_accuracy"] <= 1 and last["labelled"] == pytest.approx(24 / 64, abs=0.2)
     assert ca["augment"]["policy"] == "allsky"  # two views: the data's own augmentation
+    assert ca["augment"]["weak_views"] == {"count": 1, "policy": "shift-flip", "translate": 2}
+    assert {"pseudo", "accepted"} <= set(last)
+
+
+def _shift_flip_crops(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Every translation by up to `pad` px (reflect padding) of each image, and its flip."""
+    s = x.shape[-1]
+    xp = torch.nn.functional.pad(x, (pad,) * 4, mode="reflect")
+    crops = [
+        xp[..., dy : dy + s, dx : dx + s] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+    ]
+    crops += [c.flip(-1) for c in crops]
+    return torch.stack(crops, 1)  # (n, candidates, C, S, S)
+
+
+def test_the_first_view_is_the_weak_shift_flip_one_only_with_pseudo_labels(tmp_path, monkeypatch):
+    from pipeline.training import loop
+
+    seen, real = [], loop._step
+
+    def step(st, data, cfg, xb, yb, ib):
+        seen.append((xb.clone(), ib.clone()))
+        return real(st, data, cfg, xb, yb, ib)
+
+    monkeypatch.setattr(loop, "_step", step)
+    sp = _partly_labelled()
+    train_model(sp, _cfg("semi", epochs=1), str(tmp_path / "w"), {"dataset": "t"})
+    crops = _shift_flip_crops(torch.from_numpy(sp["train"][0]), 2)
+    xb, ib = seen[0]
+    b = len(ib)
+
+    def is_crop(row, i):
+        return bool((crops[i] - row).flatten(1).abs().amax(1).min() < 1e-6)
+
+    assert all(is_crop(xb[j], int(ib[j])) for j in range(b))  # weak: a shifted (flipped) copy
+    assert not any(is_crop(xb[b + j], int(ib[j])) for j in range(b))  # strong: rotated, jittered
+    seen.clear()
+    cfg = _cfg("semi", epochs=1)
+    cfg = replace(cfg, method_options={"pseudo": 0.0})
+    _, saved = train_model(sp, cfg, str(tmp_path / "s"), {"dataset": "t"})
+    xb, ib = seen[0]
+    assert not any(is_crop(xb[j], int(ib[j])) for j in range(b))  # both views strong
+    assert "weak_views" not in saved["augment"]
 
 
 # -- --init --------------------------------------------------------------------------------------

@@ -36,9 +36,10 @@ and budget. The loss sees each batch's training-set indices and may keep state (
 outputs, CNNH's target codes), saved with every checkpoint; CNNH's stage 1 runs once, when a run
 starts. A loss that asks for two views (`MethodLoss.views`: CIBHash) gets two independently
 augmented views of each batch image, forwarded as one batch, drawn from the same per-epoch
-generator with the data's own augmentation (pipeline/training/augment.py: all-sky or photo);
-one-view methods keep the shift-flip batches above, bit for bit. config.json `augment` records
-what ran.
+generator with the data's own augmentation (pipeline/training/augment.py: all-sky or photo),
+except that the loss's first `weak_views` views take the shift-flip instead (FixMatch's weak view,
+for `semi`'s pseudo-labels); one-view methods keep the shift-flip batches above, bit for bit.
+config.json `augment` records what ran.
 
 Everything runs under bfloat16 autocast when `amp` is on (by default where bf16 is native: CUDA,
 CPUs with AVX512-BF16 or AMX; bf16 needs no loss scaling), channels_last memory on CPU.
@@ -373,6 +374,7 @@ class _Data:
     views: int = 1  # augmented views of each image per step (the method's loss says how many)
     augment: object = None  # a pipeline.training.augment policy; None: shift-flip on xpad
     augment_record: dict | None = None  # what config.json `augment` says
+    weak_views: int = 0  # the first views take shift-flip, not `augment` (FixMatch's weak view)
 
 
 @dataclass
@@ -406,7 +408,9 @@ def _device(cfg: TrainConfig) -> torch.device:
     return dev
 
 
-def _prepare_data(splits: dict, cfg: TrainConfig, dev: torch.device, views: int = 1) -> _Data:
+def _prepare_data(
+    splits: dict, cfg: TrainConfig, dev: torch.device, views: int = 1, weak_views: int = 0
+) -> _Data:
     from pipeline.training import augment
 
     x_np, y_np = splits["train"]
@@ -419,6 +423,8 @@ def _prepare_data(splits: dict, cfg: TrainConfig, dev: torch.device, views: int 
         record = {"policy": policy, "translate": pad, "flip": flips}
     else:
         record = transform.record()
+        if weak_views:
+            record["weak_views"] = {"count": weak_views, "policy": "shift-flip", "translate": pad}
     xpad = _pad_images(torch.from_numpy(np.ascontiguousarray(x_np)), pad)
     if dev.type == "cuda" and xpad.numel() * xpad.element_size() < (8 << 30):
         xpad = xpad.to(dev)  # augment on the GPU; the CPU would be the bottleneck
@@ -438,6 +444,7 @@ def _prepare_data(splits: dict, cfg: TrainConfig, dev: torch.device, views: int 
         views=views,
         augment=transform,
         augment_record=record,
+        weak_views=weak_views if transform is not None else 0,
     )
 
 
@@ -642,17 +649,20 @@ def _batch(data: _Data, idx, flips, gen):
         fm = flips[idx] if flips is not None else None
         xb = to_input(augment_batch(data.xpad, idx, data.size, data.pad, fm, gen), data.preprocess)
     else:
-        xb = torch.cat([_view(data, idx, flips, gen) for _ in range(data.views)])
+        xb = torch.cat(
+            [_view(data, idx, flips, gen, v < data.weak_views) for v in range(data.views)]
+        )
     xb = xb.to(data.device, non_blocking=True)
     if data.device.type == "cpu":
         xb = xb.contiguous(memory_format=torch.channels_last)
     return xb, data.y[idx].to(data.device), idx.to(data.device)
 
 
-def _view(data: _Data, idx, flips, gen) -> torch.Tensor:
+def _view(data: _Data, idx, flips, gen, weak: bool = False) -> torch.Tensor:
     """One augmented view of the images `idx` (model inputs), drawn from `gen`: shift-flip with
-    random flips (alternating ones would flip both views alike), or the data's own policy."""
-    if data.augment is None:
+    random flips (alternating ones would flip both views alike) when there is no other policy or
+    the view is `weak`, else the data's own policy."""
+    if data.augment is None or weak:
         fm = torch.rand(len(idx), generator=gen) < 0.5 if flips is not None else None
         xb = augment_batch(data.xpad, idx, data.size, data.pad, fm, gen)
         return to_input(xb, data.preprocess)
@@ -745,7 +755,7 @@ def train_model(
 
         encode_settings = checked({"encode": encode_settings})
     st = _start_or_resume(splits, cfg, out_dir, data_info, storage_options, dev, encode_settings)
-    data = _prepare_data(splits, cfg, dev, views=st.loss.views)
+    data = _prepare_data(splits, cfg, dev, views=st.loss.views, weak_views=st.loss.weak_views)
     st.config["augment"] = data.augment_record
     # every saved epoch but a fractional last one is whole, so the step follows from the epoch;
     # a longer run resumed after a fractional last epoch starts the next one on schedule

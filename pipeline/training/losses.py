@@ -93,11 +93,13 @@ class MethodLoss(torch.nn.Module):
     back through `load_state_tensors` on resume; `info` (JSON) goes into config.json.
     `views`: how many independently augmented views of each batch image the loop forwards; with
     more than one, h (and logits) hold views * b rows, view by view (row v * b + i), while
-    labels and idx hold b (CIBHash: two views).
+    labels and idx hold b (CIBHash: two views). `weak_views`: how many of them, the first, take
+    the recipe's shift-flip instead of the data's own augmentation (semi's FixMatch weak view).
     """
 
     info: dict | None = None
     views: int = 1
+    weak_views: int = 0
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {}

@@ -19,15 +19,16 @@ at index time. This method trains on both in one run:
   where one view's class prediction is confident (max softmax >= `c` x the largest probability
   the supervised target asks for, 1 - eps + eps / K under label smoothing eps over K classes;
   `c` is `--semi-confidence`, FixMatch's 0.95), its class is the other view's cross-entropy
-  target (smoothed as the labels are; no gradient through the target), both ways, averaged over
+  target (smoothed as the labels are; no gradient through the target), averaged over
   all unlabelled rows as FixMatch does (an unconfident row adds 0). The ceiling matters: the
   recipe's smoothing 0.2 caps a trained model's confidence near 0.82, so FixMatch's bare 0.95
   accepted no CIFAR-10 image (benchmarks/RESULTS.md). Why the term: the contrastive one alone
   teaches invariance, not classes, and our codes are class-aware (the classifier reads them);
-  pseudo-labels carry the few thousand labels to the 54,000 images nobody labelled. FixMatch
-  pairs a weak view with a strong one; here both views are the data's own augmentation, so the
-  target is the other view's, symmetric. `u` (`--semi-pseudo-weight`, default 1, FixMatch's
-  lambda_u; 0 leaves the term out).
+  pseudo-labels carry the few thousand labels to the 54,000 images nobody labelled. As in
+  FixMatch the teacher is a weak view and the student a strong one: with the term on, the first
+  view takes the recipe's shift-flip (`weak_views`) and the second the data's own augmentation
+  (photo, all-sky), and only the weak view's class is a target. `u` (`--semi-pseudo-weight`,
+  default 1, FixMatch's lambda_u; 0 leaves the term out and both views strong).
 
 Results that use the unlabelled database are semi-supervised, a different setting from the
 paper's supervised one, and RESULTS.md labels them so.
@@ -64,6 +65,7 @@ class SemiLoss(MethodLoss):
         self.unsupervised = CIBHashLoss(tau, beta)
         self.weight = float(weight)
         self.pseudo, self.confidence = float(pseudo), float(confidence)
+        self.weak_views = 1 if self.pseudo else 0  # FixMatch: the weak view teaches the strong
 
     def forward(self, h, logits, labels, idx=None):
         b = len(labels)
@@ -91,21 +93,18 @@ class SemiLoss(MethodLoss):
 def pseudo_label_loss(
     logits: torch.Tensor, unlabelled: torch.Tensor, confidence: float, smoothing: float = 0.0
 ):
-    """FixMatch's term over two views (rows view by view): each view's cross-entropy (label
-    `smoothing`) against the other view's class where its softmax reaches `confidence` (no
-    gradient), summed over those rows and divided by all unlabelled rows of both views.
+    """FixMatch's term over two views (rows view by view, the weak one first): the strong view's
+    cross-entropy (label `smoothing`) against the weak view's class where its softmax reaches
+    `confidence` (no gradient), summed over those rows and divided by all unlabelled rows.
     Returns (loss, share of rows accepted)."""
     b = len(unlabelled)
     z = logits.float()
-    views = (z[:b][unlabelled], z[b:][unlabelled])
-    rows = 2 * len(views[0])
-    loss, accepted = z.new_zeros(()), 0
-    for student, teacher in ((views[0], views[1]), (views[1], views[0])):
-        p, target = torch.softmax(teacher.detach(), dim=1).max(dim=1)
-        keep = p >= confidence
-        accepted += int(keep.sum())
-        if keep.any():
-            loss = loss + F.cross_entropy(
-                student[keep], target[keep], reduction="sum", label_smoothing=smoothing
-            )
-    return loss / rows, z.new_tensor(accepted / rows)
+    teacher, student = z[:b][unlabelled].detach(), z[b:][unlabelled]
+    p, target = torch.softmax(teacher, dim=1).max(dim=1)
+    keep = p >= confidence
+    loss = z.new_zeros(())
+    if keep.any():
+        loss = F.cross_entropy(
+            student[keep], target[keep], reduction="sum", label_smoothing=smoothing
+        )
+    return loss / max(len(teacher), 1), z.new_tensor(float(keep.float().mean()) if len(p) else 0.0)
