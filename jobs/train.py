@@ -264,7 +264,8 @@ def add_method_arguments(p, hash_losses) -> None:
         default="ours",
         help="ours (default: class head + multi-task loss), dpsh, dsh or cnnh (the published "
         "methods on the same backbone, recipe and budget), or cibhash (no labels: contrastive "
-        "codes of two augmented views), semi (ours on the labelled images + cibhash on all: "
+        "codes of two augmented views), semi (ours on the labelled images + cibhash on all + "
+        "FixMatch's pseudo-labels on the unlabelled: "
         "--labels covering part of an archive, or cifar10-1 with --unlabelled database), or "
         "classifier (the backbone as a plain classifier: "
         "cross-entropy on its features, the codes untrained; the recipe's accuracy ceiling)",
@@ -305,8 +306,19 @@ def add_method_arguments(p, hash_losses) -> None:
         default=None,
         help="cnnh: class units beside the hash units (true, default: CNNH+) or not (plain CNNH)",
     )
+    _add_label_free_method_arguments(g)
+
+
+def _add_label_free_method_arguments(g) -> None:
+    """The options of the methods that learn from unlabelled images: cibhash and semi."""
     g.add_argument(
         "--cibhash-tau", type=float, default=None, help="cibhash: NT-Xent temperature (0.3)"
+    )
+    g.add_argument(
+        "--cibhash-beta",
+        type=float,
+        default=None,
+        help="cibhash: weight of the views' bit KL, the bottleneck term (0.001)",
     )
     g.add_argument(
         "--semi-weight",
@@ -318,20 +330,15 @@ def add_method_arguments(p, hash_losses) -> None:
         "--semi-pseudo-weight",
         type=float,
         default=None,
-        help="semi: weight of the pseudo-label term on the unlabelled images (FixMatch's: each "
-        "view learns the other view's confident class; 1; 0 leaves it out)",
+        help="semi: weight of FixMatch's pseudo-label term on the unlabelled images (an image's "
+        "strong view learns its weak view's confident class; 1; 0 leaves it out)",
     )
     g.add_argument(
         "--semi-confidence",
         type=float,
         default=None,
-        help="semi: softmax confidence a view's class needs to become a pseudo-label (0.95)",
-    )
-    g.add_argument(
-        "--cibhash-beta",
-        type=float,
-        default=None,
-        help="cibhash: weight of the views' bit KL, the bottleneck term (0.001)",
+        help="semi: confidence the weak view's class needs to become a pseudo-label, as a "
+        "fraction of the label-smoothed ceiling 1 - eps + eps/K (0.95)",
     )
 
 
