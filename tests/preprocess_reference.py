@@ -77,7 +77,8 @@ def _levels(x: np.ndarray, cfg: PreprocessConfig, dtype_max: float):
 def _chunk(stack: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
     x = _as_nchw(stack)
     if cfg.channels == 1 and x.shape[1] == 3:
-        x = np.tensordot(LUMA, x, axes=([0], [1]))[:, None]
+        # written out in one order (np.tensordot's BLAS kernel depends on the CPU)
+        x = (x[:, 0:1] * LUMA[0] + x[:, 1:2] * LUMA[1]) + x[:, 2:3] * LUMA[2]
     bg, white = _levels(x, cfg, _dtype_max(stack.dtype))
     x = (x - bg) / np.maximum(white - bg, np.float32(1e-6))
     np.clip(x, 0.0, 1.0, out=x)

@@ -29,7 +29,8 @@ asinh/log1p (torch's CPU kernels for these are scalar and ~20x slower, and diffe
 the last bit of ~13% of values). On a GPU, torch's kernels agree within float tolerance. (NumPy's
 float32 asinh itself depends on the CPU: with AVX-512 it differed from the baseline build's in
 the last bit of ~13% of values, measured 2026-12-01; so did the former implementation, so inputs
-were, and are, bit-identical between machines of one SIMD level.)
+were, and are, bit-identical between machines of one SIMD level. The RGB-to-grey sum is written
+out in one order, not a BLAS tensordot, whose kernel differed between CPUs: 2026-12-07.)
 
 Frames are processed in chunks (by shape and dtype, a bounded number of bytes each), vectorised
 over frames; percentiles use a 2x-subsampled grid.
@@ -301,14 +302,21 @@ def _stretch_(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
     return x
 
 
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """(n, 3, H, W) -> (n, 1, H, W): the weighted sum written out, in float32, in one order.
+    Not tensordot: that goes to a BLAS whose kernel (and so the last bit of ~10% of values)
+    depends on the CPU (NumPy's OpenBLAS differed from the plain sum on an AVX-512 host)."""
+    w = [float(np.float32(v)) for v in LUMA]
+    return (x[:, 0:1] * w[0] + x[:, 1:2] * w[1]) + x[:, 2:3] * w[2]
+
+
 def preprocess_tensor(frames: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
     """Raw frames of one shape, (n, H, W) or (n, H, W, C) of their own dtype (uint16 as read),
     on any device -> float32 (n, channels, size, size) model inputs on that device."""
     dev = frames.device
     x = _as_nchw(frames)
     if cfg.channels == 1 and x.shape[1] == 3:
-        luma = torch.tensor(LUMA, dtype=torch.float32, device=dev)
-        x = torch.tensordot(luma, x, dims=([0], [1]))[:, None]
+        x = _luma(x)
     bg, white = _levels(x, cfg, _dtype_max(frames.dtype))
     x = _stretch_(x.sub_(bg).div_(torch.clamp_min(white - bg, 1e-6)).clamp_(0.0, 1.0), cfg)
     s, c = cfg.size, cfg.channels
