@@ -86,6 +86,6 @@ def test_fractional_gpus_two_actors_share_each_gpu(gpu_cluster, tmp_path):
     assert (plan["actors"], plan["gpus_per_actor"], plan["cpus_per_actor"]) == (8, 0.5, 0.25)
     seen = Counter((e["node"], e["gpus"]) for e in summary["encoders"])
     assert all(g in ("0", "1") for _, g in seen), seen
-    # a GPU held two actors, as 0.5 each allows, on both nodes (a count per GPU can pass two
-    # over the job when the autoscaling pool replaces a retired actor: see above)
-    assert max(seen.values()) >= 2 and len({node for node, _ in seen}) == 2, seen
+    # a GPU held two actors, as 0.5 each allows (a count per GPU can pass two over the job when
+    # the autoscaling pool replaces a retired actor, see above; and four actors fit one node)
+    assert max(seen.values()) >= 2, seen
