@@ -355,7 +355,12 @@ class Location:
         """Delete files of this store by URI, 1,000 a request (one S3 DeleteObjects each)."""
         paths = [self.at(u).path for u in uris]
         for i in range(0, len(paths), 1000):
-            self.fs.rm(paths[i : i + 1000])
+            try:
+                self.fs.rm(paths[i : i + 1000])
+            except FileNotFoundError:  # another process removed some first (a concurrent retire)
+                for path in paths[i : i + 1000]:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.fs.rm(path)
 
     def subfolders(self) -> list[str]:
         """Sorted names of the folders right below, hidden ones (_ or .) left out."""

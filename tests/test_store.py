@@ -261,3 +261,6 @@ def test_location_normalises_and_carries_its_options(tmp_path, monkeypatch):
     assert here.child("e", "f.bin").read_bytes() == b"x" and here.subfolders() == ["e"]
     here.remove_files([f"{tmp_path}/d/e/f.bin"])
     assert not here.child("e", "f.bin").exists()
+    here.child("e", "g.bin").write_atomic(b"y")  # one already gone (a concurrent retire): no error
+    here.remove_files([f"{tmp_path}/d/e/f.bin", f"{tmp_path}/d/e/g.bin"])
+    assert not here.child("e", "g.bin").exists()
