@@ -224,6 +224,19 @@ def append_line(uri: str, line: str, storage_options: dict | None = None) -> Non
     _at(uri, storage_options).append_line(line)
 
 
+def _remove_paths(fs, paths: list[str]) -> None:
+    """Delete `paths` 1,000 a request; one that another process removed first (a concurrent
+    retire of pending marks) counts as removed."""
+    for i in range(0, len(paths), 1000):
+        chunk = paths[i : i + 1000]
+        try:
+            fs.rm(chunk)
+        except FileNotFoundError:  # a local rm of a list stops at the first missing file
+            for path in chunk:
+                with contextlib.suppress(FileNotFoundError):
+                    fs.rm(path)
+
+
 def _at(uri, storage_options) -> Location:
     """A pair as a Location, its options taken as given (none: fsspec's defaults)."""
     return uri if isinstance(uri, Location) else Location(uri, storage_options or {})
@@ -353,14 +366,7 @@ class Location:
 
     def remove_files(self, uris: list[str]) -> None:
         """Delete files of this store by URI, 1,000 a request (one S3 DeleteObjects each)."""
-        paths = [self.at(u).path for u in uris]
-        for i in range(0, len(paths), 1000):
-            try:
-                self.fs.rm(paths[i : i + 1000])
-            except FileNotFoundError:  # another process removed some first (a concurrent retire)
-                for path in paths[i : i + 1000]:
-                    with contextlib.suppress(FileNotFoundError):
-                        self.fs.rm(path)
+        _remove_paths(self.fs, [self.at(u).path for u in uris])
 
     def subfolders(self) -> list[str]:
         """Sorted names of the folders right below, hidden ones (_ or .) left out."""
