@@ -16,10 +16,10 @@ at index time. This method trains on both in one run:
   probabilities p = (h + 1) / 2 (with tanh codes p = sigmoid(2u): the same layer).
 - `w` (`--semi-weight`, default 1): the weight of the label-free term.
 - `pseudo`: FixMatch's consistency term (Sohn et al., NeurIPS 2020) on the unlabelled images:
-  where one view's class prediction is confident (max softmax >= `c` x the largest probability
-  the supervised target asks for, 1 - eps + eps / K under label smoothing eps over K classes;
-  `c` is `--semi-confidence`, FixMatch's 0.95), its class is the other view's cross-entropy
-  target (smoothed as the labels are; no gradient through the target), averaged over
+  where the weak view's class prediction is confident (max softmax >= `c` x the largest
+  probability the supervised target asks for, 1 - eps + eps / K under label smoothing eps over K
+  classes; `c` is `--semi-confidence`, FixMatch's 0.95), its class is the strong view's
+  cross-entropy target (smoothed as the labels are; no gradient through the target), averaged over
   all unlabelled rows as FixMatch does (an unconfident row adds 0). The ceiling matters: the
   recipe's smoothing 0.2 caps a trained model's confidence near 0.82, so FixMatch's bare 0.95
   accepted no CIFAR-10 image (benchmarks/RESULTS.md). Why the term: the contrastive one alone
@@ -95,8 +95,8 @@ def pseudo_label_loss(
 ):
     """FixMatch's term over two views (rows view by view, the weak one first): the strong view's
     cross-entropy (label `smoothing`) against the weak view's class where its softmax reaches
-    `confidence` (no gradient), summed over those rows and divided by all unlabelled rows.
-    Returns (loss, share of rows accepted)."""
+    `confidence` (no gradient), summed over those rows and divided by all unlabelled rows (at
+    least one). Returns (loss, share of rows accepted)."""
     b = len(unlabelled)
     z = logits.float()
     teacher, student = z[:b][unlabelled].detach(), z[b:][unlabelled]
@@ -107,4 +107,4 @@ def pseudo_label_loss(
         loss = F.cross_entropy(
             student[keep], target[keep], reduction="sum", label_smoothing=smoothing
         )
-    return loss / max(len(teacher), 1), z.new_tensor(float(keep.float().mean()) if len(p) else 0.0)
+    return loss / len(teacher), keep.float().mean()
