@@ -30,6 +30,7 @@ from fixtures_ray import REPO, worker_env
 from pipeline import storage
 from pipeline.codes import catalogue, compact, segments, store, vacuum
 from pipeline.codes.segments import SegmentTable
+from pipeline.errors import BadInput
 from pipeline.synth.codes import archive_relpaths, make_codes, write_code_shards
 
 
@@ -258,6 +259,16 @@ def test_compact_job_summary_and_bad_usage(arch, capsys):
     assert rc == 2 and "not found" in s["error"]
     rc = main(["compact", "--codes", str(arch.root), "--target-rows", "0"])
     assert rc == 2
+
+
+def test_a_shard_without_a_required_column_is_bad_input_naming_it(arch):
+    bad = sorted(arch.rows)[5]
+    uri = store.shard_uri(str(arch.root), bad, MODEL)
+    pq.write_table(store.read_shard(uri).drop_columns(["pred"]), uri)  # keeps its metadata
+    with pytest.raises(BadInput, match=f"{bad}.*no column 'pred'"):
+        compact.compact(arch.root, target_rows=500)
+    assert SegmentTable(arch.loc).state(with_files=False).version in (None, 0)
+    assert len(arch.catalogue().shards) == 120  # nothing compacted, nothing lost
 
 
 def test_segment_files_are_stored_in_canonical_order(tmp_path):

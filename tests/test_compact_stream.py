@@ -119,6 +119,40 @@ def test_local_worker_processes_without_ray(arch):
     assert_equals_kernels(arch)
 
 
+def _pid(job, unit):
+    return os.getpid()
+
+
+@pytest.mark.parametrize(
+    "rows, pool",
+    [
+        ([10], False),  # one night: in this process, no start-up
+        ([10, 10], True),  # a second unit: the workers
+        ([100], True),  # a full unit: more is pending, workers at once (the next one not planned)
+    ],
+)
+def test_local_processes_start_workers_only_for_several_units(rows, pool):
+    from types import SimpleNamespace as NS
+
+    planned = []
+
+    def calls():
+        for i, n in enumerate(rows):
+            planned.append(i)
+            yield NS(target=100), NS(rows=n)
+
+    runner = compact_runners.LocalProcesses(2)
+    it = runner.run(_pid, calls())
+    first = next(it)
+    if rows == [100]:
+        assert planned == [0]  # started before planning on
+    assert (first != os.getpid()) is pool
+    assert all((p != os.getpid()) is pool for p in it)
+    import multiprocessing
+
+    assert not multiprocessing.active_children()
+
+
 @pytest.mark.integration
 def test_killed_after_a_batch_keeps_it_and_the_rerun_does_the_rest(arch):
     cmd = _compact_cmd(arch.root, "--no-vacuum", "--batch-rows", "800", "--workers", "2")

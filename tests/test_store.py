@@ -264,3 +264,24 @@ def test_location_normalises_and_carries_its_options(tmp_path, monkeypatch):
     here.child("e", "g.bin").write_atomic(b"y")  # one already gone (a concurrent retire): no error
     here.remove_files([f"{tmp_path}/d/e/f.bin", f"{tmp_path}/d/e/g.bin"])
     assert not here.child("e", "g.bin").exists()
+
+
+@pytest.mark.parametrize("base", ["LOCAL", "s3://bucket/out"])
+def test_at_equals_a_fresh_location_for_every_uri_form(tmp_path, base):
+    """`Location.at` skips fsspec's parsing for URIs already normal below it: every form it
+    could be handed must give the Location the constructor gives."""
+    root = storage.location(str(tmp_path) if base == "LOCAL" else base)
+    u = root.uri
+    for uri in [
+        f"{u}/m/a.parquet",
+        f"{u}/m/a.parquet/",
+        f"{u}/m//a.parquet",
+        f"{u}/m/./a.parquet",
+        f"{u}/m/../a.parquet",
+        f"{u}/m/..",
+        f"{u}/m/.",
+        f"{u}x/a.parquet",  # a sibling whose name starts with the root's
+        "/elsewhere/a.parquet" if root.is_local else "s3://other/a.parquet",
+    ]:
+        got, want = root.at(uri), storage.Location(uri, root.options)
+        assert (got.uri, got.options) == (want.uri, want.options), uri

@@ -40,6 +40,13 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="watch-parent").start()
 
 
+def _full(args: tuple) -> bool:
+    """A compaction unit cut at its job's target rows: the planner had more pending, so the
+    workers start now, while it lists the next unit (a backfill paid that listing serially)."""
+    job, unit = args
+    return unit.rows >= job.target
+
+
 class LocalProcesses:
     """Units in `workers` local processes (spawned: the driver holds delta-rs threads, which a
     fork would copy mid-state)."""
@@ -51,9 +58,12 @@ class LocalProcesses:
 
     def run(self, fn: Callable, calls: Iterable[tuple]) -> Iterator:
         calls = iter(calls)  # consumed lazily: the planner lists a group at a time
-        head = list(itertools.islice(calls, 2))
+        head = list(itertools.islice(calls, 1))
+        if head and not _full(head[0]):  # planning the next unit decides
+            head += itertools.islice(calls, 1)
         rest = itertools.chain(head, calls)
-        if self.parallelism == 1 or len(head) < 2:  # a night: no process start-up to pay
+        several = len(head) == 2 or (head and _full(head[0]))
+        if self.parallelism == 1 or not several:  # a night: no process start-up to pay
             yield from InProcess().run(fn, rest)
             return
         yield from self._in_pool(fn, rest)

@@ -109,8 +109,9 @@ def _node() -> str:
 
 
 def _read_shard(job: Job, uri: str) -> pa.Table:
-    t = store.read_shard(job.root.at(uri), columns=list(store.all_columns()))
-    m = store.ShardMeta.from_kv(t.schema.metadata, where=uri)
+    # its own columns: a missing optional one is filled in per block (`_shard_rows`), not here
+    t, m = store.read_shard_meta(job.root.at(uri))
+    store.check_columns(t, where=uri)
     if not job.meta.compatible(m):
         raise BadInput(f"{uri}: nbits/model/classes differ from the other codes of {job.root.uri}")
     return t.replace_schema_metadata(None)
@@ -211,7 +212,11 @@ def to_segment_rows(items: list) -> pa.Table:
 
 
 def _shard_rows(run: list, schema: pa.Schema) -> pa.Table:
-    t = pa.concat_tables([tab for _, _, (_, tab) in run]).combine_chunks()
+    tables = [tab for _, _, (_, tab) in run]
+    t = pa.concat_tables(tables, promote_options="permissive").combine_chunks()
+    for c, typ in store.OPTIONAL_COLUMNS.items():  # absent from every shard of the run
+        if c not in t.column_names:
+            t = t.append_column(pa.field(c, typ), pa.nulls(t.num_rows, typ))
     counts = np.array([n for _, n, _ in run])
     idx = pa.array(np.repeat(np.arange(len(run), dtype=np.int32), counts))
     rels = pa.array([rel for rel, _, _ in run], pa.string())
