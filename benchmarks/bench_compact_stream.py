@@ -9,14 +9,17 @@ shards of 20 64-bit codes, `archive_relpaths(n)`, 4 sites, a night folder per da
 compacts a fresh hard-link copy of its first n shards (canonical order).
 
 For each size, in this order:
-- floor (before): every shard read once with pyarrow (`ParquetFile(BufferReader(bytes)).read()`,
+- floor (before): every shard read once with pyarrow
+  (`ParquetFile(BufferReader(bytes)).read(use_threads=False)`, the fastest read of a small file,
   as `store.read_shard` does) by one process per core, from a file list made beforehand (the
   listing is timed on its own: `os.walk`);
 - `aurorahash compact --codes COPY --no-vacuum` as a whole process under `/usr/bin/time -v`
   (its maximum resident set size: the largest of the job and every worker process it reaped),
   with the process tree's summed RSS sampled every 0.2 s from /proc;
 - floor (after), the same as before. The ratio is the job's wall over the mean of the two floors;
-  a second ratio takes off the job's start-up (`compact --help`, timed just before).
+  a second ratio takes off the job's start-up (`compact --help`, timed just before). A third
+  floor reads with pyarrow's default (a thread pool per file, 28% slower on minute shards), the
+  floor of the runs before 2026-12-08 (`ratio_to_default_floor`).
 
 The cores are shared with other work on this machine; the figures that matter are the ratios,
 taken within one run. A year (5M shards) is projected by a least-squares line through the
@@ -84,24 +87,26 @@ def fresh_copy(base: str, dst: str, n: int) -> list[str]:
     return out
 
 
-def _read_some(paths: list[str]) -> int:
+def _read_some(paths: list[str], threads: bool = False) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = 0
     for p in paths:
         with open(p, "rb") as f:
-            rows += pq.ParquetFile(pa.BufferReader(f.read())).read().num_rows
+            rows += pq.ParquetFile(pa.BufferReader(f.read())).read(use_threads=threads).num_rows
     return rows
 
 
-def floor(paths: list[str], procs: int) -> tuple[float, int]:
-    """Seconds to read every shard once on `procs` processes (started before the clock)."""
+def floor(paths: list[str], procs: int, threads: bool = False) -> tuple[float, int]:
+    """Seconds to read every shard once on `procs` processes (started before the clock).
+    `threads=False` is the fastest pyarrow read of a small file (and the one `store.read_shard`
+    makes); True is pyarrow's default, the floor of the runs before 2026-12-08."""
     chunks = [paths[i::procs] for i in range(procs)]
     with ProcessPoolExecutor(procs) as pool:
         list(pool.map(_read_some, [[] for _ in range(procs)]))  # start and import first
         t0 = time.perf_counter()
-        rows = sum(pool.map(_read_some, chunks))
+        rows = sum(pool.map(_read_some, chunks, [threads] * procs))
         return time.perf_counter() - t0, rows
 
 
@@ -201,6 +206,7 @@ def measure(base: str, workdir: str, n: int, procs: int, extra: list[str]) -> di
     log(f"{n:,}: floor {f1:.1f} s ({rows:,} rows), start-up {start:.1f} s; compacting")
     job = run_compact(folder, extra)
     f2, _ = floor(paths, procs)
+    f_default, _ = floor(paths, procs, threads=True)
     fl = (f1 + f2) / 2
     log(
         f"{n:,}: compact {job['wall_s']:.1f} s, floor {f1:.1f}/{f2:.1f} s, "
@@ -214,6 +220,8 @@ def measure(base: str, workdir: str, n: int, procs: int, extra: list[str]) -> di
         "codes": rows,
         **job,
         "floor_read_s": [round(f1, 2), round(f2, 2)],
+        "floor_default_read_s": round(f_default, 2),
+        "ratio_to_default_floor": round(job["wall_s"] / f_default, 3),
         "listing_s": round(list_s, 2),
         "ratio_to_floor": round(job["wall_s"] / fl, 3),
         "ratio_to_floor_plus_listing": round(job["wall_s"] / (fl + list_s), 3),
