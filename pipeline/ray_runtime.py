@@ -77,19 +77,23 @@ def shutdown_ray(grace: float = LEFTOVER_GRACE_S) -> list:
     import ray
 
     raylet, procs = _own_node()
-    if raylet is not None:
-        procs += leftovers.descendants(raylet)
-    ray.shutdown()
     if raylet is None:
+        ray.shutdown()
         return []
-    procs = set(procs) | set(leftovers.with_env("RAY_RAYLET_PID", str(raylet)))
-    left = leftovers.wait_gone(procs, grace)
-    if not left:
-        return []
-    names = ", ".join(map(leftovers.describe, left))
-    log.warning("ray: %d process(es) outlived this job's Ray session; killed: %s", len(left), names)
-    killed = leftovers.kill(left)
-    leftovers.wait_gone(killed, 5.0)
+    procs += leftovers.descendants(raylet)
+    with leftovers.adopting_orphans():  # the raylet's workers end as our zombies, not pid 1's
+        ray.shutdown()
+        procs = set(procs) | set(leftovers.with_env("RAY_RAYLET_PID", str(raylet)))
+        left = leftovers.wait_gone(procs, grace)
+        killed = leftovers.kill(left)
+        if killed:
+            names = ", ".join(map(leftovers.describe, left))
+            log.warning(
+                "ray: %d process(es) outlived this job's Ray session; killed: %s",
+                len(killed),
+                names,
+            )
+            leftovers.wait_gone(killed, 5.0)
     return killed
 
 

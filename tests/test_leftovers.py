@@ -60,6 +60,42 @@ def test_processes_are_found_by_environment_and_killed():
         p.wait()
 
 
+def test_orphans_of_a_session_are_reaped_by_the_job_not_left_to_pid_1():
+    """A worker whose parent (the raylet) ends first: inside `adopting_orphans` it becomes the
+    job's child, and once it has ended it is reaped, so no zombie of it is left."""
+    code = "import subprocess; q = subprocess.Popen(['sleep', '0.5']); print(q.pid, flush=True)"
+    with leftovers.adopting_orphans():
+        parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        orphan = leftovers.proc(int(parent.stdout.readline()))
+        parent.wait()  # the orphan's parent is gone: it is ours now, still sleeping
+        assert leftovers._stat(orphan.pid)[1] == os.getpid()
+        assert leftovers.wait_gone([orphan], 10) == []  # ended: a zombie of ours
+        assert leftovers.proc(orphan.pid) == orphan
+    assert leftovers.proc(orphan.pid) is None  # reaped on leaving
+    assert leftovers.reap([orphan]) == 0
+
+
+def test_quick_exit_waits_for_the_resource_tracker_of_a_spawn_pool():
+    """A spawn pool starts multiprocessing's resource tracker, which ends when its pipe closes:
+    after `os._exit` that was a moment after the job, as pid 1's orphan (seen in the demo)."""
+    code = textwrap.dedent(
+        """
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import resource_tracker
+        from pipeline.lifecycle.quick_exit import quick_exit
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+            ex.submit(int).result()
+        print(resource_tracker._resource_tracker._pid, flush=True)
+        quick_exit(0)
+        """
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 0
+    assert leftovers._stat(int(out)) is None  # not running, not a zombie: waited for
+
+
 def test_actor_exit_skips_teardown_only_in_a_ray_worker(tmp_path):
     from pipeline.ingest import actor_exit
 
@@ -145,7 +181,9 @@ class Watch:
         lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
         self.summary = json.loads(lines[-1]) if lines else {}
         found = {*self.seen, *leftovers.with_env(TAG, self.tag)}
-        self.left = [q for q in found if leftovers.alive(q)]
+        # in the process table at all: a zombie of pid 1 (its parent gone) counts as left too
+        self.left = [q for q in found if leftovers.proc(q.pid) == q]
+        self.left_states = {q: (leftovers._stat(q.pid) or ("gone", 0, 0))[:2] for q in self.left}
         leftovers.kill(self.left)  # a failing test leaves nothing behind either
 
     def _watch(self, stop: threading.Event) -> None:
@@ -161,7 +199,9 @@ class Watch:
 
     def assert_clean(self, rc: int = 0) -> None:
         assert self.rc == rc, self.stderr[-3000:]
-        names = [self.seen.get(q) or {leftovers.describe(q)} for q in self.left]
+        names = [
+            (self.seen.get(q) or {leftovers.describe(q)}, self.left_states[q]) for q in self.left
+        ]
         assert not self.left, f"outlived the job: {names}"
 
 

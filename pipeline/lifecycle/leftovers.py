@@ -10,13 +10,21 @@ them and kills what is left.
 
 A process is named by (pid, start time), so a pid the kernel reuses is never mistaken for it.
 Linux only (/proc); elsewhere every function finds nothing.
+
+Ended is not gone: a worker whose raylet died first is a zombie of pid 1 until pid 1 reaps it,
+and a process table looked at the instant the job exits still lists it (issue 20: `search
+--ray` over 1M codes "left" 1-2 processes, all zombies). `adopting_orphans` makes the job their
+parent for the shutdown, so that it reaps them itself (`reap`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 
@@ -119,3 +127,52 @@ def describe(p: Proc) -> str:
     except OSError:
         name = "?"
     return f"{p.pid} ({name[:60]})"
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _subreaper(on: bool) -> bool:
+    """Set this process as its orphaned descendants' parent (Linux prctl); False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, int(on)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _children(pid: int) -> list[Proc]:
+    return [p for q in _pids() if (st := _stat(q)) and st[1] == pid and (p := proc(q))]
+
+
+@contextlib.contextmanager
+def adopting_orphans():
+    """While inside, descendants orphaned by their parent's end (a Ray worker after its
+    raylet) become this process's children, not pid 1's; on leaving, those that have ended are
+    reaped, so no zombie of the job is left in the process table. Children this process had
+    before (Popen objects of their own, which wait for them) are never touched."""
+    me = os.getpid()
+    own = set(_children(me))
+    on = _subreaper(True)
+    try:
+        yield
+    finally:
+        if on:
+            adopted = [p for p in _children(me) if p not in own]
+            _subreaper(False)
+            reap(adopted)
+
+
+def reap(procs) -> int:
+    """Collect those of `procs` that have ended and are this process's children; returns how
+    many. Never waits on a process still running."""
+    n = 0
+    for p in procs:
+        st = _stat(p.pid)
+        if st is None or st[2] != p.start or st[1] != os.getpid() or st[0] not in ("Z", "X"):
+            continue
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(p.pid, os.WNOHANG)[0] == p.pid:
+                n += 1
+    return n
