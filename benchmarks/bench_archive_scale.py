@@ -203,6 +203,12 @@ def _proc_stat(pid):
     return int(rest[1]), rest[19]  # ppid, starttime
 
 
+def _proc_state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    return s[s.rindex(")") + 2]
+
+
 def _proc_mem_kb(pid):
     hwm = rss = 0
     with open(f"/proc/{pid}/status") as f:
@@ -279,11 +285,13 @@ class TreeSampler(threading.Thread):
         self.stop_event.set()
         self.join()
 
-    def alive_pids(self):
+    def alive_pids(self, zombies: bool = False):
+        """Pids still running. A zombie (state Z) has ended and waits for its parent, or for
+        pid 1 once its parent is gone, to reap it: listed only when `zombies`."""
         out = []
         for pid, start in self.procs:
             try:
-                if _proc_stat(pid)[1] == start:
+                if _proc_stat(pid)[1] == start and (zombies or _proc_state(pid) not in "ZX"):
                     out.append(pid)
             except (OSError, ValueError, IndexError):
                 pass
@@ -359,6 +367,7 @@ def run_job(label, args, logdir, timeout):
             break
         time.sleep(0.25)
     leftover = [pid for pid in sampler.alive_pids() if pid != p.pid]
+    zombies = [pid for pid in sampler.alive_pids(zombies=True) if pid not in leftover + [p.pid]]
     driver = p.pid
     if TIME:
         kids = [pid for (pid, _), r in sampler.procs.items() if r["ppid"] == p.pid]
@@ -384,6 +393,8 @@ def run_job(label, args, logdir, timeout):
         "time_max_rss_mb": time_max_mb,
         **mem,
         "leftover_processes": len(leftover),
+        "leftover_names": [_name_of(sampler, pid) for pid in leftover],
+        "zombies_at_exit": len(zombies),  # ended, not yet reaped (by pid 1: parent gone)
         "summary": summary,
         "stderr": err_p,
     }
@@ -398,6 +409,10 @@ def run_job(label, args, logdir, timeout):
     if leftover:
         log(f"{label}: {len(leftover)} processes of the job still alive after it exited")
     return res
+
+
+def _name_of(sampler, pid):
+    return next((r["name"] for (q, _), r in sampler.procs.items() if q == pid), "?")
 
 
 def _read(path):
