@@ -117,6 +117,17 @@ def _is_normal(uri: str, local: bool) -> bool:
     )
 
 
+def _below(loc: Location, uri: str) -> Location | None:
+    """`uri` as a Location on `loc`'s store, made without parsing, when it is already in
+    normal form below `loc`; None otherwise."""
+    if not (uri.startswith(loc.uri + "/") and _is_normal(uri, loc.is_local)):
+        return None
+    out = object.__new__(Location)
+    object.__setattr__(out, "uri", uri)
+    object.__setattr__(out, "options", loc.options)
+    return out
+
+
 def join_uri(protocol: str, path: str) -> str:
     return path if protocol == "file" else f"{protocol}://{path}"
 
@@ -330,13 +341,7 @@ class Location:
         """Another location on the same store (e.g. a URI this one listed), same options.
         A URI already in normal form below this one skips fsspec's parsing (compaction makes
         one per shard: it was 12% of its work)."""
-        uri = str(uri)
-        if uri.startswith(self.uri + "/") and _is_normal(uri, self.is_local):
-            loc = object.__new__(Location)
-            object.__setattr__(loc, "uri", uri)
-            object.__setattr__(loc, "options", self.options)
-            return loc
-        return Location(uri, self.options)
+        return _below(self, str(uri)) or Location(uri, self.options)
 
     def exists(self) -> bool:
         return self.fs.exists(self.path)
