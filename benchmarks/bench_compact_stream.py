@@ -8,7 +8,8 @@ Data: the largest size is written once (`pipeline.synth.codes.write_code_shards`
 shards of 20 64-bit codes, `archive_relpaths(n)`, 4 sites, a night folder per day); each size
 compacts a fresh hard-link copy of its first n shards (canonical order).
 
-For each size, in this order:
+For each size, in this order (after one untimed read of every file, so that all timings read
+from the page cache):
 - floor (before): every shard read once with pyarrow
   (`ParquetFile(BufferReader(bytes)).read(use_threads=False)`, the fastest read of a small file,
   as `store.read_shard` does) by one process per core, from a file list made beforehand (the
@@ -110,6 +111,14 @@ def floor(paths: list[str], procs: int, threads: bool = False) -> tuple[float, i
         return time.perf_counter() - t0, rows
 
 
+def warm(paths: list[str]) -> None:
+    """Read every file once, untimed, so that the floors and the job all read from the page
+    cache (the runs of 2026-12-08 timed the first floor cold: 31.5 s against 11.0 warm)."""
+    for p in paths:
+        with open(p, "rb") as f:
+            f.read()
+
+
 def listing_seconds(folder: str) -> float:
     t0 = time.perf_counter()
     n = sum(1 for _, _, fs in os.walk(folder) for f in fs if f.endswith(".parquet"))
@@ -201,6 +210,7 @@ def measure(base: str, workdir: str, n: int, procs: int, extra: list[str]) -> di
     log(f"{n:,} shards: linking a fresh copy")
     paths = fresh_copy(base, folder, n)
     list_s = listing_seconds(folder)
+    warm(paths)
     f1, rows = floor(paths, procs)
     start = startup_seconds()
     log(f"{n:,}: floor {f1:.1f} s ({rows:,} rows), start-up {start:.1f} s; compacting")
