@@ -16,7 +16,15 @@ import pytest
 from code_archive import Archive, assert_equals_kernels, assert_exactly_once
 from test_compact import _compact_cmd, _run
 
-from pipeline.codes import catalogue, compact, compact_plan, compact_runners, segments
+from pipeline.codes import (
+    catalogue,
+    compact,
+    compact_plan,
+    compact_runners,
+    compact_unit,
+    segments,
+    store,
+)
 from pipeline.codes.segments import SegmentTable
 from pipeline.synth.codes import archive_relpaths
 
@@ -71,8 +79,11 @@ def test_units_are_whole_nights_and_cut_like_the_rule(arch):
     units = _units(arch)
     assert len(units) == 6 and [len(u.shards) for u in units] == [20] * 6
     assert all(u.rows == 400 for u in units)  # estimated from sampled footers: exact here
+    listed = set(store.list_shards(arch.root))
     for u in units:
-        assert len({compact.group_key(rel, 4) for _, rel, _ in u.shards}) == 1
+        assert len({compact.group_key(rel, 4) for rel, _ in u.shards}) == 1
+        # a unit holds relpaths; the URI a worker reads is the one listed
+        assert {compact_unit.shard_at(arch.model_loc(), r) for r, _ in u.shards} <= listed
     # a later compaction that adds a file inside a night rewrites that night's segment in the
     # same unit as the new shard
     compact.compact(arch.root, target_rows=400)

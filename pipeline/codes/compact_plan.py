@@ -150,7 +150,7 @@ class Planner:
         self._first_pending(pending)
         self.shards += len(pending)
         rewrite |= self._rewritten_by(p[1] for p in pending)
-        items = [(r, r, self._estimate(sz), (u, r, m)) for u, r, m, sz in pending]
+        items = [(r, r, self._estimate(sz), (r, m)) for _, r, m, sz in pending]
         by_name = {s.name: s for s in self.seg.segments}
         for name in sorted(rewrite - self._taken):
             s = by_name[name]

@@ -35,11 +35,11 @@ BLOCK_SHARDS = 1000  # shards converted to the segment schema together (per-shar
 
 @dataclass(frozen=True)
 class Unit:
-    """What one worker compacts: pending shards (uri, relpath, mtime) and the segments whose
+    """What one worker compacts: pending shards (relpath, mtime) and the segments whose
     rows it merges with them, all inside [lo, hi] of the canonical order."""
 
     index: int
-    shards: tuple  # ((uri, relpath, mtime or None), ...) in relpath order
+    shards: tuple  # ((relpath, mtime or None), ...) in relpath order; URIs by `shard_at`
     rewrite: tuple  # segments.Segment to rewrite (minus the files `shards` replace)
     rows: int  # estimated rows (shards from their sizes, segments exactly)
 
@@ -74,7 +74,7 @@ def run_unit(job: Job, unit: Unit) -> dict:
     tag = f"v{job.version + 1:06d}-{unit.index:05d}-{uuid.uuid4().hex[:8]}"
     out = _Cutter(table, tag, job.target, job.depth)
     try:
-        stale = {rel for _, rel, _ in unit.shards}
+        stale = {rel for rel, _ in unit.shards}
         kept = _kept_rows(job.root, [s.uri for s in unit.rewrite], stale)
         for block in _blocks(_merged(kept, _shards_in_order(job, unit))):
             out.write_block(block)
@@ -108,6 +108,12 @@ def _node() -> str:
 # ---------------------------------------------------------------------------------- reading
 
 
+def shard_at(root: Location, relpath: str) -> str:
+    """The URI of a pending shard from its relpath (`store.shard_uri`'s layout): a unit holds
+    relpaths only, half the memory per shard of a backfill's plan."""
+    return f"{root.uri}/{relpath}{store.SHARD_SUFFIX}"
+
+
 def _read_shard(job: Job, uri: str) -> pa.Table:
     # its own columns: a missing optional one is filled in per block (`_shard_rows`), not here
     t, m = store.read_shard_meta(job.root.at(uri))
@@ -123,8 +129,8 @@ def _shards_in_order(job: Job, unit: Unit):
     window = 4 * job.read_threads
     with ThreadPoolExecutor(max_workers=job.read_threads) as pool:
         ahead = collections.deque()
-        for uri, rel, mtime in unit.shards:
-            ahead.append((rel, mtime, pool.submit(_read_shard, job, uri)))
+        for rel, mtime in unit.shards:
+            ahead.append((rel, mtime, pool.submit(_read_shard, job, shard_at(job.root, rel))))
             if len(ahead) >= window:
                 rel0, m0, fut = ahead.popleft()
                 yield rel0, m0, fut.result()
