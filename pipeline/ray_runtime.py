@@ -87,7 +87,7 @@ def shutdown_ray(grace: float = LEFTOVER_GRACE_S) -> list:
         left = leftovers.wait_gone(procs, grace)
         killed = leftovers.kill(left)
         if killed:
-            names = ", ".join(map(leftovers.describe, left))
+            names = ", ".join(map(leftovers.describe, killed))
             log.warning(
                 "ray: %d process(es) outlived this job's Ray session; killed: %s",
                 len(killed),

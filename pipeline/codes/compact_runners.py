@@ -59,10 +59,11 @@ class LocalProcesses:
     def run(self, fn: Callable, calls: Iterable[tuple]) -> Iterator:
         calls = iter(calls)  # consumed lazily: the planner lists a group at a time
         head = list(itertools.islice(calls, 1))
-        if head and not _full(head[0]):  # planning the next unit decides
+        several = bool(head) and _full(head[0])
+        if head and not several:  # planning the next unit decides
             head += itertools.islice(calls, 1)
+            several = len(head) == 2
         rest = itertools.chain(head, calls)
-        several = len(head) == 2 or (head and _full(head[0]))
         if self.parallelism == 1 or not several:  # a night: no process start-up to pay
             yield from InProcess().run(fn, rest)
             return

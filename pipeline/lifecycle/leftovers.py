@@ -81,13 +81,19 @@ def with_env(key: str, value: str) -> list[Proc]:
     return out
 
 
-def descendants(pid: int) -> list[Proc]:
-    """Every process below `pid` in the process tree."""
+def _child_map() -> dict[int, list[int]]:
+    """{parent pid: child pids} of the whole process table."""
     children: dict[int, list[int]] = {}
     for q in _pids():
         st = _stat(q)
         if st is not None:
             children.setdefault(st[1], []).append(q)
+    return children
+
+
+def descendants(pid: int) -> list[Proc]:
+    """Every process below `pid` in the process tree."""
+    children = _child_map()
     out, todo = [], list(children.get(pid, []))
     while todo:
         q = todo.pop()
@@ -143,7 +149,7 @@ def _subreaper(on: bool) -> bool:
 
 
 def _children(pid: int) -> list[Proc]:
-    return [p for q in _pids() if (st := _stat(q)) and st[1] == pid and (p := proc(q))]
+    return [p for q in _child_map().get(pid, []) if (p := proc(q)) is not None]
 
 
 @contextlib.contextmanager
